@@ -1,0 +1,1 @@
+"""``recsys evaluate``: the offline protocol of EVALUATION.md, baselines side by side."""

@@ -1,0 +1,1 @@
+"""Importers turn third-party formats into a recsys dataset directory."""

@@ -1,0 +1,21 @@
+"""Column names and types of the on-disk dataset format (see README, "Dataset format")."""
+
+from __future__ import annotations
+
+import polars as pl
+
+INTERACTIONS_FILE = "interactions.parquet"
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+TIMESTAMP = "timestamp"
+RATING = "rating"
+WEIGHT = "weight"
+
+TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
+ID_DTYPES = (pl.Int64, pl.String)
+
+#: Item columns that the text renderer reads when present (any other string column is an attribute).
+ITEM_TEXT_FIELDS = ("title", "genres", "year", "description", "tags")

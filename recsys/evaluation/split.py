@@ -1,0 +1,278 @@
+"""The protocol's data structures: encoded interactions, per-user sequences, the temporal leave-one-out split
+and the cold-start-item split (../shared/EVALUATION.md).
+
+Per-user order is a stable sort by timestamp over the dataset's source row order, never by item id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.data import schema as S
+from recsys.data.dataset import Dataset
+from recsys.errors import RecsysError
+
+MIN_USER_INTERACTIONS = 3
+COLD_MIN_ITEM_INTERACTIONS = 5
+COLD_FRACTION = 0.10
+COLD_SEED = 0
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Ragged per-row item sequences in CSR form (row r = items[indptr[r]:indptr[r+1]], oldest first)."""
+
+    indptr: np.ndarray
+    items: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def row(self, r: int) -> np.ndarray:
+        return self.items[self.indptr[r] : self.indptr[r + 1]]
+
+    def take(self, rows: np.ndarray) -> "Sequences":
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        idx = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return Sequences(indptr, self.items[idx])
+
+    def last(self, n: int) -> "Sequences":
+        """The last ``n`` items of every row (the most recent history)."""
+        starts = np.maximum(self.indptr[:-1], self.indptr[1:] - n)
+        lengths = self.indptr[1:] - starts
+        indptr = np.zeros(self.n_rows + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        idx = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return Sequences(indptr, self.items[idx])
+
+    def to_csr(self, n_items: int, *, binary: bool = True) -> sp.csr_matrix:
+        data = np.ones(len(self.items), dtype=np.float32)
+        m = sp.csr_matrix((data, self.items.astype(np.int64), self.indptr), shape=(self.n_rows, n_items))
+        m.sum_duplicates()
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+    def append(self, extra: np.ndarray) -> "Sequences":
+        """Append one item to every row (extra[r] at the end of row r)."""
+        lengths = self.lengths + 1
+        indptr = np.zeros(self.n_rows + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        items = np.empty(indptr[-1], dtype=self.items.dtype)
+        mask = np.ones(indptr[-1], dtype=bool)
+        mask[indptr[1:] - 1] = False
+        items[mask] = self.items
+        items[indptr[1:] - 1] = extra
+        return Sequences(indptr, items)
+
+    @classmethod
+    def from_sorted(cls, rows: np.ndarray, items: np.ndarray, n_rows: int) -> "Sequences":
+        """Build from parallel arrays already grouped by row (rows non-decreasing)."""
+        counts = np.bincount(rows, minlength=n_rows)
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(indptr, np.ascontiguousarray(items, dtype=np.int32))
+
+
+@dataclass
+class TrainData:
+    """What a model may learn from: per-user time-ordered sequences plus the item catalogue."""
+
+    sequences: Sequences  # row = user index
+    n_items: int
+    items: pl.DataFrame  # catalogue; row i describes item index i
+    events: pl.DataFrame  # columns u, i, timestamp (+ rating, context), time-ordered within user
+    users: pl.DataFrame | None = None  # profiles; row u describes user index u (None when absent)
+    cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+
+    @property
+    def n_users(self) -> int:
+        return self.sequences.n_rows
+
+    @cached_property
+    def matrix(self) -> sp.csr_matrix:
+        """Binary user x item matrix (implicit feedback: every interaction counts)."""
+        return self.sequences.to_csr(self.n_items)
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.sequences.items, minlength=self.n_items)
+
+
+@dataclass
+class Cases:
+    """Ranking cases: for each, the user, the history the model may see, the target and what is excluded."""
+
+    users: np.ndarray
+    history: Sequences
+    targets: np.ndarray
+    exclude: Sequences
+    context: pl.DataFrame | None = None  # the target interaction's timestamp and context columns, one row a case
+    ratings: np.ndarray | None = None  # the target interaction's rating, when the data has ratings
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def take(self, rows: np.ndarray) -> "Cases":
+        rows = np.asarray(rows)
+        return Cases(
+            self.users[rows],
+            self.history.take(rows),
+            self.targets[rows],
+            self.exclude.take(rows),
+            self.context[rows] if self.context is not None else None,
+            self.ratings[rows] if self.ratings is not None else None,
+        )
+
+
+@dataclass
+class EncodedDataset:
+    """Interactions mapped to dense indices and ordered per user by (timestamp, source row)."""
+
+    dataset: Dataset
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    events: pl.DataFrame  # u, i, pos, len, timestamp (+rating, context)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def user_profiles(self) -> pl.DataFrame | None:
+        users = self.dataset.users
+        if users is None:
+            return None
+        order = pl.DataFrame({S.USER_ID: self.user_ids})
+        return order.join(users, on=S.USER_ID, how="left", maintain_order="left")
+
+
+def encode(dataset: Dataset, *, min_user_interactions: int = MIN_USER_INTERACTIONS) -> EncodedDataset:
+    """Drop users with too few interactions, map ids to indices, order each user's events by time (stable)."""
+    items = dataset.items
+    item_map = pl.DataFrame({S.ITEM_ID: items[S.ITEM_ID], "i": np.arange(items.height, dtype=np.int32)})
+    inter = dataset.interactions.with_row_index("__src")
+    counts = inter.group_by(S.USER_ID).len()
+    kept = counts.filter(pl.col("len") >= min_user_interactions).sort(S.USER_ID)
+    if kept.height == 0:
+        raise RecsysError(f"no user has at least {min_user_interactions} interactions: nothing to evaluate")
+    user_map = kept.select(S.USER_ID).with_columns(u=pl.int_range(pl.len(), dtype=pl.Int32))
+    extra = [c for c in inter.columns if c not in (S.USER_ID, S.ITEM_ID, "__src")]
+    events = (
+        inter.join(user_map, on=S.USER_ID, how="inner")
+        .join(item_map, on=S.ITEM_ID, how="left")
+        .sort(["u", S.TIMESTAMP, "__src"])
+        .with_columns(
+            pos=pl.int_range(pl.len(), dtype=pl.Int32).over("u"),
+            len=pl.len().over("u").cast(pl.Int32),
+        )
+        .select(["u", "i", "pos", "len", *extra])
+    )
+    return EncodedDataset(dataset, items[S.ITEM_ID].to_numpy(), user_map[S.USER_ID].to_numpy(), events)
+
+
+def _train_data(enc: EncodedDataset, events: pl.DataFrame, cold: np.ndarray | None = None) -> TrainData:
+    seq = Sequences.from_sorted(events["u"].to_numpy(), events["i"].to_numpy(), enc.n_users)
+    return TrainData(
+        seq,
+        enc.n_items,
+        enc.dataset.items,
+        events.drop(["pos", "len"]),
+        enc.user_profiles(),
+        cold if cold is not None else np.zeros(0, dtype=np.int32),
+    )
+
+
+def _cases(enc: EncodedDataset, history: pl.DataFrame, targets: pl.DataFrame) -> Cases:
+    """One case per target row; the history is the user's rows of ``history``."""
+    hist = Sequences.from_sorted(history["u"].to_numpy(), history["i"].to_numpy(), enc.n_users)
+    users = targets["u"].to_numpy()
+    h = hist.take(users)
+    ctx_cols = [c for c in targets.columns if c not in ("u", "i", "pos", "len", S.RATING, S.WEIGHT)]
+    ratings = targets[S.RATING].to_numpy().astype(np.float64) if S.RATING in targets.columns else None
+    return Cases(users, h, targets["i"].to_numpy(), h, targets.select(ctx_cols), ratings)
+
+
+@dataclass
+class LeaveOneOutSplit:
+    """Temporal leave-one-out: last interaction = test, second-to-last = validation, the rest = train."""
+
+    encoded: EncodedDataset
+    train: TrainData  # for validation
+    validation: Cases
+    train_full: TrainData  # train + validation, for test
+    test: Cases
+
+
+def leave_one_out(enc: EncodedDataset) -> LeaveOneOutSplit:
+    ev = enc.events
+    train = ev.filter(pl.col("pos") < pl.col("len") - 2)
+    val = ev.filter(pl.col("pos") == pl.col("len") - 2)
+    full = ev.filter(pl.col("pos") < pl.col("len") - 1)
+    test = ev.filter(pl.col("pos") == pl.col("len") - 1)
+    return LeaveOneOutSplit(enc, _train_data(enc, train), _cases(enc, train, val), _train_data(enc, full), _cases(enc, full, test))
+
+
+@dataclass
+class ColdStartSplit:
+    """Items held out entirely: the model sees them only through their text and attributes."""
+
+    cold_items: np.ndarray
+    train: TrainData
+    cases: Cases
+
+
+def cold_start(
+    enc: EncodedDataset,
+    *,
+    min_interactions: int = COLD_MIN_ITEM_INTERACTIONS,
+    fraction: float = COLD_FRACTION,
+    seed: int = COLD_SEED,
+) -> ColdStartSplit:
+    ev = enc.events
+    counts = np.bincount(ev["i"].to_numpy(), minlength=enc.n_items)
+    eligible = np.flatnonzero(counts >= min_interactions)
+    # the protocol draws from the sorted item *ids*; map back to indices afterwards
+    eligible_ids = np.sort(enc.item_ids[eligible])
+    n = int(round(fraction * len(eligible_ids)))
+    if n == 0:
+        raise RecsysError(f"no cold-start items: {len(eligible_ids)} items have >= {min_interactions} interactions")
+    drawn_ids = np.random.default_rng(seed).choice(eligible_ids, n, replace=False)
+    id_to_index = pl.DataFrame({"id": enc.item_ids, "i": np.arange(enc.n_items, dtype=np.int32)})
+    cold = pl.DataFrame({"id": drawn_ids}).join(id_to_index, on="id", how="left", maintain_order="left")["i"].to_numpy()
+    is_cold = pl.col("i").is_in(pl.Series(cold).implode())
+    warm_ev = ev.filter(~is_cold)
+    cold_ev = ev.filter(is_cold)
+    cases = _cases(enc, warm_ev, cold_ev)
+    # exclude the user's training items and the user's *other* cold items
+    cold_seq = Sequences.from_sorted(cold_ev["u"].to_numpy(), cold_ev["i"].to_numpy(), enc.n_users).take(cases.users)
+    excl_items, excl_ptr = _merge_rows(cases.history, cold_seq)
+    cases.exclude = Sequences(excl_ptr, excl_items)  # the target itself is removed from exclusion at ranking time
+    return ColdStartSplit(np.sort(cold).astype(np.int32), _train_data(enc, warm_ev, cold), cases)
+
+
+def _merge_rows(a: Sequences, b: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    lengths = a.lengths + b.lengths
+    indptr = np.zeros(a.n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    rows = np.concatenate([np.repeat(np.arange(a.n_rows), a.lengths), np.repeat(np.arange(b.n_rows), b.lengths)])
+    items = np.concatenate([a.items, b.items])
+    order = np.argsort(rows, kind="stable")
+    return items[order].astype(np.int32), indptr
