@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -32,3 +32,68 @@ def import_movielens_cmd(
     else:
         c = saved.manifest["counts"]
         typer.echo(f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users ({source['name']})")
+
+
+@import_app.command("table")
+def import_table_cmd(
+    interactions: Annotated[Path, typer.Option("--interactions", "-i", help="Interactions file (.csv, .tsv or .parquet): user_id, item_id, optional timestamp, rating, weight and context columns.")],
+    items: Annotated[Path, typer.Option("--items", help="Items file (.csv, .tsv or .parquet): item_id plus attribute/text columns.")],
+    out: OutOpt,
+    users: Annotated[Optional[Path], typer.Option("--users", help="Optional users file: user_id plus profile columns.")] = None,
+    mapping: Annotated[Optional[list[str]], typer.Option("--map", help="Rename columns: user_id=COL,item_id=COL,timestamp=COL,... (prefix items./users./interactions. to scope one file; repeatable).", metavar="CANONICAL=COLUMN,...")] = None,
+    order_column: Annotated[Optional[str], typer.Option("--order-column", help="Numeric interactions column that defines time order when there is no timestamp column (default: row order).", metavar="COLUMN")] = None,
+    timestamp_format: Annotated[Optional[str], typer.Option("--timestamp-format", help="strftime pattern for string timestamps, e.g. '%d/%m/%Y %H:%M' (default: unix epoch numbers or ISO 8601).", metavar="FMT")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
+) -> None:
+    """Import CSV/parquet tables (interactions, items, optional users) into a dataset directory."""
+    from recsys.data.importers.table import import_table, parse_mapping
+
+    ds, source = import_table(
+        interactions, items, users, mapping=parse_mapping(mapping), order_column=order_column, timestamp_format=timestamp_format
+    )
+    saved = ds.save(out, source=source)
+    if json_out:
+        echo_json(saved.manifest)
+    else:
+        c = saved.manifest["counts"]
+        note = "" if not source["timestamps"].get("synthetic") else f"; timestamps synthesised from {source['timestamps']['from'].replace('_', ' ')}"
+        typer.echo(f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users{note}")
+
+
+@app.command("download")
+def download_cmd(
+    name: Annotated[str, typer.Argument(help="movielens-100k, movielens-1m or movielens-latest-small.", metavar="NAME")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset directory to write (default: data/NAME; replaced atomically).")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Where archives are kept and unpacked (default: $RECSYS_CACHE or ~/.cache/recsys).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Network timeout in seconds.")] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
+) -> None:
+    """Download an official GroupLens MovieLens archive, verify its checksum and import it."""
+    from recsys.data.importers.download import download_movielens
+
+    ds, source = download_movielens(name, cache=cache, timeout=timeout)
+    target = out if out is not None else Path("data") / name
+    saved = ds.save(target, source=source)
+    if json_out:
+        echo_json(saved.manifest)
+    else:
+        c = saved.manifest["counts"]
+        d = source["download"]
+        typer.echo(f"wrote {target}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users")
+        typer.echo(f"archive {d['archive']} ({'cached' if d['cached'] else 'downloaded'}), sha256 {d['sha256']}")
+
+
+@app.command("describe")
+def describe_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Counts, density, time span, activity quantiles, ratings, context values and item text coverage."""
+    from recsys.data.dataset import Dataset
+    from recsys.data.describe import describe, format_describe
+
+    stats = describe(Dataset.load(dataset))
+    if json_out:
+        echo_json(stats)
+    else:
+        typer.echo(format_describe(stats), nl=False)

@@ -55,7 +55,7 @@ class Dataset:
     def item_id_from_text(self, raw: str) -> int | str:
         return _parse_id(raw, self.items.schema[S.ITEM_ID], "item")
 
-    def save(self, path: Path, *, source: dict[str, Any], overwrite: bool = True) -> "Dataset":
+    def save(self, path: Path, *, source: dict[str, Any], overwrite: bool = True, extra: dict[str, Any] | None = None) -> "Dataset":
         """Validate, then write atomically: a failed save leaves any existing dataset at ``path`` untouched."""
         validate_dataset(self.interactions, self.items, self.users, origin=source.get("files", {}))
         path = Path(path)
@@ -82,6 +82,7 @@ class Dataset:
                     "items": {k: str(v) for k, v in self.items.schema.items()},
                     "users": {k: str(v) for k, v in self.users.schema.items()} if self.users is not None else None,
                 },
+                **(extra or {}),
             }
             write_manifest(tmp, manifest)
         return Dataset.load(path)

