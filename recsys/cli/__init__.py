@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import sys
-
+import click
 import typer
+from typer.core import TyperGroup
 
 from recsys.errors import RecsysError
 
+
+class _RecsysGroup(TyperGroup):
+    """Root group: a RecsysError anywhere below becomes ``error: ...`` on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except RecsysError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+
+
 app = typer.Typer(
     name="recsys",
+    cls=_RecsysGroup,
     help="Pretrained-language-model recommender: data, training, FAISS retrieval, reranking, evaluation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -31,21 +44,5 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: RecsysError becomes a one-line message on stderr and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except RecsysError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    """Console entry point."""
+    app()
