@@ -97,3 +97,24 @@ def describe_cmd(
         echo_json(stats)
     else:
         typer.echo(format_describe(stats), nl=False)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: OutOpt,
+    users: Annotated[int, typer.Option("--users", help="Number of users (>= 1).")] = 2000,
+    items: Annotated[int, typer.Option("--items", help="Number of items (>= 12, one per category).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (>= 0); same seed, same bytes.")] = 0,
+    interactions_per_user: Annotated[int, typer.Option("--interactions-per-user", help="Mean draws per user (repeated items are dropped).")] = 30,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
+) -> None:
+    """Generate the built-in demo dataset (categories, drifting tastes, device/time context; docs/demo-data.md)."""
+    from recsys.data.demo import generate_demo
+
+    ds, source = generate_demo(users=users, items=items, seed=seed, interactions_per_user=interactions_per_user)
+    saved = ds.save(out, source=source)
+    if json_out:
+        echo_json(saved.manifest)
+    else:
+        c = saved.manifest["counts"]
+        typer.echo(f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users (demo, seed {seed})")

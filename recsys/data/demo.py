@@ -161,7 +161,9 @@ PERIOD_DAYS = 365.0  # interactions fall in [START, START + PERIOD_DAYS)
 _N_CAT = len(CATEGORIES)
 _PRODUCT_NOUNS = 4
 _TOPIC_WORDS = 20
-_CELLS_PER_CHUNK = 1 << 20  # (user, position) cells generated at once: bounds the memory of a chunk
+# (user, position) cells generated at once: bounds a chunk's memory. The chunk layout feeds the random streams,
+# so changing this changes the data: bump DEMO_VERSION with it.
+_CELLS_PER_CHUNK = 1 << 20
 
 
 def context_boost(category: str, device: str, time_of_day: str) -> float:
@@ -179,7 +181,8 @@ def time_of_day(hour: int) -> str:
 
 def time_of_day_expr(col: str = S.TIMESTAMP) -> pl.Expr:
     """Polars expression mapping a timestamp column to its time-of-day bucket (String)."""
-    return pl.col(col).dt.hour().cast(pl.Int64).floordiv(6).replace_strict(list(range(4)), TIMES_OF_DAY, return_dtype=pl.String)
+    bucket = pl.col(col).dt.hour().cast(pl.Int64).floordiv(6)
+    return bucket.replace_strict(list(range(len(TIMES_OF_DAY))), TIMES_OF_DAY, return_dtype=pl.String)
 
 
 def _boost_table() -> np.ndarray:
@@ -200,7 +203,10 @@ def generate_demo(
     Each user gets between ceil(L/2) and L + L//2 draws (L = ``interactions_per_user``, mean about L);
     draws that repeat a (user, item) pair are dropped, so users end with somewhat fewer interactions.
     """
-    for name, value, low in (("users", users, 1), ("items", items, _N_CAT), ("interactions_per_user", interactions_per_user, 1), ("seed", seed, 0)):
+    checks = (
+        ("users", users, 1), ("items", items, _N_CAT), ("interactions_per_user", interactions_per_user, 1), ("seed", seed, 0)
+    )
+    for name, value, low in checks:
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             extra = f" (one item per category at least: there are {_N_CAT} categories)" if name == "items" else ""
             raise RecsysError(f"demo data: {name} must be an integer >= {low}, got {value!r}{extra}")
@@ -217,8 +223,8 @@ def generate_demo(
         inter, prof = _user_chunk(rng, n, first, lo, hi, catalogue, boost)
         inter_parts.append(inter)
         user_parts.append(prof)
-    interactions = pl.concat(inter_parts, rechunk=True)
-    user_frame = pl.concat(user_parts, rechunk=True)
+    interactions = pl.concat(inter_parts, rechunk=False)
+    user_frame = pl.concat(user_parts, rechunk=False)
     source = {
         "name": "demo",
         "format": "demo",
@@ -241,26 +247,23 @@ class _Catalogue:
         rank = np.empty(n, dtype=np.int64)
         rank[perm] = np.arange(n) // _N_CAT
         self.category = category
-        # sampling table: items sorted by (category, rank); key = category + within-category CDF
-        order = np.lexsort((rank, category))
-        weight = (rank[order] + 1.0) ** -ZIPF_EXPONENT
-        sizes = np.bincount(category, minlength=_N_CAT)
-        ends = np.cumsum(sizes)
-        csum = np.cumsum(weight)
-        block_start = np.concatenate([[0.0], csum[ends - 1]])[:-1]
-        block_total = csum[ends - 1] - block_start
-        cat_sorted = category[order]
-        cdf = (csum - block_start[cat_sorted]) / block_total[cat_sorted]
-        cdf[ends - 1] = 1.0
-        self.keys = cat_sorted + cdf
-        self.order = order
+        # sampling table: items sorted by (category, rank); a category's items form one block
+        self.order = np.lexsort((rank, category))
+        self.sizes = np.bincount(category, minlength=_N_CAT).astype(np.float64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.quality = rng.normal(0.0, 0.4, n)  # per-item rating offset
         self.frame = self._frame(rng)
 
     def sample(self, category: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Item index for each (category, uniform in [0, 1)) pair, Zipf within the category."""
-        pos = np.searchsorted(self.keys, category + u, side="right")
-        return self.order[np.minimum(pos, self.n - 1)]
+        """Item index for each (category, uniform in [0, 1)) pair, Zipf within the category.
+
+        Inverse CDF of the discretised power law: P(rank r) ~ (r+1)^(1-s) - r^(1-s) ~ r^-s (ranks from 1).
+        """
+        a = 1.0 - ZIPF_EXPONENT
+        size = self.sizes[category]
+        x = (1.0 + u * ((size + 1.0) ** a - 1.0)) ** (1.0 / a)
+        r = np.minimum(x.astype(np.int64) - 1, size.astype(np.int64) - 1)
+        return self.order[self.offsets[category] + r]
 
     def _frame(self, rng: np.random.Generator) -> pl.DataFrame:
         n, cat = self.n, self.category
@@ -271,11 +274,15 @@ class _Catalogue:
         start = rng.integers(0, _TOPIC_WORDS, n)
         step = steps[rng.integers(0, len(steps), n)]
         base = cat * vocab_size + _PRODUCT_NOUNS
-        topic = [vocab.gather(base + (start + j * step) % _TOPIC_WORDS) for j in range(5)]
-        noun = vocab.gather(cat * vocab_size + rng.integers(0, _PRODUCT_NOUNS, n))
-        generic = pl.Series(GENERIC_WORDS)
+        topic_idx = [base + (start + j * step) % _TOPIC_WORDS for j in range(5)]
+        topic = [vocab.gather(i) for i in topic_idx]
+        noun_idx = cat * vocab_size + rng.integers(0, _PRODUCT_NOUNS, n)
+        noun = vocab.gather(noun_idx)
+        titled = pl.Series([w.capitalize() for w in vocab])
+        generic = pl.Series([w.capitalize() for w in GENERIC_WORDS])
+        with_article = pl.Series([("An " if w[0] in "aeiou" else "A ") + w for w in GENERIC_WORDS])
         g1 = generic.gather(rng.integers(0, len(GENERIC_WORDS), n))
-        g2 = generic.gather(rng.integers(0, len(GENERIC_WORDS), n))
+        g2 = with_article.gather(rng.integers(0, len(GENERIC_WORDS), n))
         sentence = pl.Series(_GENERIC_SENTENCES).gather(rng.integers(0, len(_GENERIC_SENTENCES), n))
         brand_names = pl.Series(
             [f"{w.capitalize()} {_CATEGORY_SPEC[c][4]}" for c in CATEGORIES for w in _CATEGORY_SPEC[c][3][:5]]
@@ -285,19 +292,23 @@ class _Catalogue:
         price = pl.Series(PRICE_TIERS).gather(rng.choice(len(PRICE_TIERS), n, p=_PRICE_TIER_P))
         cats = pl.Series(CATEGORIES).gather(cat)
         f = pl.DataFrame(
-            {"g1": g1, "g2": g2, "n": noun, "t0": topic[0], "t1": topic[1], "t2": topic[2], "t3": topic[3],
-             "t4": topic[4], "s": sentence}
+            {
+                "g1": g1, "g2": g2, "n": noun, "N": titled.gather(noun_idx), "T0": titled.gather(topic_idx[0]),
+                "T1": titled.gather(topic_idx[1]), "t0": topic[0], "t1": topic[1], "t2": topic[2], "t3": topic[3],
+                "t4": topic[4], "c": cats, "s": sentence,
+            }
         )
         text = f.select(
-            title=pl.concat_str(
-                [pl.col("g1").str.to_titlecase(), pl.col("t0").str.to_titlecase(), pl.col("t1").str.to_titlecase(),
-                 pl.col("n").str.to_titlecase()],
-                separator=" ",
-            ),
+            # "Modern Asana Zen Bolster"
+            title=pl.concat_str([pl.col("g1"), pl.col("T0"), pl.col("T1"), pl.col("N")], separator=" "),
+            # "A collected bolster about zen, chakra and kundalini, with a touch of incense. Filed under yoga and
+            # meditation. <generic sentence>"
             description=pl.concat_str(
-                [pl.when(pl.col("g2").str.contains("^[aeiou]")).then(pl.lit("An ")).otherwise(pl.lit("A ")), pl.col("g2"), pl.lit(" "), pl.col("n"), pl.lit(" about "), pl.col("t1"), pl.lit(", "),
-                 pl.col("t2"), pl.lit(" and "), pl.col("t3"), pl.lit(", with a touch of "), pl.col("t4"),
-                 pl.lit(". "), pl.col("s")]
+                [
+                    pl.col("g2"), pl.lit(" "), pl.col("n"), pl.lit(" about "), pl.col("t1"), pl.lit(", "),
+                    pl.col("t2"), pl.lit(" and "), pl.col("t3"), pl.lit(", with a touch of "), pl.col("t4"),
+                    pl.lit(". Filed under "), pl.col("c"), pl.lit(". "), pl.col("s"),
+                ]
             ),
             tags=pl.concat_list([pl.col("t0"), pl.col("t2"), pl.col("t4")]),
         )
@@ -317,9 +328,9 @@ class _Catalogue:
 def _dirichlet_tastes(rng: np.random.Generator, n: int) -> np.ndarray:
     """n tastes over categories, each concentrated on 1..3 random focus categories."""
     k = rng.integers(FOCUS_CATEGORIES[0], FOCUS_CATEGORIES[1] + 1, n)
-    rank = np.argsort(rng.random((n, _N_CAT)), axis=1).argsort(axis=1)
-    alpha = np.where(rank < k[:, None], FOCUS_ALPHA, BACKGROUND_ALPHA)
-    g = rng.standard_gamma(alpha)
+    keys = rng.random((n, _N_CAT))
+    focus = keys <= np.take_along_axis(np.sort(keys, axis=1), (k - 1)[:, None], axis=1)
+    g = rng.standard_gamma(np.where(focus, FOCUS_ALPHA, BACKGROUND_ALPHA))
     g[g.sum(axis=1) == 0, 0] = 1.0  # vanishingly unlikely; keeps the row a distribution
     return g / g.sum(axis=1, keepdims=True)
 
@@ -357,15 +368,26 @@ def _user_chunk(
     tod = hour // 6  # index into TIMES_OF_DAY
     device = (rng.random((n, width))[:, :, None] > np.cumsum(device_mix, axis=1)[:, None, :-1]).sum(axis=2)
 
-    # taste drifts linearly from start to end over the user's sequence
-    w = (pos[None, :] / np.maximum(lengths - 1, 1)[:, None]).astype(np.float32)
-    w = np.minimum(w, 1.0)[:, :, None]
-    taste = (1.0 - w) * start_taste[:, None, :] + w * end_taste[:, None, :]
-    weight = taste * boost[device, tod]
-    cum = np.cumsum(weight, axis=2)
-    u = rng.random((n, width), dtype=np.float32)[:, :, None] * cum[:, :, -1:]
-    fresh = np.minimum((cum <= u).sum(axis=2), _N_CAT - 1)
-    del weight, cum, u
+    # taste drifts linearly from start to end over the user's sequence: taste_c = start_c + w * (end_c - start_c);
+    # a fresh category is drawn with weight taste_c * boost_c(device, time of day) (loops run over categories)
+    w = np.minimum(pos[None, :] / np.maximum(lengths - 1, 1)[:, None], 1.0).astype(np.float32)
+    ctx = device * len(TIMES_OF_DAY) + tod
+    boost_flat = boost.reshape(-1, _N_CAT)
+
+    def weight(c: int) -> np.ndarray:
+        taste_c = start_taste[:, c, None] + w * (end_taste[:, c] - start_taste[:, c])[:, None]
+        return taste_c * boost_flat[ctx, c]
+
+    total = np.zeros((n, width), dtype=np.float32)
+    for c in range(_N_CAT):
+        total += weight(c)
+    u = rng.random((n, width), dtype=np.float32) * total
+    fresh = np.zeros((n, width), dtype=np.int64)
+    acc = np.zeros((n, width), dtype=np.float32)
+    for c in range(_N_CAT - 1):
+        acc += weight(c)
+        fresh += acc <= u
+    del total, u, acc
     # sequential habit: with REPEAT_CATEGORY_P copy the previous category (= the last fresh draw)
     repeat = rng.random((n, width)) < REPEAT_CATEGORY_P
     repeat[:, 0] = False
@@ -374,8 +396,13 @@ def _user_chunk(
     item = cat.sample(category, rng.random((n, width)))
 
     # rating from affinity: the taste share of the category (relative to the favourite) + item quality
-    share = np.take_along_axis(taste, category[:, :, None], axis=2)[:, :, 0] / taste.max(axis=2)
-    del taste
+    chosen = np.zeros((n, width), dtype=np.float32)
+    best = np.zeros((n, width), dtype=np.float32)
+    for c in range(_N_CAT):
+        taste_c = start_taste[:, c, None] + w * (end_taste[:, c] - start_taste[:, c])[:, None]
+        np.maximum(best, taste_c, out=best)
+        chosen = np.where(category == c, taste_c, chosen)
+    share = chosen / best
     noise = rng.normal(0.0, 0.6, (n, width))
     rating = np.clip(np.rint(1.0 + 3.2 * share + cat.quality[item] + noise), 1.0, 5.0)
 

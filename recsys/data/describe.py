@@ -147,7 +147,10 @@ def format_describe(d: dict[str, Any]) -> str:
             return
         widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
         for r in rows:
-            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+            cells = [
+                cell.ljust(w) if (align[k] if k < len(align) else ("l" if k == 0 else "r")) == "l" else cell.rjust(w)
+                for k, (cell, w) in enumerate(zip(r, widths))
+            ]
             lines.append("  " + "  ".join(cells).rstrip())
         lines.append("")
 
@@ -164,9 +167,11 @@ def format_describe(d: dict[str, Any]) -> str:
             ("density", f"{d['density']:.4%}"),
             ("first interaction", str(t["first"])),
             ("last interaction", str(t["last"])),
-            ("time span (days)", f"{t['days']:,.1f}" + ("  (synthetic timestamps)" if t["synthetic"] else "")),
+            ("time span (days)", f"{t['days']:,.1f}"),
         ],
     )
+    if t["synthetic"]:
+        lines.insert(-1, "  (synthetic timestamps: the importer made them from row or column order; only the order means anything)")
     keys = ["min", *(q for q, _ in QUANTILES), "max", "mean"]
     table(
         "interactions per",

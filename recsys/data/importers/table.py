@@ -26,7 +26,8 @@ Rules (also in the README):
     - otherwise row order: timestamp = 1970-01-01 UTC + (row - 1) seconds.
   The manifest's ``source.timestamps.synthetic`` is then true.
 * ``rating`` and ``weight`` become Float64. Other CSV columns are Int64 when every value is an integer (no leading
-  zeros), Float64 when every value is a number, otherwise String.
+  zeros), Float64 when every value is a number (no leading zeros), otherwise String, so codes such as zip
+  ``02138`` survive.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _INT_RE = r"^[+-]?(0|[1-9][0-9]*)$"
 _NUM_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_PLAIN_NUM_RE = r"^[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"  # no leading zeros ("02138")
 _ISO_RE = (
     r"^\s*([0-9]{4}-[0-9]{2}-[0-9]{2})"  # 1 date
     r"(?:[T ]([0-9]{2}:[0-9]{2})(:[0-9]{2})?(\.[0-9]{1,9})?)?"  # 2 hh:mm, 3 :ss, 4 .fraction
@@ -238,6 +240,17 @@ def _read(path: Path) -> pl.DataFrame:
         data = data[3:]
     if not data.strip():
         raise DataValidationError("file is empty (no header, no rows)", file=str(path))
+    sep = CSV_SEPARATORS[suffix]
+    try:
+        return pl.read_csv(io.BytesIO(data), separator=sep, infer_schema=False)
+    except Exception as exc:  # noqa: BLE001 - locate the problem only once polars has failed
+        _check_utf8(data, path)
+        row, line = _ragged_row(data, sep)
+        where = f"; row {row} has more fields than the header" if row is not None else ""
+        raise DataValidationError(f"cannot parse as CSV: {_first_line(exc)}{where}", file=str(path), row=row, value=line) from None
+
+
+def _check_utf8(data: bytes, path: Path) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -253,10 +266,17 @@ def _read(path: Path) -> pl.DataFrame:
             row=line_no - 1 if line_no > 1 else None,
             value=line[:200],
         ) from None
-    try:
-        return pl.read_csv(io.BytesIO(data), separator=CSV_SEPARATORS[suffix], infer_schema=False)
-    except Exception as exc:  # noqa: BLE001
-        raise DataValidationError(f"cannot parse as CSV: {_first_line(exc)}", file=str(path)) from None
+
+
+def _ragged_row(data: bytes, sep: str) -> tuple[int | None, str | None]:
+    """Best effort: the first data row with more separators than the header (quoted text ignored)."""
+    lines = pl.Series(data.decode("utf-8").split("\n")).str.strip_chars_end("\r")
+    fields = lines.str.replace_all(r'"[^"]*"', "").str.count_matches(sep, literal=True)
+    bad = (fields > fields[0]) & (lines.str.strip_chars() != "")
+    if not bad.any():
+        return None, None
+    k = int(bad.arg_max())
+    return k, lines[k][:200]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -352,7 +372,7 @@ def _infer(s: pl.Series) -> pl.Series:
         as_int = s.str.strip_chars().cast(pl.Int64, strict=False)
         if as_int.null_count() == s.null_count():
             return as_int
-    if v.str.contains(_NUM_RE).all():
+    if v.str.contains(_PLAIN_NUM_RE).all():
         return s.str.strip_chars().cast(pl.Float64, strict=False)
     return s
 
@@ -417,7 +437,10 @@ def _timestamps(s: pl.Series, fmt: str | None, file: str, column: str) -> tuple[
         return out, {**info, "type": "string", "format": fmt}
     if dtype == pl.String and s.str.strip_chars().str.contains(_NUM_RE).all():
         is_int = s.str.strip_chars().str.contains(_INT_RE).all()
-        s = s.str.strip_chars().cast(pl.Int64 if is_int else pl.Float64, strict=False)
+        text, s = s, s.str.strip_chars().cast(pl.Int64 if is_int else pl.Float64, strict=False)
+        fail = _first_failure(text, s)
+        if fail:
+            raise DataValidationError("epoch timestamp is out of range", file=file, column=column, row=fail[0], value=fail[1])
         dtype = s.dtype
     if dtype.is_numeric():
         biggest = s.abs().max()
