@@ -33,9 +33,16 @@ app = typer.Typer(
 def _register() -> None:
     from recsys.cli import data as data_cli
     from recsys.cli import evaluate as evaluate_cli
+    from recsys.cli import index as index_cli
+    from recsys.cli import retrieve as retrieve_cli
     from recsys.cli import run as run_cli
+    from recsys.cli import train as train_cli
 
     app.add_typer(data_cli.app, name="data")
+    app.add_typer(train_cli.app, name="train")
+    app.command("build-index")(retrieve_cli.build_index)
+    app.add_typer(index_cli.app, name="index")
+    app.command("retrieve")(retrieve_cli.retrieve)
     app.command("evaluate")(evaluate_cli.evaluate)
     app.command("run")(run_cli.run)
 

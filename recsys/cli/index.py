@@ -91,3 +91,20 @@ def _read_id_list(spec: str) -> list[str]:
             raise RecsysError(f"id file {path} does not exist")
         return [line for line in path.read_text().splitlines() if line.strip()]
     return spec.split(",")
+
+
+@app.command("add-items")
+def add_items_cmd(
+    index: IndexArg,
+    items_file: Annotated[Path, typer.Argument(help="CSV or parquet with item_id and text fields (title, description, ...).")],
+    run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Add new items (by their text alone) and re-encode changed ones, without a rebuild."""
+    from recsys.index.build import add_items, read_items_file
+
+    result = add_items(index, read_items_file(items_file), run_dir=run)
+    if json_out:
+        echo_json(result)
+    else:
+        typer.echo(f"updated {index}: {result}")

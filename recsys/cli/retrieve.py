@@ -1,0 +1,59 @@
+"""``recsys build-index`` and ``recsys retrieve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys.cli.common import echo_json
+
+
+def build_index(
+    run: Annotated[Path, typer.Argument(help="Retriever run directory (from `recsys train retriever`).")],
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Dataset whose items to index.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to write (atomically).")],
+    index_type: Annotated[str, typer.Option("--index-type", help="auto (exact up to 1M items, IVF above), flat, ivf or hnsw.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto (GPU when faiss has GPU support and one is visible), cpu or gpu.", envvar="RECSYS_DEVICE")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the index description as JSON.")] = False,
+) -> None:
+    """Encode every item with the run's item tower into a FAISS inner-product index of L2-normalised vectors."""
+    from recsys.data.dataset import Dataset
+    from recsys.index.build import build_index as build
+
+    index = build(run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out)
+    info = index.info()
+    if json_out:
+        echo_json(info)
+    else:
+        recall = f", recall@100 {info['recall_at_100']:.4f}" if info.get("recall_at_100") is not None else ""
+        typer.echo(f"wrote {out}: {info['count']:,} items, {info['type']} index, dim {info['dim']}{recall}")
+
+
+def retrieve(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (from `recsys build-index`).")],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User id; their stored history is read from the index's dataset.")] = None,
+    k: Annotated[int, typer.Option("-k", help="How many items.")] = 20,
+    context: Annotated[str | None, typer.Option("--context", "-c", help="Request context, e.g. time=evening,device=mobile,weekday=sat.")] = None,
+    history: Annotated[str | None, typer.Option("--history", help="New user: comma-separated item ids, oldest first.")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="New user: a profile text, e.g. 'loves jazz records'.")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Read histories from this dataset instead of the index's.")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the recommendations as JSON.")] = False,
+) -> None:
+    """Recommend k items: encode the user (history + context), search the index, drop items already seen."""
+    from recsys.context import parse_context
+    from recsys.retrieval import RetrievalService
+
+    service = RetrievalService.open(index, dataset_dir=dataset, run_dir=run)
+    user_id = service.dataset.user_id_from_text(user) if user is not None else None
+    hist = [service.dataset.item_id_from_text(x.strip()) for x in history.split(",") if x.strip()] if history else None
+    recs = service.recommend(user_id, history=hist, profile=profile, context=parse_context(context), k=k)
+    if json_out:
+        echo_json({"user": user_id, "k": k, "context": parse_context(context), "items": [r.to_dict() for r in recs]})
+        return
+    width = max([len(str(r.item_id)) for r in recs] + [7])
+    typer.echo(f"{'rank':>4}  {'item_id':<{width}}  {'score':>7}  title")
+    for r in recs:
+        typer.echo(f"{r.rank:>4}  {str(r.item_id):<{width}}  {r.score:>7.4f}  {r.title or ''}")
