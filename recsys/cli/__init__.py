@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 import typer
 from typer.core import TyperGroup
@@ -51,5 +53,7 @@ _register()
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (library progress bars of model loading are noise on a command line)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
