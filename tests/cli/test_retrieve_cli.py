@@ -1,0 +1,57 @@
+"""train retriever -> build-index -> retrieve -> index add-items through the real CLI (CliRunner)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from recsys.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-retrieve")
+    ok = lambda r: r.exit_code == 0 or pytest.fail(r.output)  # noqa: E731
+    ok(runner.invoke(app, ["data", "demo", "--out", str(root / "ds"), "--users", "120", "--items", "100", "--interactions-per-user", "10"]))
+    ok(runner.invoke(app, ["train", "retriever", str(root / "ds"), "--out", str(root / "run"), "--epochs", "1", "--max-steps", "5", "--json"]))
+    result = runner.invoke(app, ["build-index", str(root / "run"), "-d", str(root / "ds"), "-o", str(root / "index"), "--json"])
+    ok(result)
+    assert json.loads(result.stdout)["count"] == 100
+    return root
+
+
+def test_retrieve_json(built):
+    result = runner.invoke(app, ["retrieve", "-i", str(built / "index"), "--user", "3", "-k", "7", "--context", "time=morning", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [r["rank"] for r in out["items"]] == list(range(1, 8))
+    assert all(r["title"] for r in out["items"])
+
+
+def test_retrieve_table_and_errors(built):
+    result = runner.invoke(app, ["retrieve", "-i", str(built / "index"), "--user", "3", "-k", "3"])
+    assert result.exit_code == 0 and "rank" in result.output
+    bad_user = runner.invoke(app, ["retrieve", "-i", str(built / "index"), "--user", "nosuch"])
+    assert bad_user.exit_code == 2 and "not an integer" in bad_user.output
+    unknown = runner.invoke(app, ["retrieve", "-i", str(built / "index"), "--user", "987654"])
+    assert unknown.exit_code == 2 and "unknown user 987654" in unknown.output
+    bad_ctx = runner.invoke(app, ["retrieve", "-i", str(built / "index"), "--user", "3", "--context", "time=noonish"])
+    assert bad_ctx.exit_code == 2 and "time='noonish'" in bad_ctx.output
+
+
+def test_index_add_items_then_info(built, tmp_path):
+    items = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": [5000, 5001], "title": ["Moonlit Harp Sonata", "Quantum Garden Trowel"]}).write_csv(items)
+    result = runner.invoke(app, ["index", "add-items", str(built / "index"), str(items), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["count"] == 102
+    info = runner.invoke(app, ["index", "info", str(built / "index"), "--json"])
+    assert json.loads(info.stdout)["count"] == 102
+    missing = runner.invoke(app, ["index", "add-items", str(built / "index"), str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output

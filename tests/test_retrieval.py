@@ -1,0 +1,92 @@
+"""Retrieval end to end with the real bundled MiniLM and real FAISS on small demo data."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.data.dataset import Dataset
+from recsys.data.demo import generate_demo
+from recsys.errors import ManifestMismatchError, RecsysError
+from recsys.index.build import add_items, build_index
+from recsys.retrieval import RetrievalService
+from recsys.retriever.config import RetrieverTrainingArguments
+from recsys.retriever.run import run_fingerprint, train_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrieval")
+    ds, src = generate_demo(users=150, items=120, seed=3, interactions_per_user=12)
+    ds = ds.save(root / "ds", source=src)
+    args = RetrieverTrainingArguments(epochs=2, max_steps=15, time_budget_s=60, seed=0)
+    train_run(ds, root / "run", args)
+    build_index(root / "run", ds, root / "index", progress=False)
+    return root, ds
+
+
+def test_known_user_never_gets_seen_items(stack):
+    root, ds = stack
+    svc = RetrievalService.open(root / "index")
+    for user in ds.interactions["user_id"].unique().sort().head(10).to_list():
+        recs = svc.recommend(user, k=15)
+        assert len(recs) == 15
+        seen = set(ds.interactions.filter(pl.col("user_id") == user)["item_id"].to_list())
+        assert not seen & {r.item_id for r in recs}
+        scores = [r.score for r in recs]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_unknown_user_needs_history_or_profile(stack):
+    root, _ = stack
+    svc = RetrievalService.open(root / "index")
+    with pytest.raises(RecsysError, match="unknown user"):
+        svc.recommend(10_000_000)
+    recs = svc.recommend(10_000_000, history=[1, 2, 3], k=5)
+    assert len(recs) == 5 and not {1, 2, 3} & {r.item_id for r in recs}
+
+
+def test_added_item_is_retrievable_by_its_text_alone(stack, tmp_path):
+    root, ds = stack
+    import shutil
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(root / "index", index_dir)
+    text = "Hand-Forged Damascus Chef Knife for Sushi Masters"
+    new = pl.DataFrame({"item_id": [999_001], "title": [text], "category": ["kitchen"], "description": ["razor sharp knife"]})
+    result = add_items(index_dir, new)
+    assert result["added"] == 1
+    svc = RetrievalService.open(index_dir)
+    rendered = svc.model.render_items(new)[0]
+    recs = svc.recommend(profile=rendered, k=3)
+    assert recs[0].item_id == 999_001
+    assert recs[0].title == text
+
+
+def test_unknown_context_key_is_refused(stack):
+    root, _ = stack
+    svc = RetrievalService.open(root / "index")
+    with pytest.raises(RecsysError, match="unknown context key"):
+        svc.recommend(next(iter(svc.histories.user_ids.to_list())), context={"moon": "full"})
+    assert svc.recommend(svc.histories.user_ids[0], context={"time": "evening", "device": "mobile"}, k=3)
+
+
+def test_index_from_another_model_is_refused(stack, tmp_path):
+    root, ds = stack
+    other = tmp_path / "other-run"
+    train_run(ds, other, RetrieverTrainingArguments(epochs=1, max_steps=3, seed=1))
+    assert run_fingerprint(other) != run_fingerprint(root / "run")
+    with pytest.raises(ManifestMismatchError, match="rebuild the index"):
+        RetrievalService.open(root / "index", run_dir=other)
+
+
+def test_index_vectors_equal_the_model_catalogue(stack):
+    root, ds = stack
+    svc = RetrievalService.open(root / "index")
+    ids = ds.items["item_id"].head(5).to_list()
+    got = svc.index.get_vectors(ids)
+    want = svc.model.encode_items()[: len(ids)]
+    np.testing.assert_allclose(got, want, atol=1e-5)
