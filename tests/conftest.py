@@ -79,3 +79,22 @@ def write_synthetic_ml100k(directory: Path) -> Path:
 @pytest.fixture
 def synthetic_ml100k_dir(tmp_path: Path) -> Path:
     return write_synthetic_ml100k(tmp_path / "ml-100k")
+
+
+@pytest.fixture(scope="session")
+def retrieval_stack(tmp_path_factory: pytest.TempPathFactory):
+    """A small demo dataset, a briefly trained retriever run and its FAISS index (real MiniLM, real FAISS).
+
+    Returns (root, dataset) with ``root/ds``, ``root/run`` and ``root/index``. Tests must not modify them (copy first).
+    """
+    from recsys.data.demo import generate_demo
+    from recsys.index.build import build_index
+    from recsys.retriever.config import RetrieverTrainingArguments
+    from recsys.retriever.run import train_run
+
+    root = tmp_path_factory.mktemp("retrieval-stack")
+    ds, src = generate_demo(users=150, items=120, seed=3, interactions_per_user=12)
+    ds = ds.save(root / "ds", source=src)
+    train_run(ds, root / "run", RetrieverTrainingArguments(epochs=2, max_steps=15, time_budget_s=60, seed=0))
+    build_index(root / "run", ds, root / "index", progress=False)
+    return root, ds

@@ -6,10 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.data.dataset import Dataset
-from recsys.data.demo import generate_demo
 from recsys.errors import ManifestMismatchError, RecsysError
-from recsys.index.build import add_items, build_index
+from recsys.index.build import add_items
 from recsys.retrieval import RetrievalService
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.run import run_fingerprint, train_run
@@ -18,14 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("retrieval")
-    ds, src = generate_demo(users=150, items=120, seed=3, interactions_per_user=12)
-    ds = ds.save(root / "ds", source=src)
-    args = RetrieverTrainingArguments(epochs=2, max_steps=15, time_budget_s=60, seed=0)
-    train_run(ds, root / "run", args)
-    build_index(root / "run", ds, root / "index", progress=False)
-    return root, ds
+def stack(retrieval_stack):
+    return retrieval_stack
 
 
 def test_known_user_never_gets_seen_items(stack):

@@ -33,6 +33,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from recsys.cli import batch as batch_cli
     from recsys.cli import data as data_cli
     from recsys.cli import evaluate as evaluate_cli
     from recsys.cli import index as index_cli
@@ -45,6 +46,7 @@ def _register() -> None:
     app.command("build-index")(retrieve_cli.build_index)
     app.add_typer(index_cli.app, name="index")
     app.command("retrieve")(retrieve_cli.retrieve)
+    app.command("batch-score")(batch_cli.batch_score)
     app.command("evaluate")(evaluate_cli.evaluate)
     app.command("run")(run_cli.run)
 

@@ -1,0 +1,234 @@
+"""Nightly batch scoring: top-k candidates for every user, streamed to parquet parts, resumable.
+
+The job is a list of fixed user chunks. Each chunk is scored (encode users -> batched FAISS search with seen-item
+filtering) and written atomically as ``part-NNNNN.parquet``; the manifest records the completed chunks and the
+fingerprints of every input, so ``resume`` continues exactly where a killed run stopped and refuses changed inputs.
+Engines: ``local`` (this process) and ``ray`` (a Ray Data pipeline with one model load per actor); both run the
+same ``score_chunk``, so their outputs are identical.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.data import schema as S
+from recsys.errors import DataValidationError, RecsysError
+from recsys.manifest import fingerprint_bytes, read_manifest, utc_now, write_manifest
+
+CANDIDATES_KIND = "candidates"
+OUTPUT_SCHEMA = ["user_id", "rank", "item_id", "retrieval_score", "rerank_score", "model_fingerprint", "index_fingerprint", "generated_at"]
+
+
+@dataclass
+class BatchJob:
+    """What a batch-scoring run computes; everything here is part of its fingerprint."""
+
+    index: Path
+    out: Path
+    dataset: Path | None = None
+    users: str = "all"  # "all" or a CSV/parquet file with a user_id column
+    k: int = 100
+    chunk_size: int = 10_000
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_actors: int = 2
+    generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
+
+
+def read_user_list(spec: str, user_dtype: pl.DataType) -> pl.Series:
+    """The users to score: ``all`` is handled by the caller; a file is scanned lazily for its user_id column."""
+    path = Path(spec)
+    if not path.exists():
+        raise RecsysError(f"user list {path} does not exist (pass --users all or a CSV/parquet file with a user_id column)")
+    lazy = pl.scan_parquet(path) if path.suffix.lower() == ".parquet" else pl.scan_csv(path, infer_schema_length=10_000)
+    try:
+        names = lazy.collect_schema().names()
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise DataValidationError(f"cannot read: {str(exc).splitlines()[0]}", file=str(path)) from None
+    if S.USER_ID not in names:
+        raise DataValidationError(f"a user list needs a '{S.USER_ID}' column (found: {', '.join(names)})", file=str(path), column=S.USER_ID)
+    try:
+        users = lazy.select(pl.col(S.USER_ID)).collect()[S.USER_ID]
+    except pl.exceptions.ComputeError as exc:
+        raise DataValidationError(f"cannot read: {str(exc).splitlines()[0]}", file=str(path), column=S.USER_ID) from None
+    if users.null_count():
+        row = int(users.is_null().arg_max()) + 1
+        raise DataValidationError("user id is null", file=str(path), column=S.USER_ID, row=row)
+    cast = users.cast(user_dtype, strict=False)
+    if cast.null_count():
+        row = int(cast.is_null().arg_max()) + 1
+        raise DataValidationError(f"not a valid {user_dtype} user id", file=str(path), column=S.USER_ID, row=row, value=users[row - 1])
+    dup = cast.is_duplicated()
+    if dup.any():
+        row = int(dup.arg_max()) + 1
+        raise DataValidationError("user listed twice", file=str(path), column=S.USER_ID, row=row, value=cast[row - 1])
+    return cast
+
+
+def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str) -> pl.DataFrame:
+    """Top-k for one chunk of known users (encode -> search, seen items excluded)."""
+    from recsys.context import context_frame
+
+    rows = service.histories.rows(user_ids)
+    unknown = [u for u, r in zip(user_ids, rows) if r < 0]
+    if unknown:
+        raise RecsysError(f"{len(unknown)} user(s) have no history in {service.dataset.path}, e.g. {unknown[0]!r}")
+    hist, seen = zip(*(service.histories.history(int(r)) for r in rows)) if len(rows) else ((), ())
+    when = dt.datetime.fromisoformat(generated_at)
+    ctx = context_frame({}, service.context_columns, now=when)
+    contexts = pl.concat([ctx] * len(rows)) if len(rows) else None
+    vectors = service.user_vectors(list(hist), contexts)
+    scores, items = service.index.search(vectors, k, exclude=[np.asarray(s, dtype=object) for s in seen])
+    n = len(user_ids)
+    frame = pl.DataFrame(
+        {
+            "user_id": pl.Series(np.repeat(np.asarray(user_ids, dtype=object), k).tolist(), dtype=service.histories.user_dtype),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+            "item_id": pl.Series(items.reshape(-1).tolist(), dtype=service.dataset.items.schema[S.ITEM_ID]),
+            "retrieval_score": scores.reshape(-1).astype(np.float32),
+            "rerank_score": pl.Series([None] * (n * k), dtype=pl.Float32),
+        }
+    ).filter(pl.col("retrieval_score").is_finite())
+    return frame.with_columns(
+        model_fingerprint=pl.lit(service.run_manifest["fingerprint"]),
+        index_fingerprint=pl.lit(index_fp),
+        generated_at=pl.lit(when).dt.cast_time_unit("us"),
+    ).select(OUTPUT_SCHEMA)
+
+
+def write_part(out: Path, chunk: int, frame: pl.DataFrame) -> Path:
+    """Write a part atomically (temporary file, then rename)."""
+    path = out / f"part-{chunk:05d}.parquet"
+    tmp = out / f".part-{chunk:05d}.parquet.tmp-{os.getpid()}"
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+class _Run:
+    """Manifest bookkeeping of one output directory."""
+
+    def __init__(self, out: Path, inputs: dict[str, Any], n_chunks: int, generated_at: str, resume: bool, overwrite: bool) -> None:
+        self.out = out
+        if out.exists() and any(out.iterdir()):
+            try:
+                old = read_manifest(out, CANDIDATES_KIND)
+            except RecsysError:
+                old = None
+            if resume and old is not None:
+                if old.get("inputs") != inputs:
+                    changed = sorted(k for k in set(inputs) | set(old.get("inputs", {})) if inputs.get(k) != old.get("inputs", {}).get(k))
+                    raise RecsysError(
+                        f"cannot resume {out}: its inputs changed ({', '.join(changed)}); "
+                        "start a new output directory or pass --overwrite"
+                    )
+                self.completed = set(old.get("completed", []))
+                self.generated_at = old["generated_at"]
+                self.created = old.get("created")
+            elif overwrite:
+                for p in out.glob("*part-*.parquet*"):
+                    p.unlink()
+                self.completed, self.generated_at, self.created = set(), generated_at, None
+            else:
+                raise RecsysError(f"{out} already holds candidates; pass --resume to continue that run or --overwrite to replace it")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            self.completed, self.generated_at, self.created = set(), generated_at, None
+        self.inputs, self.n_chunks = inputs, n_chunks
+        self.save("running")
+
+    def done(self, chunk: int) -> None:
+        self.completed.add(chunk)
+        self.save("complete" if len(self.completed) == self.n_chunks else "running")
+
+    def save(self, status: str) -> None:
+        write_manifest(self.out, {
+            "kind": CANDIDATES_KIND,
+            "status": status,
+            "inputs": self.inputs,
+            "generated_at": self.generated_at,
+            "n_chunks": self.n_chunks,
+            "completed": sorted(self.completed),
+            "schema": OUTPUT_SCHEMA,
+            "updated": utc_now(),
+        })
+
+
+def run_batch(
+    job: BatchJob,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Score every chunk not yet completed; return a summary (users, rows, seconds, users/s)."""
+    from recsys.retrieval import RetrievalService
+
+    if job.k <= 0 or job.chunk_size <= 0:
+        raise RecsysError("k and chunk size must be positive")
+    service = RetrievalService.open(job.index, dataset_dir=job.dataset)
+    users = service.histories.user_ids.sort() if job.users == "all" else read_user_list(job.users, service.histories.user_dtype)
+    index_manifest = read_manifest(job.index)
+    inputs = {
+        "index_fingerprint": index_manifest.get("fingerprint"),
+        "model_fingerprint": service.run_manifest["fingerprint"],
+        "dataset_fingerprint": service.dataset.fingerprint,
+        "users": fingerprint_bytes(users.hash(seed=0).to_numpy().tobytes()) if job.users != "all" else "all",
+        "n_users": len(users),
+        "k": job.k,
+        "chunk_size": job.chunk_size,
+    }
+    chunks = [users[lo : lo + job.chunk_size].to_list() for lo in range(0, len(users), job.chunk_size)]
+    run = _Run(job.out, inputs, len(chunks), job.generated_at, resume, overwrite)
+    todo = [c for c in range(len(chunks)) if c not in run.completed]
+    start = time.perf_counter()
+    bar = _progress(sum(len(chunks[c]) for c in todo), progress)
+    if job.engine == "local":
+        for c in todo:
+            frame = score_chunk(service, chunks[c], job.k, run.generated_at, inputs["index_fingerprint"])
+            write_part(job.out, c, frame)
+            run.done(c)
+            bar.update(len(chunks[c]))
+            if on_chunk:
+                on_chunk(c)
+    elif job.engine == "ray":
+        from recsys.batch_ray import run_on_ray
+
+        for c in run_on_ray(job, chunks, todo, run.generated_at, inputs["index_fingerprint"]):
+            run.done(c)
+            bar.update(len(chunks[c]))
+    else:
+        raise RecsysError(f"engine must be local or ray, not {job.engine!r}")
+    bar.close()
+    seconds = time.perf_counter() - start
+    scored = sum(len(chunks[c]) for c in todo)
+    return {
+        "out": str(job.out), "engine": job.engine, "users": len(users), "scored_now": scored,
+        "chunks": len(chunks), "resumed_chunks": len(chunks) - len(todo), "seconds": round(seconds, 2),
+        "users_per_second": round(scored / seconds, 1) if seconds > 0 else None, "generated_at": run.generated_at,
+    }
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="user", desc="batch-score", disable=not enabled, smoothing=0.1)
+
+
+def read_candidates(out: Path | str) -> pl.DataFrame:
+    """All parts of a complete run, sorted by (user_id, rank)."""
+    out = Path(out)
+    manifest = read_manifest(out, CANDIDATES_KIND)
+    if manifest.get("status") != "complete":
+        raise RecsysError(f"{out} is incomplete ({len(manifest.get('completed', []))}/{manifest.get('n_chunks')} chunks); rerun with --resume")
+    return pl.read_parquet(sorted(out.glob("part-*.parquet"))).sort(["user_id", "rank"])
