@@ -50,6 +50,7 @@ TARGET_RECALL = 0.95
 MISSING_INT_ID = np.iinfo(np.int64).min
 
 _ADD_CHUNK = 65_536
+_NO_GPU_HNSW = "HNSW indexes have no FAISS GPU implementation: use device 'cpu' (or 'auto'), or an 'ivf'/'flat' index"
 
 
 class ItemIndex:
@@ -91,8 +92,11 @@ class ItemIndex:
         self.build_seconds = build_seconds
         self.recall_at_100 = recall_at_100
         self.path = path
-        self._requested_device = device
         self.device: backend.Device = backend.resolve_device(device)
+        if self.device == "gpu" and not backend.supports_gpu(index):
+            if str(device).lower() != "auto":
+                raise RecsysError(_NO_GPU_HNSW)
+            self.device = "cpu"  # HNSW has no FAISS GPU implementation: "auto" searches it on the CPU
         self._search_index: Any | None = None  # GPU replica, made lazily
         self._tombstone_selector: Any | None = None
         self._apply_search_params(self._index)
@@ -126,6 +130,7 @@ class ItemIndex:
         indexes record recall@100 against exact search on up to 1,000 item vectors used as queries.
         """
         started = time.perf_counter()
+        backend.resolve_device(device)  # fail before the work when the device cannot be had
         if index_type not in INDEX_TYPES:
             raise RecsysError(f"unknown index type {index_type!r}: expected one of {', '.join(INDEX_TYPES)}")
         ids = _as_id_series(item_ids)
@@ -136,6 +141,8 @@ class ItemIndex:
             raise RecsysError("cannot build an index from zero items")
         if index_type == "auto":
             index_type = "flat" if n <= EXACT_MAX_ITEMS else "ivf"
+        if index_type == "hnsw" and str(device).lower() in ("gpu", "cuda"):
+            raise RecsysError(_NO_GPU_HNSW)
         fids = np.arange(n, dtype=np.int64)
         params: dict[str, Any] = {}
 
@@ -171,17 +178,15 @@ class ItemIndex:
         if index_type != "flat":
             queries, truth = _recall_ground_truth(x, seed=seed)
             if index_type == "ivf":
-                params["nprobe"] = _tune(
+                params["nprobe"], recall = _tune(
                     lambda v: _recall(index, queries, truth, faiss.SearchParametersIVF(nprobe=v)),
                     given=nprobe, start=max(1, int(nlist) // 64), limit=int(nlist), target=target_recall, what="nprobe",
                 )
-                recall = _recall(index, queries, truth, faiss.SearchParametersIVF(nprobe=params["nprobe"]))
             else:
-                params["ef_search"] = _tune(
+                params["ef_search"], recall = _tune(
                     lambda v: _recall(index, queries, truth, faiss.SearchParametersHNSW(efSearch=v)),
                     given=ef_search, start=RECALL_K, limit=max(RECALL_K, 4096), target=target_recall, what="ef_search",
                 )
-                recall = _recall(index, queries, truth, faiss.SearchParametersHNSW(efSearch=params["ef_search"]))
             _log(progress, f"{index_type} recall@{RECALL_K} = {recall:.4f} ({params})")
 
         return cls(
@@ -237,23 +242,28 @@ class ItemIndex:
 
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         fids = np.full((nq, k), -1, dtype=np.int64)
-        if nq and n_live:
-            max_excl = max((len(e) for e in excl), default=0) if excl is not None else 0
-            fetch = min(k + max_excl, physical)
-            rows = np.arange(nq)
-            exhaustive = False
-            while True:
-                d, i = self._raw_search(q[rows], fetch, exhaustive=exhaustive)
-                short = self._collect(d, i, rows, excl, k, scores, fids)
-                if not short.size:
-                    break
-                rows = rows[short]
-                if fetch < physical:
-                    fetch = min(physical, fetch * 2)
-                elif self.index_type != "flat" and not exhaustive:
-                    exhaustive = True  # approximate probing found too few: scan everything for these rows
-                else:
-                    break  # the catalogue is too small: keep the padding
+        if not (nq and n_live):
+            return scores, self._external(fids)
+        max_excl = max((len(e) for e in excl), default=0) if excl is not None else 0
+        fetch = min(k + max_excl, physical)
+        d, i = self._raw_search(q, fetch)
+        if excl is None and fetch == k and (i >= 0).all():  # the common case: nothing to filter or pad
+            return d, self._external(i)
+        rows = np.arange(nq)
+        exhaustive = False
+        while True:
+            short = self._collect(d, i, rows, excl, k, scores, fids)
+            if not short.size:
+                break
+            probe_ran_dry = bool((i[short] < 0).any())  # IVF/HNSW returned fewer than `fetch` hits
+            rows = rows[short]
+            if self.index_type != "flat" and not exhaustive and (probe_ran_dry or fetch >= physical):
+                exhaustive = True  # approximate probing found too few: scan everything for these rows
+            elif fetch < physical:
+                fetch = min(physical, fetch * 2)
+            else:
+                break  # the catalogue is too small: keep the padding
+            d, i = self._raw_search(q[rows], fetch, exhaustive=exhaustive)
         return scores, self._external(fids)
 
     def _exclusions(self, exclude: Sequence[Any] | None, nq: int) -> list[np.ndarray] | None:
@@ -274,25 +284,29 @@ class ItemIndex:
 
     def _collect(self, d, i, rows, excl, k, scores, fids) -> np.ndarray:
         """Write the first ``k`` eligible hits of each searched row; return positions (in ``rows``) still short."""
-        valid = i >= 0
-        if excl is None and i.shape[1] >= k and valid[:, :k].all():
-            scores[rows] = d[:, :k]
-            fids[rows] = i[:, :k]
-            return np.empty(0, dtype=np.int64)
-        short = []
-        for pos, row in enumerate(rows):
-            keep = valid[pos]
-            if excl is not None and excl[row].size:
-                keep = keep & ~np.isin(i[pos], excl[row], assume_unique=False)
-            sel = np.flatnonzero(keep)[:k]
-            m = sel.size
-            scores[row, :m] = d[pos, sel]
-            fids[row, :m] = i[pos, sel]
-            scores[row, m:] = -np.inf
-            fids[row, m:] = -1
-            if m < k:
-                short.append(pos)
-        return np.asarray(short, dtype=np.int64)
+        keep = i >= 0
+        if excl is not None:
+            # one vectorised membership test over (row position, faiss id) keys
+            size = np.int64(len(self._live))
+            pos = np.arange(len(rows), dtype=np.int64)
+            banned = [p * size + excl[r] for p, r in zip(pos.tolist(), rows.tolist()) if excl[r].size]
+            if banned:
+                keys = pos[:, None] * size + np.where(keep, i, 0)
+                keep &= ~np.isin(keys, np.concatenate(banned))
+        m = min(k, i.shape[1])
+        if keep[:, :m].all():
+            sel_d, sel_i, counts = d[:, :m], i[:, :m], np.full(len(rows), m)
+        else:
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :m]  # eligible hits first, rank order kept
+            counts = np.minimum(keep.sum(axis=1), m)
+            filled = np.arange(m)[None, :] < counts[:, None]
+            sel_d = np.where(filled, np.take_along_axis(d, order, axis=1), -np.inf)
+            sel_i = np.where(filled, np.take_along_axis(i, order, axis=1), -1)
+        scores[rows, :m] = sel_d
+        fids[rows, :m] = sel_i
+        scores[rows, m:] = -np.inf
+        fids[rows, m:] = -1
+        return np.flatnonzero(counts < k)
 
     def _raw_search(self, q: np.ndarray, fetch: int, *, exhaustive: bool = False) -> tuple[np.ndarray, np.ndarray]:
         if self.device == "gpu" and not exhaustive and fetch <= backend.GPU_MAX_K and backend.supports_gpu(self._index):
@@ -480,9 +494,10 @@ class ItemIndex:
         manifest = read_manifest(directory, kind=INDEX_KIND)
         check_model_fingerprint(manifest, expected_model_fingerprint, directory)
         for name in (INDEX_FILE, IDS_FILE):
+            if not (directory / name).is_file():
+                raise RecsysError(f"index {directory} is incomplete: {directory / name} is missing")
+        for name in (INDEX_FILE, IDS_FILE):
             path = directory / name
-            if not path.is_file():
-                raise RecsysError(f"index {directory} is incomplete: {path} is missing")
             recorded = manifest.get("files", {}).get(name, {})
             if verify and recorded and fingerprint_file(path) != recorded.get("fingerprint"):
                 raise RecsysError(f"{path} is corrupted: its content does not match the fingerprint in {directory / 'manifest.json'}")
@@ -692,15 +707,13 @@ def _check_vectors(
         raise RecsysError(f"{what} have dimension {d}, but the index has dimension {dim}")
     if ids is not None and n != len(ids):
         raise RecsysError(f"{what} have {n:,} rows but there are {len(ids):,} item ids")
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
+    if not np.isfinite(vectors).all():
+        row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
         label = f"item id {ids[row]!r}" if ids is not None else f"row {row}"
         raise RecsysError(f"{what}: {label} has a non-finite value (NaN or inf)")
     x = np.array(vectors, dtype=np.float32, order="C", copy=True)
-    norms = np.linalg.norm(x, axis=1)
-    zero = norms == 0
-    if zero.any() and not allow_zero:
+    zero = ~x.any(axis=1) if not allow_zero else None  # normalize_L2 leaves zero rows (queries) as zeros
+    if zero is not None and zero.any():
         row = int(np.flatnonzero(zero)[0])
         label = f"item id {ids[row]!r}" if ids is not None else f"row {row}"
         raise RecsysError(f"{what}: {label} is the zero vector, which has no direction to compare by cosine")
@@ -735,16 +748,19 @@ def _recall(index: Any, queries: np.ndarray, truth: np.ndarray, params: Any) -> 
     return float(hits / truth.size)
 
 
-def _tune(recall_of, *, given: int | None, start: int, limit: int, target: float, what: str) -> int:
-    """``given`` if set, else the smallest power-of-two multiple of ``start`` (capped at ``limit``) reaching ``target``."""
+def _tune(recall_of, *, given: int | None, start: int, limit: int, target: float, what: str) -> tuple[int, float]:
+    """``(setting, recall)``: ``given`` if set, else the smallest power-of-two multiple of ``start`` (capped at
+    ``limit``) whose recall reaches ``target``."""
     if given is not None:
         if given < 1:
             raise RecsysError(f"{what} must be at least 1, got {given}")
-        return int(given)
+        return int(given), recall_of(int(given))
     value = max(1, min(start, limit))
-    while value < limit and recall_of(value) < target:
+    recall = recall_of(value)
+    while value < limit and recall < target:
         value = min(limit, value * 2)
-    return int(value)
+        recall = recall_of(value)
+    return int(value), recall
 
 
 def _log(progress: bool, message: str) -> None:
