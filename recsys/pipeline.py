@@ -58,13 +58,60 @@ class EvaluateStage:
 
 
 @dataclass
+class TrainStage:
+    """Train the two-tower retriever; ``retriever`` holds RetrieverTrainingArguments fields."""
+
+    out: Path = Path("data/runs/retriever")
+    retriever: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class IndexStage:
+    """Build the FAISS index of every item with the trained run."""
+
+    out: Path = Path("indexes/demo")
+    index_type: str = "auto"
+    device: str = "auto"
+
+
+@dataclass
+class RetrieveStage:
+    """Retrieve for a few users (a smoke check a person can read); writes JSON."""
+
+    out: Path = Path("data/retrieve.json")
+    users: list[str] = field(default_factory=list)  # empty: the first three users of the dataset
+    k: int = 10
+    context: str = ""
+
+
+@dataclass
+class BatchStage:
+    """Nightly candidates for every user (``recsys batch-score``)."""
+
+    out: Path = Path("data/candidates/demo")
+    k: int = 100
+    chunk_size: int = 10_000
+    engine: str = "local"
+
+
+@dataclass
 class PipelineSettings:
     name: str = "pipeline"
     data: DataStage | None = None
+    train: TrainStage | None = None
+    index: IndexStage | None = None
+    retrieve: RetrieveStage | None = None
     evaluate: EvaluateStage | None = None
+    batch: BatchStage | None = None
 
 
-STAGE_ORDER = ("data", "evaluate")
+STAGE_ORDER = ("data", "train", "index", "retrieve", "evaluate", "batch")
+_STAGE_CLASSES: dict[str, type] = {
+    "data": DataStage, "train": TrainStage, "index": IndexStage, "retrieve": RetrieveStage,
+    "evaluate": EvaluateStage, "batch": BatchStage,
+}
+#: what each stage consumes from the stages before it
+_NEEDS = {"data": (), "train": ("data",), "index": ("data", "train"), "retrieve": ("data", "index"), "evaluate": ("data",), "batch": ("data", "index")}
 
 
 def load_pipeline(path: Path, overrides: list[str] | None = None, env: dict[str, str] | None = None) -> PipelineSettings:
@@ -77,9 +124,6 @@ def load_pipeline(path: Path, overrides: list[str] | None = None, env: dict[str,
     return PipelineSettings(name=str(meta.get("name", Path(path).stem)), **stages)
 
 
-_STAGE_CLASSES: dict[str, type] = {"data": DataStage, "evaluate": EvaluateStage}
-
-
 # ---------------------------------------------------------------------------------------------- stage runners
 def _data_inputs(s: DataStage) -> dict[str, str]:
     if s.source == "movielens" and s.path is not None and Path(s.path).is_dir():
@@ -90,7 +134,7 @@ def _data_inputs(s: DataStage) -> dict[str, str]:
     return {}
 
 
-def _run_data(s: DataStage, stage_fp: str, log: Log) -> str:
+def _run_data(s: DataStage, ctx: dict[str, Any], log: Log) -> str:
     if s.source == "demo":
         from recsys.data.demo import generate_demo
 
@@ -109,37 +153,98 @@ def _run_data(s: DataStage, stage_fp: str, log: Log) -> str:
         ds, source = import_table(s.interactions, s.items_file, s.users_file, mapping=s.mapping)
     else:
         raise RecsysError(f"[data] source must be demo, movielens or table, not {s.source!r}")
-    saved = ds.save(s.out, source=source, extra={"stage": {"name": "data", "fingerprint": stage_fp}})
+    saved = ds.save(s.out, source=source)
     c = saved.manifest["counts"]
     log(f"data: wrote {s.out} ({c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users)")
     return saved.fingerprint
 
 
-def _run_evaluate(s: EvaluateStage, dataset_dir: Path, stage_fp: str, log: Log) -> str:
+def _run_train(s: TrainStage, ctx: dict[str, Any], log: Log) -> str:
+    from recsys.data.dataset import Dataset
+    from recsys.retriever.config import RetrieverTrainingArguments
+    from recsys.retriever.run import train_run
+
+    try:
+        args = RetrieverTrainingArguments.from_dict(s.retriever)
+    except (ValueError, TypeError) as exc:
+        raise RecsysError(f"[train.retriever]: {exc}") from None
+    summary = train_run(Dataset.load(ctx["dataset"]), s.out, args, progress=log)
+    log(f"train: wrote {s.out} (model {summary['fingerprint']}, validation NDCG@10 {summary['metrics'].get('val_NDCG@10', float('nan')):.4f})")
+    return summary["fingerprint"]
+
+
+def _run_index(s: IndexStage, ctx: dict[str, Any], log: Log) -> str:
+    from recsys.data.dataset import Dataset
+    from recsys.index.build import build_index
+
+    index = build_index(ctx["run"], Dataset.load(ctx["dataset"]), s.out, index_type=s.index_type, device=s.device, progress=False)
+    info = index.info()
+    log(f"index: wrote {s.out} ({info['count']:,} items, {info['type']}, dim {info['dim']})")
+    return str(read_manifest(Path(s.out)).get("fingerprint"))
+
+
+def _run_retrieve(s: RetrieveStage, ctx: dict[str, Any], log: Log) -> str:
+    from recsys.context import parse_context
+    from recsys.retrieval import RetrievalService
+
+    service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"])
+    users = [service.dataset.user_id_from_text(u) for u in s.users] or service.histories.user_ids.sort().head(3).to_list()
+    context = parse_context(s.context)
+    results = []
+    for user in users:
+        recs = service.recommend(user, k=s.k, context=context)
+        results.append({"user": user, "context": context, "items": [r.to_dict() for r in recs]})
+        log(f"retrieve: user {user}: " + "; ".join(f"{r.item_id} {r.title or ''}".strip() for r in recs[:5]) + (" ..." if len(recs) > 5 else ""))
+    write_text_atomic(Path(s.out), json.dumps({"results": results}, indent=2, default=str))
+    return fingerprint_json(results)
+
+
+def _run_evaluate(s: EvaluateStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.data.dataset import Dataset
     from recsys.evaluation.protocol import EvaluationSettings, evaluate, format_table
 
-    ds = Dataset.load(dataset_dir)
+    ds = Dataset.load(ctx["dataset"])
     report = evaluate(ds, EvaluationSettings(models=s.models, params=s.params, grids=s.grids, seed=s.seed, cold_start=s.cold_start), progress=log)
-    report["manifest"] = {"kind": "evaluation", "stage": {"name": "evaluate", "fingerprint": stage_fp}, "dataset_fingerprint": ds.fingerprint}
+    report["manifest"] = {"kind": "evaluation", "dataset_fingerprint": ds.fingerprint, "code": code_version()}
     write_text_atomic(Path(s.out), json.dumps(report, indent=2, default=str))
     log(format_table(report))
     return fingerprint_json(report["results"])
+
+
+def _run_batch(s: BatchStage, ctx: dict[str, Any], log: Log) -> str:
+    from recsys.batch import BatchJob, run_batch
+
+    job = BatchJob(index=Path(ctx["index"]), out=Path(s.out), dataset=Path(ctx["dataset"]), k=s.k, chunk_size=s.chunk_size, engine=s.engine)
+    summary = run_batch(job, overwrite=True, progress=False)
+    log(f"batch: wrote {s.out} ({summary['users']:,} users, {summary['chunks']} parts, {summary['users_per_second']} users/s)")
+    return str(read_manifest(Path(s.out)).get("inputs", {}).get("index_fingerprint")) + ":" + summary["generated_at"]
+
+
+_RUNNERS: dict[str, Callable[[Any, dict[str, Any], Log], str]] = {
+    "data": _run_data, "train": _run_train, "index": _run_index, "retrieve": _run_retrieve,
+    "evaluate": _run_evaluate, "batch": _run_batch,
+}
+#: the context key under which each stage's output path is passed downstream
+_PROVIDES = {"data": "dataset", "train": "run", "index": "index"}
 
 
 def _stage_fingerprint(name: str, settings: Any, inputs: dict[str, str]) -> str:
     return fingerprint_json({"stage": name, "settings": as_dict(settings), "inputs": inputs, "code": code_version()})
 
 
-def _recorded_fingerprint(out: Path) -> str | None:
-    try:
-        if out.is_dir():
-            return read_manifest(out).get("stage", {}).get("fingerprint")
-        if out.is_file():
-            return json.loads(out.read_text()).get("manifest", {}).get("stage", {}).get("fingerprint")
-    except (RecsysError, json.JSONDecodeError, AttributeError):
+def _record_path(out: Path) -> Path:
+    """The stage record sits beside the output (``.NAME.stage.json``) so artefact writers never clobber it."""
+    return out.parent / f".{out.name}.stage.json"
+
+
+def _read_record(out: Path) -> dict[str, Any] | None:
+    path = _record_path(out)
+    if not out.exists() or not path.exists():
         return None
-    return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
 
 
 @dataclass
@@ -151,37 +256,35 @@ class StageOutcome:
 
 
 def run_pipeline(settings: PipelineSettings, *, force: list[str] | None = None, log: Log | None = None) -> list[StageOutcome]:
-    """Run the declared stages in order; a stage is skipped when its output records the same fingerprint."""
+    """Run the declared stages in order; a stage is skipped when its record matches settings, inputs and code."""
     say = log or (lambda _m: None)
     force = set(force or [])
     bad = force - set(STAGE_ORDER) - {"all"}
     if bad:
         raise RecsysError(f"--force names unknown stage(s) {', '.join(sorted(bad))}; stages: {', '.join(STAGE_ORDER)}")
     outcomes: list[StageOutcome] = []
-    dataset_dir: Path | None = settings.data.out if settings.data else None
-    upstream: dict[str, str] = {}
+    ctx: dict[str, Any] = {}
+    produced: dict[str, str] = {}  # stage -> output fingerprint
     for name in STAGE_ORDER:
         stage = getattr(settings, name)
         if stage is None:
             continue
-        if name == "data":
-            inputs = _data_inputs(stage)
-        else:
-            if dataset_dir is None:
-                raise RecsysError(f"stage '{name}' needs a [data] stage in the pipeline")
-            inputs = {"dataset": upstream.get("data") or read_manifest(dataset_dir).get("fingerprint", "")}
+        for need in _NEEDS[name]:
+            if need not in produced:
+                raise RecsysError(f"stage '{name}' needs a [{need}] stage before it in the pipeline")
+        inputs = _data_inputs(stage) if name == "data" else {need: produced[need] for need in _NEEDS[name]}
         fp = _stage_fingerprint(name, stage, inputs)
         out = Path(stage.out)
-        if name not in force and "all" not in force and _recorded_fingerprint(out) == fp:
+        record = _read_record(out)
+        if name not in force and "all" not in force and record is not None and record.get("fingerprint") == fp:
             say(f"{name}: up to date ({out}), skipped")
+            produced[name] = record["output_fingerprint"]
             outcomes.append(StageOutcome(name, "skipped", str(out), fp))
-            if name == "data":
-                upstream["data"] = read_manifest(out).get("fingerprint", "")
-            continue
-        say(f"{name}: running")
-        if name == "data":
-            upstream["data"] = _run_data(stage, fp, say)
-        elif name == "evaluate":
-            _run_evaluate(stage, dataset_dir, fp, say)
-        outcomes.append(StageOutcome(name, "ran", str(out), fp))
+        else:
+            say(f"{name}: running")
+            produced[name] = _RUNNERS[name](stage, ctx, say)
+            write_text_atomic(_record_path(out), json.dumps({"stage": name, "fingerprint": fp, "output_fingerprint": produced[name], "inputs": inputs, "code": code_version()}, indent=2))
+            outcomes.append(StageOutcome(name, "ran", str(out), fp))
+        if name in _PROVIDES:
+            ctx[_PROVIDES[name]] = out
     return outcomes
