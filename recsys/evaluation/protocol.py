@@ -128,7 +128,7 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, progress: Progress 
         means["coverage@10"] = len(covered) / enc.n_items
         means["AUC"] = M.roc_auc(res.target_scores, split.test.ratings >= 4) if has_ratings else None
         if cold is not None:
-            cold_model = cls(**params)
+            cold_model = cls(**{**params, **tuned.params_without_validation()})
             _fit(cold_model, cold.train, None)
             cres = rank_cases(cold_model, cold.cases, case_offset=_COLD, seed=settings.seed, batch_size=settings.batch_size)
             cm, ce = M.ranking_metrics(cres.ranks)

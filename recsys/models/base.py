@@ -31,6 +31,13 @@ class Recommender(ABC):
     def fit(self, data: TrainData, validation: Cases | None = None) -> "Recommender":
         """Learn from ``data``; ``validation`` (when given) may only be used for early stopping."""
 
+    def params_without_validation(self) -> dict[str, Any]:
+        """Parameter overrides for a refit with no validation set (the cold-start pass), learned from this fit.
+
+        Early-stopped models return the epoch count validation chose, so the refit neither under- nor over-trains.
+        """
+        return {}
+
     @abstractmethod
     def score(self, cases: Cases) -> np.ndarray:
         """Return float32 scores of shape (len(cases), n_items)."""

@@ -200,6 +200,10 @@ class SASRec(Recommender):
         self.windows = windows
 
     # ------------------------------------------------------------------ training
+    def params_without_validation(self) -> dict[str, Any]:
+        best = getattr(self, "best_epoch_", None)
+        return {"epochs": int(best)} if best else {}
+
     def fit(self, data: TrainData, validation: Cases | None = None) -> "SASRec":
         with _torch_threads(self.threads):
             return self._fit(data, validation)
