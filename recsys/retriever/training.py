@@ -1,0 +1,259 @@
+"""Training of the two-tower retriever.
+
+Two stages:
+1. optional: fine-tune the text model (item tower's PLM) with the sentence-transformers trainer API
+   (``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` + ``BatchSamplers.NO_DUPLICATES``, so in-batch
+   negatives never contain the positive twice) on (previous item, next item) or (user history text, next item) pairs;
+2. the adaptor (+ ID embeddings) and the causal sequence tower, SASRec-style: every position predicts the next item
+   with a full-softmax cross-entropy over the whole catalogue's item vectors, Adam, early stopping on validation
+   NDCG@10 within a time budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from recsys.evaluation import metrics as M
+from recsys.evaluation.split import Cases, TrainData
+from recsys.manifest import fingerprint_bytes
+from recsys.retriever.model import context_columns_of, context_features
+from recsys.text import render_profile, render_users
+
+if TYPE_CHECKING:
+    from recsys.retriever.model import TwoTowerRetriever
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def data_fingerprint(data: TrainData, item_texts: list[str]) -> str:
+    """What the model learned from: the sequences and the catalogue text."""
+    return fingerprint_bytes(
+        data.sequences.indptr.astype(np.int64).tobytes(),
+        data.sequences.items.astype(np.int64).tobytes(),
+        "\x1f".join(item_texts).encode(),
+    )
+
+
+# ---------------------------------------------------------------------------------------- stage 1: MNRL
+
+
+def text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> tuple[list[str], list[str]]:
+    """(anchor, positive) texts: consecutive items, or a user's rendered history and the item that followed."""
+    rng = np.random.default_rng(seed)
+    seq = data.sequences
+    ends = seq.indptr[1:]
+    # every position that has a predecessor in the same user's sequence
+    pos = np.setdiff1d(np.arange(len(seq.items)), seq.indptr[:-1])
+    pos = pos[seq.items[pos] != seq.items[pos - 1]]
+    take = rng.choice(pos, size=min(n_pairs, len(pos)), replace=False) if len(pos) else pos
+    positives = [item_texts[i] for i in seq.items[take]]
+    if retriever.args.text_finetune_pairs == "item":
+        anchors = [item_texts[i] for i in seq.items[take - 1]]
+    else:
+        users = np.searchsorted(ends, take, side="right")
+        hists = [seq.items[seq.indptr[u] : p] for u, p in zip(users, take)]
+        profiles = data.users[users] if data.users is not None else None
+        anchors = render_users(hists, data.items, profiles=profiles, templates=retriever.args.templates)
+    return anchors, positives
+
+
+def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], progress: Progress | None = None) -> dict[str, Any]:
+    """Stage 1: in-batch-negatives fine-tune of the text model through the sentence-transformers trainer."""
+    try:
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise RuntimeError(
+            "the text fine-tune needs the sentence-transformers training extras: pip install 'sentence-transformers[train]'"
+        ) from exc
+
+    a = retriever.args
+    anchors, positives = text_pairs(retriever, data, item_texts, a.text_finetune_steps * a.text_finetune_batch_size * 2, a.seed)
+    # a private copy: the shared, cached base model must stay untouched
+    model = SentenceTransformer(a.resolved_base_model, device="cpu")
+    train = Dataset.from_dict({"anchor": anchors, "positive": positives})
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="recsys-mnrl-") as out:
+        targs = SentenceTransformerTrainingArguments(
+            output_dir=out,
+            max_steps=a.text_finetune_steps,
+            per_device_train_batch_size=a.text_finetune_batch_size,
+            learning_rate=a.text_finetune_lr,
+            warmup_steps=max(1, a.text_finetune_steps // 10),
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            seed=a.seed,
+            data_seed=a.seed,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+        )
+        trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train, loss=MultipleNegativesRankingLoss(model))
+        result = trainer.train()
+    model.eval()
+    retriever._text_model = model
+    retriever._finetuned = True
+    info = {"stage": "text_finetune", "steps": a.text_finetune_steps, "pairs": len(anchors), "loss": float(result.training_loss), "seconds": round(time.perf_counter() - start, 1)}
+    if progress:
+        progress(f"text fine-tune: {info}")
+    return info
+
+
+# ---------------------------------------------------------------------------------------- stage 2: sequence tower
+
+
+def training_windows(data: TrainData, max_len: int, all_windows: bool, ctx: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Left-padded (W, max_len) inputs/targets (+ target contexts, user ids) from every user's sequence.
+
+    A window of ``max_len + 1`` consecutive items gives ``max_len`` (input, next item) pairs; windows are cut from the
+    end of each history backwards without overlap (``all_windows``), or only the last one (SASRec).
+    """
+    seq, pad = data.sequences, data.n_items
+    users, spans = [], []
+    for u in range(seq.n_rows):
+        lo_u, hi_u = int(seq.indptr[u]), int(seq.indptr[u + 1])
+        end = hi_u
+        while end - lo_u >= 2:
+            start = max(lo_u, end - max_len - 1)
+            spans.append((start, end))
+            users.append(u)
+            if not all_windows:
+                break
+            end = start + 1  # the next window ends where this one's first input was (every target once)
+    w = len(spans)
+    inputs = np.full((w, max_len), pad, dtype=np.int64)
+    targets = np.full((w, max_len), pad, dtype=np.int64)
+    c = None if ctx is None else np.full((w, max_len, ctx.shape[1]), -1, dtype=np.int64)
+    for r, (s, e) in enumerate(spans):
+        n = e - s - 1
+        inputs[r, max_len - n :] = seq.items[s : e - 1]
+        targets[r, max_len - n :] = seq.items[s + 1 : e]
+        if c is not None:
+            c[r, max_len - n :] = ctx[s + 1 : e]
+    return {"inputs": inputs, "targets": targets, "ctx": c, "users": np.asarray(users, dtype=np.int64)}
+
+
+def validation_ndcg(retriever: "TwoTowerRetriever", cases: Cases, profiles: pl.DataFrame | None) -> tuple[float, float]:
+    """NDCG@10 and HR@10 on ``cases`` with the protocol's exclusions (ties by a fixed key; rare with cosine scores)."""
+    scores = retriever.score(cases, profiles)
+    excl = cases.exclude
+    s = M.prepare_scores(scores, np.repeat(np.arange(len(cases)), excl.lengths), excl.items, cases.targets)
+    ranks = M.target_ranks(s, cases.targets, M.tie_keys(np.arange(len(cases)), scores.shape[1], 0))
+    means, _ = M.ranking_metrics(ranks)
+    return float(means["NDCG@10"]), float(means["HR@10"])
+
+
+def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: Cases | None = None, *, progress: Progress | None = None) -> None:
+    a = retriever.args
+    say = progress or (lambda m: log.info(m))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    t0 = time.perf_counter()
+    history: list[dict[str, Any]] = []
+
+    item_texts = retriever.render_items(data.items)
+    if len(item_texts) != data.n_items:
+        raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")
+    retriever.item_texts = item_texts
+    retriever._text_model, retriever._finetuned, retriever._text_model_dir = None, False, None
+    if a.text_finetune_steps > 0:
+        history.append(finetune_text_model(retriever, data, item_texts, say))
+    text_emb = retriever.embed(item_texts)
+    known = data.item_counts > 0
+    ctx_cols = context_columns_of(data.events) if a.use_context else []
+    retriever._build(text_emb, known, ctx_cols)
+    retriever.data_fingerprint = data_fingerprint(data, item_texts)
+    net = retriever.net
+    assert net is not None
+
+    ctx = None
+    if a.use_context:
+        if data.events.height != len(data.sequences.items):
+            raise ValueError("events and sequences disagree: cannot align request contexts")
+        ctx = context_features(data.events, data.events.height, ctx_cols)
+    win = training_windows(data, a.max_len, a.all_windows, ctx)
+    profile_emb = None
+    if a.use_profiles and data.users is not None:
+        profile_emb = torch.from_numpy(retriever.embed([render_profile(p, a.templates) for p in data.users.to_dicts()]))
+    val_profiles = data.users[validation.users] if (validation is not None and data.users is not None and a.use_profiles) else None
+
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=data.n_items)
+    n_win = len(win["inputs"])
+    best = (-1.0, -1, None)  # ndcg, epoch, state
+    bad, steps, stop = 0, 0, ""
+    train_start = time.perf_counter()
+    say(f"retriever: {n_win} windows, {data.n_items} items, text dim {text_emb.shape[1]}, setup {train_start - t0:.1f}s")
+    for epoch in range(1, a.epochs + 1):
+        net.train()
+        order = rng.permutation(n_win)
+        total, batches = 0.0, 0
+        for lo in range(0, n_win, a.batch_size):
+            idx = order[lo : lo + a.batch_size]
+            inp = torch.from_numpy(win["inputs"][idx])
+            tgt = torch.from_numpy(win["targets"][idx])
+            # trim the all-pad columns on the left (short windows) to save time
+            first = int((inp != data.n_items).int().argmax(dim=1).min())
+            inp, tgt = inp[:, first:], tgt[:, first:]
+            c = torch.from_numpy(win["ctx"][idx][:, first:]) if win["ctx"] is not None else None
+            prof = profile_emb[torch.from_numpy(win["users"][idx])] if profile_emb is not None else None
+            id_keep = None
+            if net.id_emb is not None and a.id_dropout > 0:
+                id_keep = torch.rand(data.n_items) >= a.id_dropout
+            z = net.item_raw(id_keep=id_keep) if id_keep is not None else net.item_raw()
+            table = torch.cat([z, torch.zeros(1, z.shape[1])])
+            states = net.user_states(inp, table, c, prof)
+            logits = net.logits(states, net.normalise(z))
+            loss = loss_fn(logits.reshape(-1, data.n_items), tgt.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            batches += 1
+            steps += 1
+            if a.max_steps is not None and steps >= a.max_steps:
+                stop = "max_steps"
+                break
+            if a.time_budget_s is not None and time.perf_counter() - train_start > a.time_budget_s:
+                stop = "time_budget"
+                break
+        rec: dict[str, Any] = {"epoch": epoch, "loss": round(total / max(batches, 1), 4), "seconds": round(time.perf_counter() - train_start, 1)}
+        if validation is not None and (epoch % a.eval_every == 0 or stop or epoch == a.epochs):
+            ndcg, hr = validation_ndcg(retriever, validation, val_profiles)
+            rec.update({"val_NDCG@10": round(ndcg, 5), "val_HR@10": round(hr, 5)})
+            if ndcg > best[0]:
+                best, bad = (ndcg, epoch, retriever.copy_state()), 0
+            else:
+                bad += 1
+                if bad >= a.patience:
+                    stop = stop or "early_stopping"
+        history.append(rec)
+        say(f"retriever epoch {rec}")
+        if stop:
+            break
+    if best[2] is not None:
+        net.load_state_dict(best[2])
+        retriever.metrics = {"val_NDCG@10": best[0], "best_epoch": best[1]}
+    retriever.metrics.update({"epochs_run": epoch, "steps": steps, "stop": stop or "epochs", "fit_seconds": round(time.perf_counter() - t0, 1)})
+    retriever.history = history
+    net.eval()
+
+
+__all__ = ["data_fingerprint", "finetune_text_model", "fit_retriever", "text_pairs", "training_windows", "validation_ndcg"]

@@ -1,0 +1,90 @@
+"""Text rendering: the protocol's MovieLens item text, templates as settings, user and context text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.text import (
+    TextTemplates,
+    render_context,
+    render_history,
+    render_items,
+    render_profile,
+    render_users,
+    time_of_day,
+)
+
+ITEMS = pl.DataFrame(
+    {
+        "item_id": [1, 2, 3],
+        "title": ["Toy Story", "GoldenEye", "Untitled"],
+        "year": [1995, None, 1994],
+        "genres": [["Animation", "Children's", "Comedy"], ["Action"], []],
+        "imdb_url": ["http://x/1", "http://x/2", "http://x/3"],
+    },
+    schema_overrides={"year": pl.Int64},
+)
+
+
+def test_movielens_default_item_text():
+    assert render_items(ITEMS) == ["Toy Story | Animation, Children's, Comedy | 1995", "GoldenEye | Action", "Untitled | 1994"]
+
+
+def test_item_fields_order_labels_and_attributes():
+    items = ITEMS.with_columns(pl.Series("director", ["Lasseter", "Campbell", None]), pl.Series("description", ["toys", " ", None]))
+    t = TextTemplates(item_fields=["title", "description", "attributes"], item_labels={"description": "About: "}, item_separator=" / ")
+    out = render_items(items, t)
+    # url excluded by default, blank description skipped, list attribute joined, numbers printed
+    assert out[0] == "Toy Story / About: toys / year: 1995 / genres: Animation, Children's, Comedy / director: Lasseter"
+    assert out[2] == "Untitled / year: 1994"
+
+
+def test_item_text_is_truncated_and_empty_catalogue_renders():
+    assert render_items(ITEMS, TextTemplates(max_item_chars=5))[0] == "Toy S"
+    assert render_items(ITEMS.head(0)) == []
+    assert render_items(pl.DataFrame({"item_id": [1]})) == [""]
+
+
+def test_templates_from_dict_and_toml(tmp_path):
+    t = TextTemplates.from_dict({"item_fields": ["title"], "history_max_items": 3})
+    assert t.item_fields == ["title"] and t.history_max_items == 3
+    with pytest.raises(ValueError, match="unknown"):
+        TextTemplates.from_dict({"item_feilds": ["title"]})
+    p = tmp_path / "s.toml"
+    p.write_text('[text]\nitem_separator = " - "\nitem_fields = ["title", "year"]\n')
+    assert render_items(ITEMS, TextTemplates.from_toml(p))[0] == "Toy Story - 1995"
+    assert TextTemplates.from_dict(t.to_dict()) == t
+
+
+def test_history_newest_first_within_budget():
+    texts = [f"item{i}" for i in range(10)]
+    assert render_history([1, 2, 3], texts) == "Recently: item3; item2; item1"
+    t = TextTemplates(history_max_items=2)
+    assert render_history(np.array([1, 2, 3]), texts, t) == "Recently: item3; item2"
+    t = TextTemplates(history_max_chars=12)  # "item3; item2" is 12 characters, a third does not fit
+    assert render_history([1, 2, 3], texts, t) == "Recently: item3; item2"
+    assert render_history([], texts) == ""
+
+
+def test_profile_and_context():
+    assert render_profile({"age": 24, "gender": "M", "occupation": "technician"}) == "24 year old M, technician"
+    assert render_profile({"age": 24, "gender": None, "occupation": "writer"}) == "24 year old writer"
+    assert render_profile(None) == ""
+    ts = dt.datetime(2024, 6, 1, 20, 30, tzinfo=dt.timezone.utc)  # a Saturday evening
+    assert render_context({"timestamp": ts, "device": "mobile"}) == "evening, Saturday, device: mobile"
+    assert time_of_day(3) == "night" and time_of_day(6) == "morning" and time_of_day(12) == "afternoon"
+
+
+def test_render_users_parts_in_order():
+    ctx = pl.DataFrame({"timestamp": [dt.datetime(2024, 6, 3, 8, tzinfo=dt.timezone.utc)]})
+    prof = pl.DataFrame({"age": [30], "gender": ["F"], "occupation": ["writer"]})
+    out = render_users([np.array([0, 1])], ITEMS, profiles=prof, context=ctx)
+    assert out == ["30 year old F, writer. Now: morning, Monday. Recently: GoldenEye; Toy Story"]
+    t = TextTemplates(user_parts=["history"])
+    assert render_users([[2]], ITEMS, templates=t) == ["Recently: Untitled"]
+    with pytest.raises(ValueError):
+        render_users([[0], [1]], ITEMS, profiles=prof)
