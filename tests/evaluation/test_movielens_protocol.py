@@ -11,17 +11,20 @@ REFERENCE = {
     "popularity": (0.0859, 0.0440, 0.0052, 0.054),
     "itemknn": (0.1294, 0.0686, 0.0064, 0.307),
     "ease": (0.1485, 0.0723, 0.0064, 0.332),
+    "ials": (0.1442, 0.0757, 0.0067, 0.339),
 }
 
 
 @pytest.mark.slow
 def test_baselines_match_the_reference_table(movielens_100k_dataset):
+    pytest.importorskip("implicit", reason="iALS needs the ials extra (pip install 'recsys[ials]')")
     report = evaluate(movielens_100k_dataset, EvaluationSettings(models=list(REFERENCE), cold_start=True))
     d = report["dataset"]
     assert (d["users"], d["items"], d["test_cases"], d["cold_cases"]) == (943, 1682, 943, 9909)
     by_model = {r["model"]: r for r in report["results"]}
     assert by_model["itemknn"]["params"] == {"k": 10}
     assert by_model["ease"]["params"] == {"l2": 100.0}
+    assert {k: by_model["ials"]["params"][k] for k in ("factors", "regularization", "alpha")} == {"factors": 32, "regularization": 0.01, "alpha": 1.0}
     for name, (hr, ndcg, se, cov) in REFERENCE.items():
         m = by_model[name]["metrics"]
         assert abs(m["NDCG@10"] - ndcg) <= se, (name, m["NDCG@10"])
