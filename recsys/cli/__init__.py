@@ -39,6 +39,7 @@ def _register() -> None:
     from recsys.cli import index as index_cli
     from recsys.cli import retrieve as retrieve_cli
     from recsys.cli import run as run_cli
+    from recsys.cli import serve as serve_cli
     from recsys.cli import train as train_cli
 
     app.add_typer(data_cli.app, name="data")
@@ -47,6 +48,7 @@ def _register() -> None:
     app.add_typer(index_cli.app, name="index")
     app.command("retrieve")(retrieve_cli.retrieve)
     app.command("batch-score")(batch_cli.batch_score)
+    app.command("serve")(serve_cli.serve)
     app.command("evaluate")(evaluate_cli.evaluate)
     app.command("run")(run_cli.run)
 

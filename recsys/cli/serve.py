@@ -1,0 +1,70 @@
+"""``recsys serve``: the HTTP API (FastAPI under uvicorn) over a retriever run and its index."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys.errors import RecsysError
+
+#: Environment variables that carry the app's settings into uvicorn worker processes (``--workers`` > 1).
+_ENV_INDEX, _ENV_DATASET, _ENV_RUN = "RECSYS_SERVE_INDEX", "RECSYS_SERVE_DATASET", "RECSYS_SERVE_RUN"
+_ENV_BATCH, _ENV_THREADS = "RECSYS_SERVE_MICRO_BATCH", "RECSYS_SERVE_THREADS"
+
+
+def app_from_env():
+    """App factory for uvicorn worker processes: reads what ``serve`` put in the environment."""
+    from recsys.serving.app import create_app
+
+    return create_app(
+        os.environ[_ENV_INDEX],
+        dataset_dir=os.environ.get(_ENV_DATASET) or None,
+        run_dir=os.environ.get(_ENV_RUN) or None,
+        micro_batch=os.environ.get(_ENV_BATCH, "1") == "1",
+        threads=int(os.environ.get(_ENV_THREADS, "1")) or None,
+    )
+
+
+def serve(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (from `recsys build-index`).")],
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Dataset (histories, item fields); default: the index's.")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; loopback by default (put a proxy in front to expose it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (each loads its own model and index).")] = 1,
+    threads: Annotated[int, typer.Option("--threads", help="torch/FAISS threads per request (0 = library default); requests run in parallel anyway.")] = 1,
+    micro_batch: Annotated[bool, typer.Option("--micro-batch/--no-micro-batch", help="Encode the users of concurrent requests together.")] = True,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve recommendations over HTTP: /recommend, /items, /health, /ready, /metrics, /docs; POST /admin/reload
+    swaps in another index when $RECSYS_ADMIN_TOKEN is set."""
+    try:
+        import uvicorn
+
+        import recsys.serving.app  # noqa: F401 - fails early without fastapi
+    except ImportError as exc:
+        raise RecsysError(f"serving needs the serve extra: pip install 'recsys[serve]' ({exc})") from None
+    if threads < 0:
+        raise RecsysError(f"--threads must be 0 (library default) or more, got {threads}")
+    if workers < 1:
+        raise RecsysError(f"--workers must be at least 1, got {workers}")
+    if not 0 < port < 65536:
+        raise RecsysError(f"--port must be 1-65535, got {port}")
+    if not index.is_dir():
+        raise RecsysError(f"index directory {index} does not exist")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if workers == 1:
+        from recsys.serving.app import create_app
+
+        app = create_app(index, dataset_dir=dataset, run_dir=run, micro_batch=micro_batch, threads=threads or None)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    os.environ[_ENV_INDEX] = str(index.resolve())
+    os.environ[_ENV_DATASET] = str(dataset.resolve()) if dataset else ""
+    os.environ[_ENV_RUN] = str(run.resolve()) if run else ""
+    os.environ[_ENV_BATCH] = "1" if micro_batch else "0"
+    os.environ[_ENV_THREADS] = str(threads)
+    uvicorn.run("recsys.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
