@@ -27,7 +27,7 @@ from recsys.data import schema as S
 from recsys.evaluation.split import Cases, Sequences, TrainData
 from recsys.manifest import atomic_directory, fingerprint_json, read_manifest, write_manifest
 from recsys.retriever.config import RetrieverTrainingArguments
-from recsys.text import TextTemplates, render_items, render_profile
+from recsys.text import render_items, render_profile
 
 MANIFEST_KIND = "retriever"
 N_HOURS, N_WEEKDAYS, CONTEXT_HASH_BUCKETS = 24, 7, 64

@@ -194,6 +194,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
         profile_emb = torch.from_numpy(retriever.embed([render_profile(p, a.templates) for p in data.users.to_dicts()]))
     val_profiles = data.users[validation.users] if (validation is not None and data.users is not None and a.use_profiles) else None
 
+    unseen = torch.from_numpy(~known) if not known.all() else None
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     loss_fn = nn.CrossEntropyLoss(ignore_index=data.n_items)
     n_win = len(win["inputs"])
@@ -221,6 +222,8 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
             table = torch.cat([z, torch.zeros(1, z.shape[1])])
             states = net.user_states(inp, table, c, prof)
             logits = net.logits(states, net.normalise(z))
+            if unseen is not None:  # items without training interactions are never negatives (cold items stay neutral)
+                logits = logits.masked_fill(unseen, float("-inf"))
             loss = loss_fn(logits.reshape(-1, data.n_items), tgt.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -29,3 +29,17 @@ def test_cold_items_get_finite_scores(cls, params):
     assert s.shape == (8, cs.train.n_items) and s.dtype == np.float32
     assert np.isfinite(s).all()
     assert np.isfinite(s[:, cs.cold_items]).all()
+
+
+def test_cold_items_rank_by_text_not_pushed_down():
+    """Items without training interactions are no softmax negatives: a cold in-topic item scores above the other
+    topics' items on average."""
+    cs = cold_start(encode(synthetic_dataset()), min_interactions=5, fraction=0.2)
+    model = RetrieverRecommender(**{**FAST, "epochs": 10}).fit(cs.train, None)
+    cases = cs.cases
+    s = model.score(cases)
+    topic = cases.targets // 16
+    other = np.array([[t != k // 16 for k in range(cs.train.n_items)] for t in topic])
+    target = s[np.arange(len(cases)), cases.targets]
+    other_mean = np.where(other, s, 0).sum(axis=1) / other.sum(axis=1)
+    assert (target > other_mean).mean() > 0.9, (target > other_mean).mean()

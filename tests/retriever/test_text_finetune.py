@@ -11,6 +11,9 @@ from recsys.retriever.training import text_pairs
 from .conftest import FAST
 
 pytestmark = pytest.mark.slow
+# the trainer API needs sentence-transformers' training extras (datasets, accelerate)
+pytest.importorskip("datasets")
+pytest.importorskip("accelerate")
 
 
 def test_pairs_are_consecutive_distinct_items(synthetic_split):
