@@ -10,7 +10,6 @@
   or any request of a model trained with profiles) runs under a process-wide lock (the text model is shared by every
   loaded service of the process). With ``micro_batch`` (the default) those encodes go through one worker thread
   that encodes the texts of concurrent requests together (:mod:`recsys.serving.batching`).
-* The model's item table is computed once per loaded service (:func:`freeze_item_table`), not on every request.
 * Bad input is a 4xx with ``{"detail": message}``; only server faults are 5xx.
 """
 
@@ -208,7 +207,6 @@ def load_service(
     from recsys.retrieval import RetrievalService
 
     service = RetrievalService.open(index_dir, dataset_dir=dataset_dir, run_dir=run_dir)
-    freeze_item_table(service)
     index_fp = str(read_manifest(Path(index_dir), kind="index").get("fingerprint", "unknown"))
     users = service.histories.user_ids
     with _TEXT_MODEL_LOCK:
@@ -599,25 +597,6 @@ def explain(loaded: Loaded, history: list[Any], profile: str | None, context: di
         profile_used=profile is not None,
         context=ctx,
     )
-
-
-def freeze_item_table(service: Any) -> None:
-    """Compute the sequence tower's item table once instead of on every request.
-
-    ``TwoTowerRetriever.encode_users`` rebuilds the item-tower output of the whole catalogue on each call (the
-    weights could have changed during training); a served model never changes, so this service's model gets the
-    table computed once, in eval mode (an instance attribute shadowing ``_catalogue_table``). Measured on the
-    10,000-item demo: one user encode 30 ms -> 1 ms, a whole recommend 45 ms -> 8 ms (1 thread).
-    """
-    import torch
-
-    model = service.model
-    if getattr(model, "net", None) is None or not callable(getattr(model, "_catalogue_table", None)):
-        return
-    model.net.eval()
-    with torch.inference_mode():
-        table = model._catalogue_table()
-    model._catalogue_table = lambda: table
 
 
 def set_compute_threads(n: int) -> None:
