@@ -48,7 +48,11 @@ def load_text_model(name_or_path: str | None = None):
     key = name_or_path or default_base_model()
     with _LOCK:
         if key not in _MODELS:
-            _MODELS[key] = SentenceTransformer(key, device="cpu")
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            model = SentenceTransformer(key, device=device)
+            if device == "cuda":
+                model.half()  # fp16 text encoding on GPU; vectors are cast back to float32
+            _MODELS[key] = model
         return _MODELS[key]
 
 
