@@ -13,5 +13,5 @@ python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || tr
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" 2>&1 | grep -v "^WARNING: Location" || true
 fi
-python -m pip install -q -e ".[ials,ray,serve,test${RECSYS_EXTRAS:+,$RECSYS_EXTRAS}]" 2>&1 | grep -v "^WARNING: Location" || true
+python -m pip install -q -e ".[ials,onnx,ray,serve,test${RECSYS_EXTRAS:+,$RECSYS_EXTRAS}]" 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import recsys, torch, faiss, sentence_transformers, polars; print('recsys', recsys.__version__, '| torch', torch.__version__, '| faiss', faiss.__version__)"

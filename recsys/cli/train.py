@@ -9,7 +9,7 @@ import typer
 
 from recsys.cli.common import echo_json
 
-app = typer.Typer(help="Train models (the two-tower retriever; the reranker when it lands).", no_args_is_help=True)
+app = typer.Typer(help="Train models: the two-tower retriever and the cross-encoder reranker.", no_args_is_help=True)
 
 
 @app.command("retriever")

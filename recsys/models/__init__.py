@@ -19,6 +19,7 @@ MODEL_REGISTRY: dict[str, str] = {
     "sasrec": "recsys.models.sasrec:SASRec",
     "retriever": "recsys.models.retriever:RetrieverRecommender",
     "zero-shot": "recsys.models.retriever:ZeroShotRecommender",
+    "pipeline": "recsys.models.pipeline:PipelineRecommender",
 }
 
 
