@@ -1,0 +1,9 @@
+"""Context-aware cross-encoder reranker: (user text with the request context, item text) -> relevance logit.
+
+Import cost: sentence-transformers and torch load only when a model is loaded or trained.
+"""
+
+from recsys.reranker.config import RerankerTrainingArguments, default_base_model
+from recsys.reranker.model import Reranker, load_cross_encoder
+
+__all__ = ["Reranker", "RerankerTrainingArguments", "default_base_model", "load_cross_encoder"]
