@@ -44,6 +44,17 @@ class BatchJob:
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
 
+def parse_time(text: str) -> str:
+    """ISO 8601 -> normalised UTC ISO string (a naive time is taken as UTC)."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise RecsysError(f"--generated-at {text!r} is not an ISO 8601 time (e.g. 2026-11-29T03:00:00+00:00)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).isoformat()
+
+
 def read_user_list(spec: str, user_dtype: pl.DataType) -> pl.Series:
     """The users to score: ``all`` is handled by the caller; a file is scanned lazily for its user_id column."""
     path = Path(spec)

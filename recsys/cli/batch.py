@@ -22,12 +22,15 @@ def batch_score(
     engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data actor pool; pip install 'recsys[ray]').")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local Ray).", envvar="RAY_ADDRESS")] = None,
     actors: Annotated[int, typer.Option("--actors", help="Ray actors (one model load each).")] = 2,
+    generated_at: Annotated[str | None, typer.Option("--generated-at", help="Request time the candidates are for (ISO 8601; default: now). Context-aware models read its hour and weekday.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Score top-k candidates for every user: encode -> FAISS search without seen items -> parquet parts."""
-    from recsys.batch import BatchJob, run_batch
+    from recsys.batch import BatchJob, parse_time, run_batch
 
     job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors)
+    if generated_at is not None:
+        job.generated_at = parse_time(generated_at)
     summary = run_batch(job, resume=resume, overwrite=overwrite, progress=not json_out)
     if json_out:
         echo_json(summary)
