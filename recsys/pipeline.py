@@ -164,10 +164,7 @@ def _run_train(s: TrainStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.retriever.config import RetrieverTrainingArguments
     from recsys.retriever.run import train_run
 
-    try:
-        args = RetrieverTrainingArguments.from_dict(s.retriever)
-    except (ValueError, TypeError) as exc:
-        raise RecsysError(f"[train.retriever]: {exc}") from None
+    args = RetrieverTrainingArguments.from_dict(s.retriever)  # bad keys/values raise a SettingsError
     summary = train_run(Dataset.load(ctx["dataset"]), s.out, args, progress=log)
     log(f"train: wrote {s.out} (model {summary['fingerprint']}, validation NDCG@10 {summary['metrics'].get('val_NDCG@10', float('nan')):.4f})")
     return summary["fingerprint"]

@@ -12,11 +12,51 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 from recsys.errors import RecsysError
 
 T = TypeVar("T")
+S = TypeVar("S", bound="TomlSettings")
+
+
+class SettingsError(RecsysError, ValueError):
+    """A bad settings key or value: a clean CLI error, and still a ValueError for library callers."""
+
+
+class TomlSettings:
+    """Shared ``to_dict``/``from_dict``/``from_toml`` of the models' settings dataclasses.
+
+    Unknown keys and invalid values are SettingsErrors naming the key, never a silent default or a traceback.
+    """
+
+    SETTINGS_NAME: ClassVar[str] = "settings"
+    TOML_TABLE: ClassVar[str | None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[S], d: Mapping[str, Any] | None) -> S:
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - known
+        if unknown:
+            raise SettingsError(f"unknown {cls.SETTINGS_NAME} settings: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, SettingsError):
+                raise
+            raise SettingsError(f"{cls.SETTINGS_NAME} settings: {exc}") from None
+
+    @classmethod
+    def from_toml(cls: type[S], path: Path | str, table: Any = ...) -> S:
+        """Read the class's table (``[retriever]``, ``[reranker]``, ``[text]``) or, with ``table=None``, the whole file."""
+        data = load_toml(Path(path))
+        table = cls.TOML_TABLE if table is ... else table
+        return cls.from_dict(data.get(table, {}) if table else data)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

@@ -11,15 +11,14 @@ few hundred recent items at most).
 from __future__ import annotations
 
 import datetime as _dt
-import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from recsys.settings import TomlSettings
 from recsys.data import schema as S
 
 #: pseudo-field of ``item_fields``: every other non-id column, rendered "name: value"
@@ -33,11 +32,14 @@ def _default_times_of_day() -> dict[str, int]:
 
 
 @dataclass
-class TextTemplates:
+class TextTemplates(TomlSettings):
     """How items, users and requests are rendered. Fields absent from the data or empty are skipped silently.
 
     Defaults reproduce the protocol's MovieLens item text ``"<title> | <genres, comma-joined> | <year>"``.
     """
+
+    SETTINGS_NAME = "text template"
+    TOML_TABLE = "text"
 
     #: item columns in rendering order; ``"attributes"`` = every other non-id column as "name: value"
     item_fields: list[str] = field(default_factory=lambda: ["title", "genres", "year", "description", "tags"])
@@ -65,26 +67,8 @@ class TextTemplates:
     context_columns: list[str] | None = None  # None = every non-timestamp context column
     context_labels: dict[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "TextTemplates":
-        """Unknown keys are an error (a typo in a settings file must not pass silently)."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown text template settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
-    @classmethod
-    def from_toml(cls, path: Path | str, table: str | None = "text") -> "TextTemplates":
-        """Read ``[text]`` (or the whole file when ``table`` is None) of a TOML file."""
-        data = tomllib.loads(Path(path).read_text())
-        if table is not None:
-            data = data.get(table, {})
-        return cls.from_dict(data)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------- items

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
+from recsys.settings import TomlSettings
 from recsys.text import TextTemplates
 
 LOSSES = ("bce", "listnet", "lambda")
@@ -33,7 +32,7 @@ def default_templates() -> TextTemplates:
 
 
 @dataclass
-class RerankerTrainingArguments:
+class RerankerTrainingArguments(TomlSettings):
     """Everything that decides what ``Reranker.fit`` learns.
 
     Pairs: (user text with the request context, item text). Positives are each user's next item at the last
@@ -41,6 +40,9 @@ class RerankerTrainingArguments:
     negatives, ``hard_negative_fraction`` of them drawn from the retriever's top ``candidates`` (positive and
     history excluded) and the rest uniformly from the catalogue.
     """
+
+    SETTINGS_NAME = "reranker"
+    TOML_TABLE = "reranker"
 
     #: a local directory or a hub name (CrossEncoder or SentenceTransformer checkpoint); None = bundled MiniLM
     base_model: str | None = None
@@ -91,18 +93,5 @@ class RerankerTrainingArguments:
     def resolved_base_model(self) -> str:
         return self.base_model or default_base_model()
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "RerankerTrainingArguments":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown reranker settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
-    @classmethod
-    def from_toml(cls, path: Path | str, table: str | None = "reranker") -> "RerankerTrainingArguments":
-        data = tomllib.loads(Path(path).read_text())
-        return cls.from_dict(data.get(table, {}) if table else data)

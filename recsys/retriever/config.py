@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
+from recsys.settings import TomlSettings
 from recsys.text import TextTemplates
 
 
@@ -19,13 +18,16 @@ def default_base_model() -> str:
 
 
 @dataclass
-class RetrieverTrainingArguments:
+class RetrieverTrainingArguments(TomlSettings):
     """Everything that decides what ``TwoTowerRetriever.fit`` learns.
 
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
     fine-tune (100 MNRL steps cost ~40 min on a shared 2-core CPU and did not help), every history window.
     """
+
+    SETTINGS_NAME = "retriever"
+    TOML_TABLE = "retriever"
 
     #: sentence-transformers model: a local directory or a hub name; None = the bundled MiniLM
     base_model: str | None = None
@@ -89,18 +91,5 @@ class RetrieverTrainingArguments:
     def resolved_base_model(self) -> str:
         return self.base_model or default_base_model()
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "RetrieverTrainingArguments":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown retriever settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
-    @classmethod
-    def from_toml(cls, path: Path | str, table: str | None = "retriever") -> "RetrieverTrainingArguments":
-        data = tomllib.loads(Path(path).read_text())
-        return cls.from_dict(data.get(table, {}) if table else data)
