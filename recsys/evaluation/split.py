@@ -113,6 +113,17 @@ class TrainData:
         return np.bincount(self.sequences.items, minlength=self.n_items)
 
 
+def train_data_fingerprint(data: TrainData, item_texts: list[str]) -> str:
+    """What a text model learned from: the training sequences and the catalogue text (for run manifests)."""
+    from recsys.manifest import fingerprint_bytes
+
+    return fingerprint_bytes(
+        data.sequences.indptr.astype(np.int64).tobytes(),
+        data.sequences.items.astype(np.int64).tobytes(),
+        "\x1f".join(item_texts).encode(),
+    )
+
+
 @dataclass
 class Cases:
     """Ranking cases: for each, the user, the history the model may see, the target and what is excluded."""

@@ -26,8 +26,7 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.evaluation import metrics as M
-from recsys.evaluation.split import Cases, TrainData
-from recsys.manifest import fingerprint_bytes
+from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
 from recsys.reranker.model import context_frame_of, load_cross_encoder
 
 if TYPE_CHECKING:
@@ -37,12 +36,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def data_fingerprint(data: TrainData, item_texts: list[str]) -> str:
-    return fingerprint_bytes(
-        data.sequences.indptr.astype(np.int64).tobytes(),
-        data.sequences.items.astype(np.int64).tobytes(),
-        "\x1f".join(item_texts).encode(),
-    )
+data_fingerprint = train_data_fingerprint  # shared with the other text model
 
 
 # ------------------------------------------------------------------------------------------------ requests

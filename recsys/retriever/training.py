@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from recsys.evaluation import metrics as M
-from recsys.evaluation.split import Cases, TrainData
-from recsys.manifest import fingerprint_bytes
+from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
 from recsys.retriever.model import context_columns_of, context_features
 from recsys.text import render_profile, render_users
 
@@ -35,13 +34,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-def data_fingerprint(data: TrainData, item_texts: list[str]) -> str:
-    """What the model learned from: the sequences and the catalogue text."""
-    return fingerprint_bytes(
-        data.sequences.indptr.astype(np.int64).tobytes(),
-        data.sequences.items.astype(np.int64).tobytes(),
-        "\x1f".join(item_texts).encode(),
-    )
+data_fingerprint = train_data_fingerprint  # shared with the other text model
 
 
 # ---------------------------------------------------------------------------------------- stage 1: MNRL
