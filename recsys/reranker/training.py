@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from recsys.hf_training import trainer_defaults
 from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
@@ -149,15 +150,7 @@ def _train(model: Any, train_dataset: Any, loss: Any, *, epochs: float, max_step
             learning_rate=a.lr,
             warmup_steps=a.warmup_ratio,
             weight_decay=a.weight_decay,
-            seed=a.seed,
-            data_seed=a.seed,
-            save_strategy="no",
-            eval_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            disable_tqdm=not a.progress_bar,
-            use_cpu=True,
-            dataloader_num_workers=0,
+            **trainer_defaults(a.seed, progress_bar=a.progress_bar),
         )
         trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=train_dataset, loss=loss)
         # the trainer prints its final log dict to stdout: keep stdout clean for `--json`

@@ -22,6 +22,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from recsys.hf_training import trainer_defaults
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
 from recsys.retriever.model import context_columns_of, context_features
@@ -86,15 +87,7 @@ def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_te
             learning_rate=a.text_finetune_lr,
             warmup_steps=max(1, a.text_finetune_steps // 10),
             batch_sampler=BatchSamplers.NO_DUPLICATES,
-            seed=a.seed,
-            data_seed=a.seed,
-            save_strategy="no",
-            eval_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=True,
-            dataloader_num_workers=0,
+            **trainer_defaults(a.seed),
         )
         trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train, loss=MultipleNegativesRankingLoss(model))
         result = trainer.train()
