@@ -1,7 +1,8 @@
 """Retrieval as a service object: a loaded retriever run, its FAISS index and the users' histories.
 
-One object behind ``recsys retrieve``, nightly batch scoring and online serving, so all three encode users and
-filter seen items the same way. Loading checks that the index was built by this exact run (fingerprints).
+One object behind ``recsys retrieve``, nightly batch scoring and online serving, so all three encode users,
+filter seen items and rerank the same way. Loading checks that the index was built by this exact run, and that an
+attached reranker was trained on this run's candidates (fingerprints).
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from recsys.index.faiss_index import ItemIndex
 
 @dataclass
 class Recommendation:
+    """``score`` is what the list is ordered by: the rerank score when reranked, else the retrieval cosine."""
+
     rank: int
     item_id: Any
     score: float
     title: str | None = None
     reasons: dict[str, Any] = field(default_factory=dict)
+    retrieval_score: float | None = None
+    rerank_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +76,7 @@ class UserHistories:
 class RetrievalService:
     """Retrieve top-k items for known users, new users (history and/or profile) and any context."""
 
-    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset) -> None:
+    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset, *, reranker: Any = None) -> None:
         from recsys.retriever.run import load_run
 
         self.index = index
@@ -86,6 +91,10 @@ class RetrievalService:
         self.histories = UserHistories(dataset, self.catalogue_ids)
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
+        self.reranker = reranker  # a recsys.reranking.RerankStage, or None (retrieve only)
+        self._profiles = None
+        if dataset.users is not None:
+            self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(self.histories.user_dtype, strict=False))
 
     @classmethod
     def open(
@@ -95,7 +104,12 @@ class RetrievalService:
         dataset_dir: Path | str | None = None,
         run_dir: Path | str | None = None,
         device: str = "auto",
+        rerank_run: Path | str | None = None,
+        rerank_inference: str = "fp32",
+        rerank_depth: int | None = None,
     ) -> "RetrievalService":
+        """Load the index, its retriever run and dataset (recorded in the index unless given); with ``rerank_run``,
+        also the cross-encoder that reranks the top ``rerank_depth`` candidates of every request."""
         index = ItemIndex.load(index_dir, device=device)
         run = run_dir or index.metadata.get("run")
         data = dataset_dir or index.metadata.get("dataset")
@@ -103,7 +117,20 @@ class RetrievalService:
             raise RecsysError(f"index {index_dir} does not record its retriever run; pass --run")
         if not data:
             raise RecsysError(f"index {index_dir} does not record its dataset; pass --dataset")
-        return cls(index, Path(run), Dataset.load(data))
+        service = cls(index, Path(run), Dataset.load(data))
+        if rerank_run is not None:
+            service.attach_reranker(rerank_run, inference=rerank_inference, depth=rerank_depth)
+        return service
+
+    def attach_reranker(self, run_dir: Path | str, *, inference: str = "fp32", depth: int | None = None) -> Any:
+        """Load a reranker run for this catalogue (the dataset's items plus any added to the index) and use it."""
+        from recsys.reranking import RerankStage, items_with_added
+
+        items = items_with_added(self.dataset.items, self.index.metadata.get("added_items"))
+        self.reranker = RerankStage.open(
+            run_dir, items, retriever_fingerprint=self.run_manifest["fingerprint"], inference=inference, depth=depth
+        )
+        return self.reranker
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _title_table(self) -> dict[Any, str]:
@@ -164,6 +191,31 @@ class RetrievalService:
             vectors[cold] = self.model.encode_items(texts)
         return vectors
 
+    def profiles(self, user_ids: Sequence[Any]) -> list[dict[str, Any] | None]:
+        """Each user's stored profile fields (None for users without a profile row)."""
+        if self._profiles is None or not len(user_ids):
+            return [None] * len(user_ids)
+        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)).cast(self.histories.user_dtype, strict=False)})
+        rows = q.with_row_index("__q").join(self._profiles, on=S.USER_ID, how="left", maintain_order="left")
+        out: list[dict[str, Any] | None] = []
+        fields = [c for c in self._profiles.columns if c != S.USER_ID]
+        for row in rows.select(fields).to_dicts():
+            kept = {k: v for k, v in row.items() if v is not None}
+            out.append(kept or None)
+        return out
+
+    def supporting_history(self, history: Sequence[Any], item_ids: Sequence[Any], *, k: int = 3) -> list[list[dict[str, Any]]]:
+        """Per item, the ``k`` history items most similar to it (cosine of their index vectors), most similar first."""
+        known = [h for h in dict.fromkeys(history) if h in self.index]
+        if not known or not len(item_ids):
+            return [[] for _ in item_ids]
+        sims = self.index.get_vectors(list(item_ids)) @ self.index.get_vectors(known).T
+        out = []
+        for item, row in zip(item_ids, sims):
+            order = [j for j in np.argsort(-row, kind="stable") if known[j] != item][:k]
+            out.append([{"item_id": known[j], "title": self._titles.get(known[j]), "similarity": round(float(row[j]), 4)} for j in order])
+        return out
+
     # ------------------------------------------------------------------------------------------------- verbs
     def recommend(
         self,
@@ -174,32 +226,67 @@ class RetrievalService:
         context: Mapping[str, Any] | None = None,
         k: int = 20,
         exclude: Sequence[Any] | None = None,
+        rerank: bool | None = None,
+        depth: int | None = None,
+        explain: bool = False,
     ) -> list[Recommendation]:
-        """Top-k for one request. A known ``user_id`` brings its stored history; ``history``/``profile`` serve new users."""
+        """Top-k for one request. A known ``user_id`` brings its stored history; ``history``/``profile`` serve new users.
+
+        With a reranker attached (``rerank`` defaults to True then), the top ``depth`` retrieved candidates (at least
+        k) are reranked by the cross-encoder with the request context. ``explain`` adds ``reasons``: the history items
+        that support each item and, when reranked, how much each context field moved its score.
+        """
         if k <= 0:
             raise RecsysError(f"k must be positive, got {k}")
+        if rerank is None:
+            rerank = self.reranker is not None
+        if rerank and self.reranker is None:
+            raise RecsysError("no reranker is loaded: pass --rerank RERANK_RUN (a `recsys train reranker` run)")
         seen: list[Any] = list(exclude or [])
         hist_idx = np.zeros(0, dtype=np.int32)
+        hist_ids: list[Any] = []
         if user_id is not None:
             row = int(self.histories.rows([user_id])[0])
             if row >= 0:
                 hist_idx, seen_ids = self.histories.history(row)
-                seen += seen_ids.tolist()
+                hist_ids = seen_ids.tolist()
+                seen += hist_ids
             elif history is None and profile is None:
                 raise RecsysError(f"unknown user {user_id!r}: not in {self.dataset.path}; pass --history and/or --profile for a new user")
         if history is not None:
             hist_idx = np.concatenate([hist_idx, self.to_catalogue(list(history))]).astype(np.int32)
+            hist_ids += list(history)
             seen += list(history)
         if user_id is None and history is None and profile is None:
             raise RecsysError("give a user id, a history or a profile")
         prof = {"text": profile} if isinstance(profile, str) else (dict(profile) if profile else None)
-        ctx = context_frame(context, self.known_context_keys)[[S.TIMESTAMP, *self.context_columns]]
+        full_ctx = context_frame(context, self.known_context_keys)
+        ctx = full_ctx[[S.TIMESTAMP, *self.context_columns]]
         vec = self.user_vectors([hist_idx], ctx, [prof])
-        scores, ids = self.index.search(vec, k, exclude=[np.asarray(seen, dtype=object) if seen else None])
+        fetch = max(k, depth or self.reranker.depth) if rerank else k
+        scores, ids = self.index.search(vec, fetch, exclude=[np.asarray(seen, dtype=object) if seen else None])
+        finite = np.isfinite(scores[0])
+        items = [i.item() if hasattr(i, "item") else i for i in ids[0][finite]]
+        retrieval = scores[0][finite].astype(float)
+        rerank_scores: np.ndarray | None = None
+        user_profile: dict[str, Any] | None = None
+        request_ctx = full_ctx.row(0, named=True)
+        if rerank and items:
+            stored = self.profiles([user_id])[0] if user_id is not None else None
+            user_profile = {**(stored or {}), **(prof or {})} or None
+            rerank_scores = self.reranker.score([hist_ids], [items], contexts=[request_ctx], profiles=[user_profile])[0]
+            order = np.argsort(-rerank_scores, kind="stable")[:k]
+        else:
+            order = np.arange(min(k, len(items)))
         out = []
-        for r, (s, i) in enumerate(zip(scores[0], ids[0])):
-            if not np.isfinite(s):
-                break
-            item = i.item() if hasattr(i, "item") else i
-            out.append(Recommendation(r + 1, item, float(s), self._titles.get(item)))
+        for r, j in enumerate(order):
+            item = items[j]
+            rr = float(rerank_scores[j]) if rerank_scores is not None else None
+            out.append(Recommendation(r + 1, item, rr if rr is not None else float(retrieval[j]), self._titles.get(item), retrieval_score=float(retrieval[j]), rerank_score=rr))
+        if explain and out:
+            support = self.supporting_history(hist_ids, [r.item_id for r in out])
+            for rec, sup in zip(out, support):
+                rec.reasons["history"] = sup
+                if rerank_scores is not None:
+                    rec.reasons["context"] = self.reranker.context_effects(hist_ids, rec.item_id, request_ctx, user_profile)
         return out

@@ -98,3 +98,23 @@ def retrieval_stack(tmp_path_factory: pytest.TempPathFactory):
     train_run(ds, root / "run", RetrieverTrainingArguments(epochs=2, max_steps=15, time_budget_s=60, seed=0))
     build_index(root / "run", ds, root / "index", progress=False)
     return root, ds
+
+
+@pytest.fixture(scope="session")
+def rerank_stack(retrieval_stack):
+    """``retrieval_stack`` plus ``root/rerank``: a cross-encoder fine-tuned for a few steps on its candidates.
+
+    Returns (root, dataset). Short texts (max 64 tokens) keep scoring fast on 2 cores. Tests must not modify it.
+    """
+    from recsys.reranker.config import RerankerTrainingArguments
+    from recsys.reranker.training import train_run
+    from recsys.text import TextTemplates
+
+    root, ds = retrieval_stack
+    if not (root / "rerank").exists():
+        args = RerankerTrainingArguments(
+            max_steps=4, batch_size=8, max_length=64, candidates=12, positives_per_user=1, progress_bar=False,
+            templates=TextTemplates(history_max_items=3, item_fields=["title", "category"]),
+        )
+        train_run(ds, root / "run", root / "rerank", args, eval_cases=10)
+    return root, ds

@@ -40,20 +40,38 @@ def retrieve(
     profile: Annotated[str | None, typer.Option("--profile", help="New user: a profile text, e.g. 'loves jazz records'.")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Read histories from this dataset instead of the index's.")] = None,
     run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
+    rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run (from `recsys train reranker`): rerank the top --candidates with it.", envvar="RECSYS_RERANK_RUN")] = None,
+    candidates: Annotated[int | None, typer.Option("--candidates", help="How many retrieved items the reranker reads (default: the reranker's setting).")] = None,
+    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
+    explain: Annotated[bool, typer.Option("--explain", help="Show why: the history items behind each item and, when reranked, each context field's effect.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendations as JSON.")] = False,
 ) -> None:
-    """Recommend k items: encode the user (history + context), search the index, drop items already seen."""
+    """Recommend k items: encode the user (history + context), search the index, drop items already seen, and with
+    --rerank reorder the top candidates with the context-aware cross-encoder."""
     from recsys.context import parse_context
     from recsys.retrieval import RetrievalService
 
-    service = RetrievalService.open(index, dataset_dir=dataset, run_dir=run)
+    service = RetrievalService.open(index, dataset_dir=dataset, run_dir=run, rerank_run=rerank, rerank_inference=inference, rerank_depth=candidates)
     user_id = service.dataset.user_id_from_text(user) if user is not None else None
     hist = [service.dataset.item_id_from_text(x.strip()) for x in history.split(",") if x.strip()] if history else None
-    recs = service.recommend(user_id, history=hist, profile=profile, context=parse_context(context), k=k)
+    ctx = parse_context(context)
+    recs = service.recommend(user_id, history=hist, profile=profile, context=ctx, k=k, explain=explain)
     if json_out:
-        echo_json({"user": user_id, "k": k, "context": parse_context(context), "items": [r.to_dict() for r in recs]})
+        reranker = None
+        if service.reranker is not None:
+            reranker = {"run": str(rerank), "fingerprint": service.reranker.fingerprint, "candidates": candidates or service.reranker.depth, "inference": inference}
+        echo_json({"user": user_id, "k": k, "context": ctx, "reranker": reranker, "items": [r.to_dict() for r in recs]})
         return
     width = max([len(str(r.item_id)) for r in recs] + [7])
-    typer.echo(f"{'rank':>4}  {'item_id':<{width}}  {'score':>7}  title")
+    reranked = service.reranker is not None
+    head = f"{'rank':>4}  {'item_id':<{width}}  {'score':>7}" + (f"  {'retrieval':>9}" if reranked else "") + "  title"
+    typer.echo(head)
     for r in recs:
-        typer.echo(f"{r.rank:>4}  {str(r.item_id):<{width}}  {r.score:>7.4f}  {r.title or ''}")
+        extra = f"  {r.retrieval_score:>9.4f}" if reranked else ""
+        typer.echo(f"{r.rank:>4}  {str(r.item_id):<{width}}  {r.score:>7.4f}{extra}  {r.title or ''}")
+        if explain:
+            for s in r.reasons.get("history", []):
+                typer.echo(f"{'':>6}because of {s['item_id']} {s.get('title') or ''} (similarity {s['similarity']:.3f})")
+            effects = {f: v for f, v in r.reasons.get("context", {}).items() if f != "all"}
+            if effects:
+                typer.echo(f"{'':>6}context: " + ", ".join(f"{f} {v:+.3f}" for f, v in sorted(effects.items(), key=lambda kv: -abs(kv[1]))))

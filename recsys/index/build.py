@@ -7,6 +7,7 @@ whose text changed are embedded from their text alone, which is what makes a new
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -109,5 +110,10 @@ def add_items(index_dir: Path | str, items: pl.DataFrame, *, run_dir: Path | str
     added = dict(current.metadata.get("added_titles", {}))
     added.update({str(i): t for i, t in zip(items[S.ITEM_ID].to_list(), titles)})
     current.metadata["added_titles"] = added
+    # and their text fields, so the reranker can read items the dataset does not know
+    fields = dict(current.metadata.get("added_items", {}))
+    for row in json.loads(items.write_json()):
+        fields[str(row.pop(S.ITEM_ID))] = {k: v for k, v in row.items() if v is not None}
+    current.metadata["added_items"] = fields
     current.save(index_dir)
     return {"index": str(index_dir), **counts, "count": len(current)}

@@ -238,14 +238,24 @@ class Reranker:
 # ------------------------------------------------------------------------------------------------ runs
 
 
+def run_fingerprint(run_dir: Path | str) -> str:
+    """Fingerprint of what determines the run's scores: the settings and every weight/tokenizer file."""
+    from recsys.manifest import fingerprint_bytes, fingerprint_file
+
+    run_dir = Path(run_dir)
+    files = [run_dir / "config.json", *sorted(p for d in (RANKER_DIR, RATING_DIR) for p in (run_dir / d).rglob("*") if p.is_file())]
+    return fingerprint_bytes(*(f"{p.relative_to(run_dir)}:{fingerprint_file(p)}".encode() for p in files if p.exists()))
+
+
 def load_run(run_dir: Path | str) -> tuple[Reranker, dict[str, Any]]:
-    """(reranker, manifest) of a run written by ``recsys train reranker``."""
+    """(reranker, manifest) of a run written by ``recsys train reranker``; ``manifest["fingerprint"]`` is the run's."""
     from recsys.errors import RecsysError
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RecsysError(f"reranker run {run_dir} does not exist (train one with `recsys train reranker`)")
     manifest = read_manifest(run_dir, MANIFEST_KIND)
+    manifest["fingerprint"] = run_fingerprint(run_dir)
     return Reranker.load(run_dir), manifest
 
 
@@ -377,4 +387,4 @@ def rerank_candidates(
     }
 
 
-__all__ = ["MANIFEST_KIND", "Reranker", "context_frame_of", "load_cross_encoder", "load_run", "rerank_candidates"]
+__all__ = ["MANIFEST_KIND", "Reranker", "context_frame_of", "load_cross_encoder", "load_run", "rerank_candidates", "run_fingerprint"]

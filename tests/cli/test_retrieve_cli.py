@@ -55,3 +55,22 @@ def test_index_add_items_then_info(built, tmp_path):
     assert json.loads(info.stdout)["count"] == 102
     missing = runner.invoke(app, ["index", "add-items", str(built / "index"), str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_retrieve_with_rerank_and_explain(rerank_stack):
+    root, ds = rerank_stack
+    user = str(ds.interactions["user_id"].min())
+    base = ["retrieve", "-i", str(root / "index"), "--user", user, "-k", "4", "--context", "time=evening,device=mobile"]
+    result = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--candidates", "8", "--explain", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["reranker"]["candidates"] == 8 and out["reranker"]["fingerprint"]
+    scores = [r["rerank_score"] for r in out["items"]]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    assert all(r["reasons"]["history"] and "device" in r["reasons"]["context"] for r in out["items"])
+    table = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--explain"])
+    assert table.exit_code == 0 and "retrieval" in table.output and "because of" in table.output and "context:" in table.output
+    bad = runner.invoke(app, [*base, "--rerank", str(root / "nope")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    bad_inf = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--inference", "fp8"])
+    assert bad_inf.exit_code == 2 and "fp32" in bad_inf.output
