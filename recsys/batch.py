@@ -41,6 +41,9 @@ class BatchJob:
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 2
+    rerank: Path | None = None  # a reranker run: its cross-encoder reorders each user's top rerank_depth
+    rerank_depth: int | None = None  # default: the reranker's ``candidates`` setting (at most k)
+    rerank_inference: str = "fp32"
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
 
@@ -85,8 +88,9 @@ def read_user_list(spec: str, user_dtype: pl.DataType) -> pl.Series:
     return cast
 
 
-def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str) -> pl.DataFrame:
-    """Top-k for one chunk of known users (encode -> search, seen items excluded)."""
+def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str, *, rerank_depth: int | None = None) -> pl.DataFrame:
+    """Top-k for one chunk of known users (encode -> search, seen items excluded); with a reranker attached to the
+    service, each user's top ``rerank_depth`` are reordered by it (``rerank_score``), the rest keep retrieval order."""
     from recsys.context import context_frame
 
     rows = service.histories.rows(user_ids)
@@ -100,13 +104,16 @@ def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, in
     vectors = service.user_vectors(list(hist), contexts)
     scores, items = service.index.search(vectors, k, exclude=[np.asarray(s, dtype=object) for s in seen])
     n = len(user_ids)
+    rerank = np.full((n, k), np.nan, dtype=np.float32)
+    if service.reranker is not None and n:
+        scores, items, rerank = _rerank_top(service, user_ids, seen, scores, items, min(k, rerank_depth or service.reranker.depth), when)
     frame = pl.DataFrame(
         {
             "user_id": pl.Series(np.repeat(np.asarray(user_ids, dtype=object), k).tolist(), dtype=service.histories.user_dtype),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
             "item_id": pl.Series(items.reshape(-1).tolist(), dtype=service.dataset.items.schema[S.ITEM_ID]),
             "retrieval_score": scores.reshape(-1).astype(np.float32),
-            "rerank_score": pl.Series([None] * (n * k), dtype=pl.Float32),
+            "rerank_score": pl.Series(rerank.reshape(-1), dtype=pl.Float32).fill_nan(None),
         }
     ).filter(pl.col("retrieval_score").is_finite())
     return frame.with_columns(
@@ -114,6 +121,26 @@ def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, in
         index_fingerprint=pl.lit(index_fp),
         generated_at=pl.lit(when).dt.cast_time_unit("us"),
     ).select(OUTPUT_SCHEMA)
+
+
+def _rerank_top(service: Any, user_ids: list[Any], seen: Any, scores: np.ndarray, items: np.ndarray, depth: int, when: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reorder each row's first ``depth`` (finite) candidates by the cross-encoder; returns (retrieval scores, items,
+    rerank scores) in the new order, rerank scores NaN below the depth."""
+    from recsys.context import context_frame
+
+    request = context_frame({}, service.known_context_keys, now=when).row(0, named=True)
+    heads = [np.flatnonzero(np.isfinite(scores[r, :depth])) for r in range(len(user_ids))]
+    cands = [items[r, h].tolist() for r, h in enumerate(heads)]
+    logits = service.reranker.score(
+        [s.tolist() for s in seen], cands, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids)
+    )
+    rerank = np.full(scores.shape, np.nan, dtype=np.float32)
+    scores, items = scores.copy(), items.copy()
+    for r, (h, z) in enumerate(zip(heads, logits)):
+        order = h[np.argsort(-z, kind="stable")]
+        scores[r, : len(h)], items[r, : len(h)] = scores[r, order], items[r, order]
+        rerank[r, : len(h)] = z[np.argsort(-z, kind="stable")]
+    return scores, items, rerank
 
 
 def write_part(out: Path, chunk: int, frame: pl.DataFrame) -> Path:
@@ -187,7 +214,9 @@ def run_batch(
 
     if job.k <= 0 or job.chunk_size <= 0:
         raise RecsysError("k and chunk size must be positive")
-    service = RetrievalService.open(job.index, dataset_dir=job.dataset)
+    service = RetrievalService.open(
+        job.index, dataset_dir=job.dataset, rerank_run=job.rerank, rerank_inference=job.rerank_inference, rerank_depth=job.rerank_depth
+    )
     users = service.histories.user_ids.sort() if job.users == "all" else read_user_list(job.users, service.histories.user_dtype)
     index_manifest = read_manifest(job.index)
     inputs = {
@@ -199,6 +228,10 @@ def run_batch(
         "k": job.k,
         "chunk_size": job.chunk_size,
     }
+    if service.reranker is not None:
+        inputs["reranker_fingerprint"] = service.reranker.fingerprint
+        inputs["rerank_depth"] = min(job.k, service.reranker.depth)
+        inputs["rerank_inference"] = job.rerank_inference
     chunks = [users[lo : lo + job.chunk_size].to_list() for lo in range(0, len(users), job.chunk_size)]
     run = _Run(job.out, inputs, len(chunks), job.generated_at, resume, overwrite)
     todo = [c for c in range(len(chunks)) if c not in run.completed]

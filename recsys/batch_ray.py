@@ -22,10 +22,13 @@ def _ray():
 class _ChunkScorer:
     """Ray actor: opens the retrieval service once, then scores and writes one chunk per call."""
 
-    def __init__(self, index: str, dataset: str | None, k: int, generated_at: str, index_fp: str, out: str) -> None:
+    def __init__(self, index: str, dataset: str | None, k: int, generated_at: str, index_fp: str, out: str, rerank: dict[str, Any] | None = None) -> None:
         from recsys.retrieval import RetrievalService
 
-        self.service = RetrievalService.open(index, dataset_dir=dataset)
+        rerank = rerank or {}
+        self.service = RetrievalService.open(
+            index, dataset_dir=dataset, rerank_run=rerank.get("run"), rerank_inference=rerank.get("inference", "fp32"), rerank_depth=rerank.get("depth")
+        )
         self.k, self.generated_at, self.index_fp, self.out = k, generated_at, index_fp, out
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -52,11 +55,12 @@ def run_on_ray(job: Any, chunks: list[list[Any]], todo: list[int], generated_at:
         ray.init(**kwargs)
     if not todo:
         return
+    rerank = {"run": str(job.rerank), "inference": job.rerank_inference, "depth": job.rerank_depth} if job.rerank else None
     items = [{"chunk": c, "users": [str(u) for u in chunks[c]] if isinstance(chunks[c][0], str) else list(chunks[c])} for c in todo]
     ds = ray.data.from_items(items)
     scored = ds.map_batches(
         _ChunkScorer,
-        fn_constructor_args=(str(job.index), str(job.dataset) if job.dataset else None, job.k, generated_at, index_fp, str(job.out)),
+        fn_constructor_args=(str(job.index), str(job.dataset) if job.dataset else None, job.k, generated_at, index_fp, str(job.out), rerank),
         batch_size=1,
         concurrency=max(1, job.ray_actors),
         num_cpus=1,

@@ -103,3 +103,38 @@ def test_ray_engine_equals_local(retrieval_stack, reference, tmp_path):
     assert summary["engine"] == "ray"
     got = read_candidates(out)
     assert got.equals(reference)
+
+
+def test_rerank_reorders_the_top_and_keeps_the_rest(rerank_stack, reference, tmp_path):
+    """With a reranker: the same k candidates per user; the top depth reordered by rerank_score (which the reranker
+    really computed), the rest in retrieval order with a null rerank_score; the manifest records the reranker."""
+    root, _ = rerank_stack
+    users = reference["user_id"].unique().sort().head(6)
+    pl.DataFrame({"user_id": users}).write_csv(tmp_path / "users.csv")
+    out = tmp_path / "cand"
+    summary = run_batch(_job(root, out, users=str(tmp_path / "users.csv"), rerank=root / "rerank", rerank_depth=4), progress=False)
+    assert summary["users"] == 6
+    got = read_candidates(out)
+    ref = reference.filter(pl.col("user_id").is_in(users.implode()))
+    for (user,), g in got.group_by("user_id", maintain_order=True):
+        r = ref.filter(pl.col("user_id") == user)
+        assert set(g["item_id"]) == set(r["item_id"])  # same candidates
+        head, tail = g.head(4), g.tail(6)
+        assert head["rerank_score"].null_count() == 0 and tail["rerank_score"].null_count() == 6
+        assert head["rerank_score"].to_list() == sorted(head["rerank_score"].to_list(), reverse=True)
+        assert set(head["item_id"]) == set(r.head(4)["item_id"]) and tail["item_id"].to_list() == r.tail(6)["item_id"].to_list()
+    manifest = __import__("json").loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["rerank_depth"] == 4 and manifest["inputs"]["reranker_fingerprint"]
+    # the scores are the stage's own
+    from recsys.context import context_frame
+    from recsys.retrieval import RetrievalService
+
+    svc = RetrievalService.open(root / "index", rerank_run=root / "rerank")
+    user = got["user_id"][0]
+    g = got.filter(pl.col("user_id") == user).head(4)
+    hist = svc.histories.history(int(svc.histories.rows([user])[0]))[1].tolist()
+    import datetime as dt
+
+    request = context_frame({}, svc.known_context_keys, now=dt.datetime.fromisoformat(GENERATED_AT)).row(0, named=True)
+    again = svc.reranker.score([hist], [g["item_id"].to_list()], contexts=[request], profiles=svc.profiles([user]))[0]
+    assert again == pytest.approx(g["rerank_score"].to_list(), abs=1e-4)

@@ -22,13 +22,18 @@ def batch_score(
     engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data actor pool; pip install 'recsys[ray]').")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local Ray).", envvar="RAY_ADDRESS")] = None,
     actors: Annotated[int, typer.Option("--actors", help="Ray actors (one model load each).")] = 2,
+    rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: its cross-encoder reorders each user's top --rerank-depth (rerank_score).", envvar="RECSYS_RERANK_RUN")] = None,
+    rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="How many of each user's k candidates get reranked (default: the reranker's setting).")] = None,
+    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
     generated_at: Annotated[str | None, typer.Option("--generated-at", help="Request time the candidates are for (ISO 8601; default: now). Context-aware models read its hour and weekday.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Score top-k candidates for every user: encode -> FAISS search without seen items -> parquet parts."""
+    """Score top-k candidates for every user: encode -> FAISS search without seen items -> optional rerank of the
+    top candidates -> parquet parts."""
     from recsys.batch import BatchJob, parse_time, run_batch
 
-    job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors)
+    job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors,
+                   rerank=rerank, rerank_depth=rerank_depth, rerank_inference=inference)
     if generated_at is not None:
         job.generated_at = parse_time(generated_at)
     summary = run_batch(job, resume=resume, overwrite=overwrite, progress=not json_out)

@@ -74,3 +74,15 @@ def test_retrieve_with_rerank_and_explain(rerank_stack):
     assert bad.exit_code == 2 and "does not exist" in bad.output
     bad_inf = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--inference", "fp8"])
     assert bad_inf.exit_code == 2 and "fp32" in bad_inf.output
+
+
+def test_batch_score_with_rerank(rerank_stack, tmp_path):
+    root, ds = rerank_stack
+    users = tmp_path / "users.csv"
+    pl.DataFrame({"user_id": ds.interactions["user_id"].unique().sort().head(3)}).write_csv(users)
+    result = runner.invoke(app, ["batch-score", "-i", str(root / "index"), "-o", str(tmp_path / "c"), "--users", str(users), "-k", "6",
+                                 "--rerank", str(root / "rerank"), "--rerank-depth", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["users"] == 3
+    out = pl.read_parquet(tmp_path / "c" / "part-00000.parquet")
+    assert out.height == 18 and out["rerank_score"].null_count() == 9
