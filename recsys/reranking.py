@@ -9,6 +9,7 @@ on candidates of the same retriever model as the index (``ManifestMismatchError`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class RerankStage:
         self.item_texts = reranker.render_items(items)
         self.history_texts = reranker.history_texts(items)
         self.titles = items["title"].cast(pl.String).to_list() if "title" in items.columns else None
+        self._lock = threading.Lock()  # the cross-encoder's Rust tokenizer is not thread-safe (concurrent serving requests)
 
     @classmethod
     def open(
@@ -98,9 +100,10 @@ class RerankStage:
             if (rows < 0).any():
                 missing = list(np.asarray(cand, dtype=object)[rows < 0][:3])
                 raise RecsysError(f"the reranker has no text for candidate item(s) {missing}: add them with `recsys index add-items`")
-        return self.reranker.score_candidates(
-            hist_rows, cand_rows, self.item_texts, self.history_texts, context=contexts, profiles=profiles, batch_size=batch_size
-        )
+        with self._lock:
+            return self.reranker.score_candidates(
+                hist_rows, cand_rows, self.item_texts, self.history_texts, context=contexts, profiles=profiles, batch_size=batch_size
+            )
 
     def context_effects(self, history: Sequence[Any], item_id: Any, context: Mapping[str, Any] | None, profile: Mapping[str, Any] | None = None) -> dict[str, float]:
         """{context field: score with the field - score with it blanked} for one recommended item."""
@@ -110,7 +113,8 @@ class RerankStage:
         row = int(self.rows([item_id])[0])
         if row < 0:
             return {}
-        return context_effects(self.reranker, rows[rows >= 0], self.item_texts[row], self.history_texts, context, profile)
+        with self._lock:
+            return context_effects(self.reranker, rows[rows >= 0], self.item_texts[row], self.history_texts, context, profile)
 
 
 def items_with_added(items: pl.DataFrame, added: Mapping[str, Mapping[str, Any]] | None) -> pl.DataFrame:

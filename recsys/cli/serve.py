@@ -13,6 +13,7 @@ from recsys.errors import RecsysError
 #: Environment variables that carry the app's settings into uvicorn worker processes (``--workers`` > 1).
 _ENV_INDEX, _ENV_DATASET, _ENV_RUN = "RECSYS_SERVE_INDEX", "RECSYS_SERVE_DATASET", "RECSYS_SERVE_RUN"
 _ENV_BATCH, _ENV_THREADS = "RECSYS_SERVE_MICRO_BATCH", "RECSYS_SERVE_THREADS"
+_ENV_RERANK, _ENV_INFERENCE, _ENV_DEPTH = "RECSYS_SERVE_RERANK", "RECSYS_SERVE_INFERENCE", "RECSYS_SERVE_RERANK_DEPTH"
 
 
 def app_from_env():
@@ -25,6 +26,9 @@ def app_from_env():
         run_dir=os.environ.get(_ENV_RUN) or None,
         micro_batch=os.environ.get(_ENV_BATCH, "1") == "1",
         threads=int(os.environ.get(_ENV_THREADS, "1")) or None,
+        rerank_run=os.environ.get(_ENV_RERANK) or None,
+        rerank_inference=os.environ.get(_ENV_INFERENCE) or "fp32",
+        rerank_depth=int(os.environ.get(_ENV_DEPTH) or 0) or None,
     )
 
 
@@ -32,6 +36,9 @@ def serve(
     index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (from `recsys build-index`).")],
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Dataset (histories, item fields); default: the index's.")] = None,
     run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
+    rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: rerank each request's top --rerank-depth with the cross-encoder (per request: rerank=false turns it off).", envvar="RECSYS_RERANK_RUN")] = None,
+    rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="Default number of retrieved items reranked (default: the reranker's setting).")] = None,
+    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
     host: Annotated[str, typer.Option("--host", help="Address to bind; loopback by default (put a proxy in front to expose it).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (each loads its own model and index).")] = 1,
@@ -55,11 +62,18 @@ def serve(
         raise RecsysError(f"--port must be 1-65535, got {port}")
     if not index.is_dir():
         raise RecsysError(f"index directory {index} does not exist")
+    if rerank is not None and not rerank.is_dir():
+        raise RecsysError(f"reranker run {rerank} does not exist")
+    if rerank_depth is not None and rerank_depth < 1:
+        raise RecsysError(f"--rerank-depth must be at least 1, got {rerank_depth}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if workers == 1:
         from recsys.serving.app import create_app
 
-        app = create_app(index, dataset_dir=dataset, run_dir=run, micro_batch=micro_batch, threads=threads or None)
+        app = create_app(
+            index, dataset_dir=dataset, run_dir=run, micro_batch=micro_batch, threads=threads or None,
+            rerank_run=rerank, rerank_inference=inference, rerank_depth=rerank_depth,
+        )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     os.environ[_ENV_INDEX] = str(index.resolve())
@@ -67,4 +81,7 @@ def serve(
     os.environ[_ENV_RUN] = str(run.resolve()) if run else ""
     os.environ[_ENV_BATCH] = "1" if micro_batch else "0"
     os.environ[_ENV_THREADS] = str(threads)
+    os.environ[_ENV_RERANK] = str(rerank.resolve()) if rerank else ""
+    os.environ[_ENV_INFERENCE] = inference
+    os.environ[_ENV_DEPTH] = str(rerank_depth or "")
     uvicorn.run("recsys.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)

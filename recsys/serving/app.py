@@ -51,8 +51,8 @@ MAX_K = 1000
 #: Longest history / exclude list and profile text accepted in one request.
 MAX_LIST = 10_000
 MAX_PROFILE_CHARS = 10_000
-#: History items an explanation compares each recommendation with (the most recent ones).
-EXPLAIN_HISTORY = 20
+#: Most retrieved candidates one request may have reranked.
+MAX_CANDIDATES = 1000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 #: Process-wide: the sentence-transformers model (shared by every loaded service) is not thread-safe.
@@ -86,15 +86,23 @@ class RecommendRequest(BaseModel):
     )
     k: int = Field(20, ge=1, le=MAX_K, description="How many items.")
     exclude: list[IdValue] | None = Field(None, max_length=MAX_LIST, description="Item ids never to return (besides those already seen).")
-    explain: bool = Field(False, description="Add an explanation: the history and context used, and per item the closest recent history item.")
+    explain: bool = Field(False, description="Add an explanation: the history and context used; per item the history items behind it and, when reranked, each context field's effect.")
+    rerank: bool | None = Field(None, description="Rerank with the cross-encoder (default: yes when the server was started with --rerank).")
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="How many retrieved items the reranker reads (default: the server's --rerank-depth).")
 
 
 class RecommendedItem(BaseModel):
     rank: int
     item_id: int | str
-    score: float = Field(description="Cosine similarity of user and item vectors.")
+    score: float = Field(description="What the list is ordered by: the rerank score when reranked, else the retrieval score.")
+    retrieval_score: float | None = Field(None, description="Cosine similarity of user and item vectors.")
+    rerank_score: float | None = Field(None, description="The cross-encoder's logit (when reranked).")
     title: str | None = None
-    reasons: dict[str, Any] = Field(default_factory=dict, description="With explain: closest_history_item and its similarity.")
+    reasons: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With explain: history (the history items most similar to this one, with their cosine), closest_history_item "
+        "and similarity (the first of them), and when reranked context ({field: score with it - score with it blanked}).",
+    )
 
 
 class Explanation(BaseModel):
@@ -111,6 +119,7 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     model_fingerprint: str
     index_fingerprint: str
+    reranker_fingerprint: str | None = None
     explanation: Explanation | None = None
 
 
@@ -130,6 +139,7 @@ class ReadyResponse(BaseModel):
     index_fingerprint: str | None = None
     dataset_fingerprint: str | None = None
     index_items: int | None = None
+    reranker_fingerprint: str | None = None
     loaded_at: str | None = None
 
 
@@ -139,6 +149,7 @@ class ReloadRequest(BaseModel):
     index: str = Field(min_length=1, description="Index directory (from `recsys build-index`).")
     dataset: str | None = Field(None, min_length=1, description="Dataset directory (default: the one recorded in the index).")
     run: str | None = Field(None, min_length=1, description="Retriever run directory (default: the one recorded in the index).")
+    rerank: str | None = Field(None, min_length=1, description="Reranker run to load with it (default: the current one, if any; it must match the new model).")
 
 
 class ReloadResponse(BaseModel):
@@ -168,6 +179,10 @@ class Loaded:
     loaded_at: str
     uses_text_model: bool  # every request encodes text (a model trained with profiles)
     item_rows: dict[Any, int] = field(repr=False)
+    reranker_fingerprint: str | None = None
+    rerank_run: str | None = None
+    rerank_inference: str = "fp32"
+    rerank_depth: int | None = None
     batcher: Any = None  # a MicroBatcher encoding the users of concurrent requests together, or None
 
     def close(self) -> None:
@@ -182,6 +197,7 @@ class Loaded:
             index_fingerprint=self.index_fingerprint,
             dataset_fingerprint=self.dataset_fingerprint,
             index_items=len(self.service.index),
+            reranker_fingerprint=self.reranker_fingerprint,
             loaded_at=self.loaded_at,
         )
 
@@ -200,13 +216,18 @@ def load_service(
     dataset_dir: Path | str | None = None,
     run_dir: Path | str | None = None,
     micro_batch: bool = True,
+    rerank_run: Path | str | None = None,
+    rerank_inference: str = "fp32",
+    rerank_depth: int | None = None,
 ) -> Loaded:
-    """Open the service and warm it up (text model loaded, one search run), so the first request is not slow;
-    with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`)."""
+    """Open the service and warm it up (text model loaded, one search run, one rerank), so the first request is not
+    slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`)."""
     from recsys.manifest import read_manifest
     from recsys.retrieval import RetrievalService
 
-    service = RetrievalService.open(index_dir, dataset_dir=dataset_dir, run_dir=run_dir)
+    service = RetrievalService.open(
+        index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_inference=rerank_inference, rerank_depth=rerank_depth
+    )
     index_fp = str(read_manifest(Path(index_dir), kind="index").get("fingerprint", "unknown"))
     users = service.histories.user_ids
     with _TEXT_MODEL_LOCK:
@@ -228,6 +249,10 @@ def load_service(
         loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         uses_text_model=bool(service.model.args.use_profiles),
         item_rows={v: i for i, v in enumerate(items)},
+        reranker_fingerprint=service.reranker.fingerprint if service.reranker is not None else None,
+        rerank_run=str(rerank_run) if rerank_run is not None else None,
+        rerank_inference=rerank_inference,
+        rerank_depth=rerank_depth,
         batcher=batcher,
     )
 
@@ -378,10 +403,15 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     micro_batch: bool = True,
     threads: int | None = None,
+    rerank_run: Path | str | None = None,
+    rerank_inference: str = "fp32",
+    rerank_depth: int | None = None,
 ) -> FastAPI:
     """The serving app. ``admin_token`` (default: ``$RECSYS_ADMIN_TOKEN``) enables ``POST /admin/reload``;
     ``micro_batch`` encodes the users of concurrent requests together (see :mod:`recsys.serving.batching`);
-    ``threads`` sets torch's and FAISS's intra-op threads for the whole process at start (None: leave them)."""
+    ``threads`` sets torch's and FAISS's intra-op threads for the whole process at start (None: leave them);
+    ``rerank_run`` loads a cross-encoder that reranks each request's top ``rerank_depth`` by default."""
+    rerank_options = {"rerank_inference": rerank_inference, "rerank_depth": rerank_depth}
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     holder = ServiceHolder()
     metrics = Metrics()
@@ -396,6 +426,7 @@ def create_app(
                 "index_fingerprint": loaded.index_fingerprint,
                 "dataset_fingerprint": loaded.dataset_fingerprint,
                 "index_type": loaded.index_type,
+                "reranker_fingerprint": loaded.reranker_fingerprint or "none",
             },
             len(loaded.service.index),
         )
@@ -404,7 +435,9 @@ def create_app(
     async def lifespan(app: FastAPI):
         if threads is not None:
             set_compute_threads(threads)
-        loaded = await run_in_threadpool(load_service, index_dir, dataset_dir=dataset_dir, run_dir=run_dir, micro_batch=micro_batch)
+        loaded = await run_in_threadpool(
+            load_service, index_dir, dataset_dir=dataset_dir, run_dir=run_dir, micro_batch=micro_batch, rerank_run=rerank_run, **rerank_options
+        )
         publish(loaded)
         log.info("serving index %s (model %s)", index_dir, loaded.model_fingerprint)
         yield
@@ -466,19 +499,30 @@ def create_app(
                 raise HTTPException(404, f"unknown user {uid!r}; send a history and/or a profile for a new user")
         if uid is None and history is None and req.profile is None:
             raise HTTPException(422, "give a user_id, a history or a profile")
-        call = lambda: svc.recommend(uid, history=history, profile=req.profile, context=context, k=req.k, exclude=exclude)  # noqa: E731
+        if req.rerank and svc.reranker is None:
+            raise HTTPException(400, "this server has no reranker: start it with --rerank RERANK_RUN")
+        call = lambda: svc.recommend(  # noqa: E731
+            uid, history=history, profile=req.profile, context=context, k=req.k, exclude=exclude, rerank=req.rerank, depth=req.candidates, explain=req.explain
+        )
         if loaded.batcher is None and (req.profile is not None or loaded.uses_text_model):
             with _TEXT_MODEL_LOCK:  # (the batcher's worker takes it itself)
                 recs = call()
         else:
             recs = call()
-        items = [RecommendedItem(rank=r.rank, item_id=r.item_id, score=r.score, title=r.title, reasons=dict(r.reasons)) for r in recs]
+        items = [
+            RecommendedItem(
+                rank=r.rank, item_id=r.item_id, score=r.score, retrieval_score=r.retrieval_score, rerank_score=r.rerank_score,
+                title=r.title, reasons=_finite(jsonable_encoder(explained(r.reasons))),
+            )
+            for r in recs
+        ]
         explanation = None
         if req.explain:
             explanation = explain(loaded, [*stored, *(history or [])], req.profile, context, items)
         return RecommendResponse(
             user_id=uid, k=req.k, items=items, model_fingerprint=loaded.model_fingerprint,
             index_fingerprint=loaded.index_fingerprint, explanation=explanation,
+            reranker_fingerprint=loaded.reranker_fingerprint if any(r.rerank_score is not None for r in recs) else None,
         )
 
     @app.get("/recommend/{user_id}", response_model=RecommendResponse, responses=_ERRORS, tags=["recommend"])
@@ -487,12 +531,20 @@ def create_app(
         k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")] = 20,
         context: Annotated[str | None, Query(max_length=2000, description="e.g. time=evening,device=mobile,weekday=sat")] = None,
         explain: Annotated[bool, Query(description="Add an explanation.")] = False,
+        rerank: Annotated[bool | None, Query(description="Rerank with the cross-encoder (default: yes when the server has one).")] = None,
+        candidates: Annotated[int | None, Query(ge=1, le=MAX_CANDIDATES, description="How many retrieved items the reranker reads.")] = None,
+        exclude: Annotated[str | None, Query(max_length=100_000, description="Comma-separated item ids never to return, e.g. 12,45.")] = None,
     ) -> RecommendResponse:
         """Top-k items for a known user (their stored history), optionally in a request context."""
         loaded = current()
         uid = parse_id(user_id, loaded.user_dtype, "user")
         ctx = parse_context(context)
-        req = RecommendRequest.model_construct(user_id=uid, history=None, profile=None, context=ctx or None, k=k, exclude=None, explain=explain)
+        excluded = [x.strip() for x in exclude.split(",") if x.strip()] if exclude else None
+        if excluded is not None and len(excluded) > MAX_LIST:
+            raise HTTPException(422, f"exclude: at most {MAX_LIST} item ids")
+        req = RecommendRequest.model_construct(
+            user_id=uid, history=None, profile=None, context=ctx or None, k=k, exclude=excluded, explain=explain, rerank=rerank, candidates=candidates
+        )
         return recommend(loaded, req)
 
     @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS, tags=["recommend"])
@@ -557,7 +609,11 @@ def create_app(
             previous = current().describe() if holder.current is not None else ReadyResponse(status="loading")
             start = time.perf_counter()
             try:
-                loaded = await run_in_threadpool(load_service, req.index, dataset_dir=req.dataset, run_dir=req.run, micro_batch=micro_batch)
+                old = holder.current
+                rerank = req.rerank or (old.rerank_run if old is not None else None)
+                loaded = await run_in_threadpool(
+                    load_service, req.index, dataset_dir=req.dataset, run_dir=req.run, micro_batch=micro_batch, rerank_run=rerank, **rerank_options
+                )
             except RecsysError as exc:
                 metrics.reload("client_error")
                 raise HTTPException(400, f"reload failed, still serving the previous index: {exc}") from None
@@ -573,21 +629,18 @@ def create_app(
     return app
 
 
-def explain(loaded: Loaded, history: list[Any], profile: str | None, context: dict[str, Any], items: list[RecommendedItem]) -> Explanation:
-    """What the user vector was made of, and per item the most similar recent history item (cosine in index space)."""
-    import numpy as np
+def explained(reasons: Mapping[str, Any]) -> dict[str, Any]:
+    """The service's reasons plus ``closest_history_item``/``similarity`` (the most similar history item)."""
+    out = dict(reasons)
+    if out.get("history"):
+        out["closest_history_item"] = out["history"][0]["item_id"]
+        out["similarity"] = out["history"][0]["similarity"]
+    return out
 
+
+def explain(loaded: Loaded, history: list[Any], profile: str | None, context: dict[str, Any], items: list[RecommendedItem]) -> Explanation:
+    """What the user vector was made of (the per-item reasons come from the service)."""
     svc = loaded.service
-    index = svc.index
-    known = [h for h in history if h in index]
-    recent = list(dict.fromkeys(reversed(known)))[:EXPLAIN_HISTORY][::-1]
-    if recent and items:
-        hv = index.get_vectors(recent)
-        rv = index.get_vectors([it.item_id for it in items])
-        sims = rv @ hv.T
-        for it, row in zip(items, sims):
-            j = int(np.argmax(row))
-            it.reasons = {**it.reasons, "closest_history_item": recent[j], "similarity": round(float(row[j]), 4)}
     frame = context_frame(context, svc.known_context_keys)[[S.TIMESTAMP, *svc.context_columns]]
     ctx = jsonable_encoder(frame.row(0, named=True))
     return Explanation(

@@ -1,0 +1,91 @@
+"""Serving with a reranker: the real app, real MiniLM retriever and cross-encoder, real FAISS, through HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import polars as pl
+import pytest
+
+from tests.serving.conftest import ADMIN_TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reranked(rerank_stack):
+    from fastapi.testclient import TestClient
+
+    from recsys.serving.app import create_app
+
+    root, ds = rerank_stack
+    app = create_app(root / "index", admin_token=ADMIN_TOKEN, rerank_run=root / "rerank", rerank_depth=8)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, root, ds
+
+
+def _user(ds):
+    return int(ds.interactions["user_id"].min())
+
+
+def test_get_reranks_by_default_and_can_turn_it_off(reranked):
+    client, _, ds = reranked
+    user = _user(ds)
+    r = client.get(f"/recommend/{user}", params={"k": 5, "context": "time=evening,device=mobile"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    scores = [it["rerank_score"] for it in body["items"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True) and body["reranker_fingerprint"]
+    assert all(it["score"] == it["rerank_score"] and it["retrieval_score"] is not None for it in body["items"])
+    plain = client.get(f"/recommend/{user}", params={"k": 5, "rerank": "false"}).json()
+    assert all(it["rerank_score"] is None for it in plain["items"]) and plain["reranker_fingerprint"] is None
+    ready = client.get("/ready").json()
+    assert ready["reranker_fingerprint"] == body["reranker_fingerprint"]
+
+
+def test_get_exclude_and_candidates(reranked):
+    client, _, ds = reranked
+    user = _user(ds)
+    first = client.get(f"/recommend/{user}", params={"k": 3, "candidates": 20}).json()["items"]
+    drop = [it["item_id"] for it in first[:2]]
+    again = client.get(f"/recommend/{user}", params={"k": 3, "candidates": 20, "exclude": ",".join(map(str, drop))}).json()["items"]
+    assert not set(drop) & {it["item_id"] for it in again}
+    bad = client.get(f"/recommend/{user}", params={"exclude": "1,notanid"})
+    assert bad.status_code == 422 and "notanid" in bad.json()["detail"]
+    assert client.get(f"/recommend/{user}", params={"candidates": 0}).status_code == 422
+
+
+def test_post_explain_has_history_and_context_effects(reranked):
+    client, _, ds = reranked
+    user = _user(ds)
+    seen = set(ds.interactions.filter(pl.col("user_id") == user)["item_id"].to_list())
+    r = client.post("/recommend", json={"user_id": user, "k": 2, "context": {"time": "morning", "device": "desktop"}, "explain": True})
+    assert r.status_code == 200, r.text
+    for it in r.json()["items"]:
+        assert it["reasons"]["closest_history_item"] in seen and it["reasons"]["history"]
+        assert "device" in it["reasons"]["context"] and "all" in it["reasons"]["context"]
+
+
+def test_concurrent_reranked_requests_all_succeed(reranked):
+    client, _, ds = reranked
+    users = ds.interactions["user_id"].unique().sort().head(8).to_list()
+    with cf.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda u: client.get(f"/recommend/{u}", params={"k": 3, "candidates": 6}).status_code, users))
+    assert codes == [200] * len(users)
+
+
+def test_rerank_on_a_server_without_reranker_is_400(served):
+    client, _, ds = served
+    r = client.get(f"/recommend/{_user(ds)}", params={"rerank": "true"})
+    assert r.status_code == 400 and "--rerank" in r.json()["detail"]
+
+
+def test_reload_keeps_the_reranker_and_reranks_added_items(reranked, second_index):
+    client, _, ds = reranked
+    before = client.get("/ready").json()["reranker_fingerprint"]
+    r = client.post("/admin/reload", json={"index": str(second_index)}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["current"]["reranker_fingerprint"] == before
+    # the added item (only in the new index) can be reranked: ask for it as a candidate of a new user
+    body = client.post("/recommend", json={"history": [int(ds.items["item_id"][0])], "k": 200, "candidates": 200}).json()
+    assert 990_001 in {it["item_id"] for it in body["items"]}
