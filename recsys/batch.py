@@ -44,6 +44,7 @@ class BatchJob:
     rerank: Path | None = None  # a reranker run: its cross-encoder reorders each user's top rerank_depth
     rerank_depth: int | None = None  # default: the reranker's ``candidates`` setting (at most k)
     rerank_inference: str = "fp32"
+    cooccurrence: Path | None = None  # a co-occurrence source merged into the rerank pool (needs rerank)
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
 
@@ -106,7 +107,7 @@ def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, in
     n = len(user_ids)
     rerank = np.full((n, k), np.nan, dtype=np.float32)
     if service.reranker is not None and n:
-        scores, items, rerank = _rerank_top(service, user_ids, seen, scores, items, min(k, rerank_depth or service.reranker.depth), when)
+        scores, items, rerank = _rerank_top(service, user_ids, seen, vectors, scores, items, min(k, rerank_depth or service.reranker.depth), when)
     frame = pl.DataFrame(
         {
             "user_id": pl.Series(np.repeat(np.asarray(user_ids, dtype=object), k).tolist(), dtype=service.histories.user_dtype),
@@ -123,24 +124,46 @@ def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, in
     ).select(OUTPUT_SCHEMA)
 
 
-def _rerank_top(service: Any, user_ids: list[Any], seen: Any, scores: np.ndarray, items: np.ndarray, depth: int, when: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reorder each row's first ``depth`` (finite) candidates by the cross-encoder; returns (retrieval scores, items,
-    rerank scores) in the new order, rerank scores NaN below the depth."""
+def _rerank_top(
+    service: Any, user_ids: list[Any], seen: Any, vectors: np.ndarray, scores: np.ndarray, items: np.ndarray, depth: int, when: dt.datetime
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rerank each row's pool (its first ``depth`` candidates, plus the co-occurrence source's top ``depth`` when the
+    service has one) by the cross-encoder: the pool in rerank order, then the rest in retrieval order, cut at k.
+    Returns (retrieval scores, items, rerank scores), rerank scores NaN outside the pool."""
     from recsys.context import context_frame
 
+    k = scores.shape[1]
     request = context_frame({}, service.known_context_keys, now=when).row(0, named=True)
-    heads = [np.flatnonzero(np.isfinite(scores[r, :depth])) for r in range(len(user_ids))]
-    cands = [items[r, h].tolist() for r, h in enumerate(heads)]
-    logits = service.reranker.score(
-        [s.tolist() for s in seen], cands, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids)
-    )
+    pools: list[list[Any]] = []
+    pool_scores: list[np.ndarray] = []
+    for r in range(len(user_ids)):
+        finite = int(np.isfinite(scores[r]).sum())
+        pool = items[r, : min(depth, finite)].tolist()
+        cos = scores[r, : len(pool)].astype(np.float64)
+        if service.cooccurrence is not None:
+            co, _ = service.cooccurrence.candidates(seen[r].tolist(), depth, exclude=seen[r].tolist())
+            extra = [i for i in co if i not in set(pool) and i in service.index]
+            if extra:
+                pool += extra
+                cos = np.concatenate([cos, service.index.get_vectors(extra) @ vectors[r]])
+        pools.append(pool)
+        pool_scores.append(cos)
+    logits = service.reranker.score([s.tolist() for s in seen], pools, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids))
+    out_scores = np.full(scores.shape, -np.inf, dtype=np.float32)
+    out_items = items.copy()
     rerank = np.full(scores.shape, np.nan, dtype=np.float32)
-    scores, items = scores.copy(), items.copy()
-    for r, (h, z) in enumerate(zip(heads, logits)):
-        order = h[np.argsort(-z, kind="stable")]
-        scores[r, : len(h)], items[r, : len(h)] = scores[r, order], items[r, order]
-        rerank[r, : len(h)] = z[np.argsort(-z, kind="stable")]
-    return scores, items, rerank
+    for r, (pool, cos, z) in enumerate(zip(pools, pool_scores, logits)):
+        order = np.argsort(-z, kind="stable")[:k]
+        in_pool = set(pool)
+        rest = [j for j in range(k) if np.isfinite(scores[r, j]) and items[r, j] not in in_pool]
+        m = len(order)
+        taken = rest[: k - m]
+        out_items[r, :m] = np.asarray([pool[j] for j in order], dtype=items.dtype)
+        out_scores[r, :m] = cos[order]
+        rerank[r, :m] = z[order]
+        out_items[r, m : m + len(taken)] = items[r, taken]
+        out_scores[r, m : m + len(taken)] = scores[r, taken]
+    return out_scores, out_items, rerank
 
 
 def write_part(out: Path, chunk: int, frame: pl.DataFrame) -> Path:
@@ -215,8 +238,11 @@ def run_batch(
     if job.k <= 0 or job.chunk_size <= 0:
         raise RecsysError("k and chunk size must be positive")
     service = RetrievalService.open(
-        job.index, dataset_dir=job.dataset, rerank_run=job.rerank, rerank_inference=job.rerank_inference, rerank_depth=job.rerank_depth
+        job.index, dataset_dir=job.dataset, rerank_run=job.rerank, rerank_inference=job.rerank_inference, rerank_depth=job.rerank_depth,
+        cooccurrence=job.cooccurrence,
     )
+    if job.cooccurrence is not None and job.rerank is None:
+        raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
     users = service.histories.user_ids.sort() if job.users == "all" else read_user_list(job.users, service.histories.user_dtype)
     index_manifest = read_manifest(job.index)
     inputs = {
@@ -232,6 +258,8 @@ def run_batch(
         inputs["reranker_fingerprint"] = service.reranker.fingerprint
         inputs["rerank_depth"] = min(job.k, service.reranker.depth)
         inputs["rerank_inference"] = job.rerank_inference
+        if service.cooccurrence is not None:
+            inputs["cooccurrence_fingerprint"] = service.cooccurrence.fingerprint
     chunks = [users[lo : lo + job.chunk_size].to_list() for lo in range(0, len(users), job.chunk_size)]
     run = _Run(job.out, inputs, len(chunks), job.generated_at, resume, overwrite)
     todo = [c for c in range(len(chunks)) if c not in run.completed]

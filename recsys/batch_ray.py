@@ -27,7 +27,8 @@ class _ChunkScorer:
 
         rerank = rerank or {}
         self.service = RetrievalService.open(
-            index, dataset_dir=dataset, rerank_run=rerank.get("run"), rerank_inference=rerank.get("inference", "fp32"), rerank_depth=rerank.get("depth")
+            index, dataset_dir=dataset, rerank_run=rerank.get("run"), rerank_inference=rerank.get("inference", "fp32"), rerank_depth=rerank.get("depth"),
+            cooccurrence=rerank.get("cooccurrence"),
         )
         self.k, self.generated_at, self.index_fp, self.out = k, generated_at, index_fp, out
 
@@ -55,7 +56,9 @@ def run_on_ray(job: Any, chunks: list[list[Any]], todo: list[int], generated_at:
         ray.init(**kwargs)
     if not todo:
         return
-    rerank = {"run": str(job.rerank), "inference": job.rerank_inference, "depth": job.rerank_depth} if job.rerank else None
+    rerank = None
+    if job.rerank:
+        rerank = {"run": str(job.rerank), "inference": job.rerank_inference, "depth": job.rerank_depth, "cooccurrence": str(job.cooccurrence) if job.cooccurrence else None}
     items = [{"chunk": c, "users": [str(u) for u in chunks[c]] if isinstance(chunks[c][0], str) else list(chunks[c])} for c in todo]
     ds = ray.data.from_items(items)
     scored = ds.map_batches(

@@ -92,6 +92,7 @@ class RetrievalService:
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
         self.reranker = reranker  # a recsys.reranking.RerankStage, or None (retrieve only)
+        self.cooccurrence: Any = None  # a recsys.cooccurrence.CooccurrenceSource merged into the rerank candidates
         self._profiles = None
         if dataset.users is not None:
             self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(self.histories.user_dtype, strict=False))
@@ -107,9 +108,11 @@ class RetrievalService:
         rerank_run: Path | str | None = None,
         rerank_inference: str = "fp32",
         rerank_depth: int | None = None,
+        cooccurrence: Path | str | None = None,
     ) -> "RetrievalService":
         """Load the index, its retriever run and dataset (recorded in the index unless given); with ``rerank_run``,
-        also the cross-encoder that reranks the top ``rerank_depth`` candidates of every request."""
+        also the cross-encoder that reranks the top ``rerank_depth`` candidates of every request, and with
+        ``cooccurrence`` a second candidate source merged with the two-tower's before reranking."""
         index = ItemIndex.load(index_dir, device=device)
         run = run_dir or index.metadata.get("run")
         data = dataset_dir or index.metadata.get("dataset")
@@ -120,7 +123,16 @@ class RetrievalService:
         service = cls(index, Path(run), Dataset.load(data))
         if rerank_run is not None:
             service.attach_reranker(rerank_run, inference=rerank_inference, depth=rerank_depth)
+        if cooccurrence is not None:
+            service.attach_cooccurrence(cooccurrence)
         return service
+
+    def attach_cooccurrence(self, directory: Path | str) -> Any:
+        """Load a co-occurrence source fitted on this service's dataset; reranked requests then read its candidates too."""
+        from recsys.cooccurrence import CooccurrenceSource
+
+        self.cooccurrence = CooccurrenceSource.load(directory, dataset_fingerprint=self.dataset.fingerprint)
+        return self.cooccurrence
 
     def attach_reranker(self, run_dir: Path | str, *, inference: str = "fp32", depth: int | None = None) -> Any:
         """Load a reranker run for this catalogue (the dataset's items plus any added to the index) and use it."""
@@ -216,6 +228,23 @@ class RetrievalService:
             out.append([{"item_id": known[j], "title": self._titles.get(known[j]), "similarity": round(float(row[j]), 4)} for j in order])
         return out
 
+    def _merge_cooccurrence(
+        self, user_vector: np.ndarray, history: list[Any], seen: list[Any], items: list[Any], retrieval: np.ndarray, n: int
+    ) -> tuple[list[Any], np.ndarray, list[str]]:
+        """Two-tower candidates + the co-occurrence source's top ``n`` not already there (and in the index); every
+        candidate's retrieval score is its two-tower cosine, so the list stays comparable."""
+        co_ids, _ = self.cooccurrence.candidates(history, n, exclude=seen)
+        have = set(items)
+        extra = [i for i in co_ids if i not in have and i in self.index]
+        sources = ["two-tower"] * len(items) + ["co-occurrence"] * len(extra)
+        if extra:
+            cos = self.index.get_vectors(extra) @ user_vector
+            both = set(co_ids) & have
+            sources = ["both" if i in both else "two-tower" for i in items] + ["co-occurrence"] * len(extra)
+            items = items + extra
+            retrieval = np.concatenate([retrieval, cos.astype(float)])
+        return items, retrieval, sources
+
     # ------------------------------------------------------------------------------------------------- verbs
     def recommend(
         self,
@@ -268,6 +297,9 @@ class RetrievalService:
         finite = np.isfinite(scores[0])
         items = [i.item() if hasattr(i, "item") else i for i in ids[0][finite]]
         retrieval = scores[0][finite].astype(float)
+        sources = ["two-tower"] * len(items)
+        if rerank and self.cooccurrence is not None:
+            items, retrieval, sources = self._merge_cooccurrence(vec[0], hist_ids, seen, items, retrieval, fetch)
         rerank_scores: np.ndarray | None = None
         user_profile: dict[str, Any] | None = None
         request_ctx = full_ctx.row(0, named=True)
@@ -283,6 +315,9 @@ class RetrievalService:
             item = items[j]
             rr = float(rerank_scores[j]) if rerank_scores is not None else None
             out.append(Recommendation(r + 1, item, rr if rr is not None else float(retrieval[j]), self._titles.get(item), retrieval_score=float(retrieval[j]), rerank_score=rr))
+        if self.cooccurrence is not None and rerank:
+            for rec, j in zip(out, order):
+                rec.reasons["source"] = sources[j]
         if explain and out:
             support = self.supporting_history(hist_ids, [r.item_id for r in out])
             for rec, sup in zip(out, support):

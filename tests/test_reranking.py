@@ -99,3 +99,43 @@ def test_added_item_is_rerankable_by_its_text(rerank_stack, tmp_path):
     assert scores.shape == (2,) and np.isfinite(scores).all()
     with pytest.raises(RecsysError, match="no text"):
         svc.reranker.score([[]], [[new_id + 1]])
+
+
+def test_cooccurrence_candidates_join_the_reranked_pool(rerank_stack, tmp_path):
+    from recsys.cooccurrence import CooccurrenceSource
+
+    root, ds = rerank_stack
+    CooccurrenceSource.fit(ds, neighbours=20).save(tmp_path / "co")
+    svc = RetrievalService.open(root / "index", rerank_run=root / "rerank", rerank_depth=5, cooccurrence=tmp_path / "co")
+    user = _user(ds)
+    seen = set(ds.interactions.filter(pl.col("user_id") == user)["item_id"].to_list())
+    hist = svc.histories.history(int(svc.histories.rows([user])[0]))[1].tolist()
+    co_ids, _ = svc.cooccurrence.candidates(hist, 10, exclude=hist)
+    when = {"timestamp": "2026-11-27T21:00:00+00:00"}
+    two_tower = [r.item_id for r in svc.recommend(user, k=10, rerank=False, context=when)]
+    pool = list(dict.fromkeys(two_tower + co_ids))
+    assert len(pool) > 10 and not seen & set(pool)
+    recs = svc.recommend(user, k=10, depth=10, context=when)
+    # the top 10 of the whole merged pool by the cross-encoder
+    from recsys.context import context_frame
+
+    request = context_frame(when, svc.known_context_keys).row(0, named=True)
+    z = svc.reranker.score([hist], [pool], contexts=[request], profiles=svc.profiles([user]))[0]
+    assert [r.item_id for r in recs] == [pool[j] for j in np.argsort(-z, kind="stable")[:10]]
+    for r in recs:
+        expected = "both" if r.item_id in co_ids and r.item_id in two_tower else ("co-occurrence" if r.item_id in co_ids else "two-tower")
+        assert r.reasons["source"] == expected
+    # retrieval scores of co-occurrence-only items are their two-tower cosines
+    plain = {r.item_id: r.score for r in svc.recommend(user, k=len(ds.items), rerank=False, context=when)}
+    assert all(r.retrieval_score == pytest.approx(plain[r.item_id], abs=1e-4) for r in recs)
+
+
+def test_cooccurrence_of_another_dataset_is_refused(rerank_stack, tmp_path):
+    from recsys.cooccurrence import CooccurrenceSource
+    from recsys.data.demo import generate_demo
+
+    root, _ = rerank_stack
+    other, _ = generate_demo(users=30, items=20, seed=9, interactions_per_user=5)
+    CooccurrenceSource.fit(other, neighbours=5).save(tmp_path / "co")
+    with pytest.raises(ManifestMismatchError, match="build-cooccurrence"):
+        RetrievalService.open(root / "index", cooccurrence=tmp_path / "co")

@@ -47,6 +47,7 @@ def _register() -> None:
     train_cli.app.command("reranker")(rerank_cli.train_reranker_cmd)
     app.add_typer(train_cli.app, name="train")
     app.command("build-index")(retrieve_cli.build_index)
+    app.command("build-cooccurrence")(retrieve_cli.build_cooccurrence)
     app.add_typer(index_cli.app, name="index")
     app.command("retrieve")(retrieve_cli.retrieve)
     app.command("rerank")(rerank_cli.rerank_cmd)

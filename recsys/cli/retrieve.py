@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from recsys.cli.common import echo_json
+from recsys.errors import RecsysError
 
 
 def build_index(
@@ -31,6 +32,26 @@ def build_index(
         typer.echo(f"wrote {out}: {info['count']:,} items, {info['type']} index, dim {info['dim']}{recall}")
 
 
+def build_cooccurrence(
+    dataset: Annotated[Path, typer.Argument(help="Dataset whose interactions to count.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (atomically).")],
+    neighbours: Annotated[int, typer.Option("--neighbours", help="Most similar items kept per item (ItemKNN's k).")] = 50,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Fit the co-occurrence candidate source (item-item cosine of who consumed what), merged with the two-tower's
+    candidates before reranking (--cooccurrence on retrieve, batch-score and serve)."""
+    from recsys.cooccurrence import CooccurrenceSource
+    from recsys.data.dataset import Dataset
+
+    source = CooccurrenceSource.fit(Dataset.load(dataset), neighbours=neighbours)
+    source.save(out)
+    summary = {"out": str(out), "items": len(source.item_ids), "pairs": int(source.matrix.nnz), "neighbours": neighbours, "fingerprint": source.fingerprint}
+    if json_out:
+        echo_json(summary)
+    else:
+        typer.echo(f"wrote {out}: {summary['items']:,} items, {summary['pairs']:,} neighbour pairs")
+
+
 def retrieve(
     index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (from `recsys build-index`).")],
     user: Annotated[str | None, typer.Option("--user", "-u", help="User id; their stored history is read from the index's dataset.")] = None,
@@ -43,6 +64,7 @@ def retrieve(
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run (from `recsys train reranker`): rerank the top --candidates with it.", envvar="RECSYS_RERANK_RUN")] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="How many retrieved items the reranker reads (default: the reranker's setting).")] = None,
     inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
+    cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source (from `recsys build-cooccurrence`) whose candidates join the reranked pool.", envvar="RECSYS_COOCCURRENCE")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show why: the history items behind each item and, when reranked, each context field's effect.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendations as JSON.")] = False,
 ) -> None:
@@ -51,7 +73,11 @@ def retrieve(
     from recsys.context import parse_context
     from recsys.retrieval import RetrievalService
 
-    service = RetrievalService.open(index, dataset_dir=dataset, run_dir=run, rerank_run=rerank, rerank_inference=inference, rerank_depth=candidates)
+    if cooccurrence is not None and rerank is None:
+        raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
+    service = RetrievalService.open(
+        index, dataset_dir=dataset, run_dir=run, rerank_run=rerank, rerank_inference=inference, rerank_depth=candidates, cooccurrence=cooccurrence
+    )
     user_id = service.dataset.user_id_from_text(user) if user is not None else None
     hist = [service.dataset.item_id_from_text(x.strip()) for x in history.split(",") if x.strip()] if history else None
     ctx = parse_context(context)
@@ -60,6 +86,8 @@ def retrieve(
         reranker = None
         if service.reranker is not None:
             reranker = {"run": str(rerank), "fingerprint": service.reranker.fingerprint, "candidates": candidates or service.reranker.depth, "inference": inference}
+        if reranker is not None and service.cooccurrence is not None:
+            reranker["cooccurrence"] = {"source": str(cooccurrence), "fingerprint": service.cooccurrence.fingerprint}
         echo_json({"user": user_id, "k": k, "context": ctx, "reranker": reranker, "items": [r.to_dict() for r in recs]})
         return
     width = max([len(str(r.item_id)) for r in recs] + [7])
@@ -68,6 +96,8 @@ def retrieve(
     typer.echo(head)
     for r in recs:
         extra = f"  {r.retrieval_score:>9.4f}" if reranked else ""
+        if "source" in r.reasons:
+            extra += f"  [{r.reasons['source']}]"
         typer.echo(f"{r.rank:>4}  {str(r.item_id):<{width}}  {r.score:>7.4f}{extra}  {r.title or ''}")
         if explain:
             for s in r.reasons.get("history", []):

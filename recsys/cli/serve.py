@@ -14,6 +14,7 @@ from recsys.errors import RecsysError
 _ENV_INDEX, _ENV_DATASET, _ENV_RUN = "RECSYS_SERVE_INDEX", "RECSYS_SERVE_DATASET", "RECSYS_SERVE_RUN"
 _ENV_BATCH, _ENV_THREADS = "RECSYS_SERVE_MICRO_BATCH", "RECSYS_SERVE_THREADS"
 _ENV_RERANK, _ENV_INFERENCE, _ENV_DEPTH = "RECSYS_SERVE_RERANK", "RECSYS_SERVE_INFERENCE", "RECSYS_SERVE_RERANK_DEPTH"
+_ENV_COOC = "RECSYS_SERVE_COOCCURRENCE"
 
 
 def app_from_env():
@@ -29,6 +30,7 @@ def app_from_env():
         rerank_run=os.environ.get(_ENV_RERANK) or None,
         rerank_inference=os.environ.get(_ENV_INFERENCE) or "fp32",
         rerank_depth=int(os.environ.get(_ENV_DEPTH) or 0) or None,
+        cooccurrence=os.environ.get(_ENV_COOC) or None,
     )
 
 
@@ -39,6 +41,7 @@ def serve(
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: rerank each request's top --rerank-depth with the cross-encoder (per request: rerank=false turns it off).", envvar="RECSYS_RERANK_RUN")] = None,
     rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="Default number of retrieved items reranked (default: the reranker's setting).")] = None,
     inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
+    cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source whose candidates join the reranked pool (needs --rerank).", envvar="RECSYS_COOCCURRENCE")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind; loopback by default (put a proxy in front to expose it).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (each loads its own model and index).")] = 1,
@@ -64,6 +67,8 @@ def serve(
         raise RecsysError(f"index directory {index} does not exist")
     if rerank is not None and not rerank.is_dir():
         raise RecsysError(f"reranker run {rerank} does not exist")
+    if cooccurrence is not None and rerank is None:
+        raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
     if rerank_depth is not None and rerank_depth < 1:
         raise RecsysError(f"--rerank-depth must be at least 1, got {rerank_depth}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -72,7 +77,7 @@ def serve(
 
         app = create_app(
             index, dataset_dir=dataset, run_dir=run, micro_batch=micro_batch, threads=threads or None,
-            rerank_run=rerank, rerank_inference=inference, rerank_depth=rerank_depth,
+            rerank_run=rerank, rerank_inference=inference, rerank_depth=rerank_depth, cooccurrence=cooccurrence,
         )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
@@ -84,4 +89,5 @@ def serve(
     os.environ[_ENV_RERANK] = str(rerank.resolve()) if rerank else ""
     os.environ[_ENV_INFERENCE] = inference
     os.environ[_ENV_DEPTH] = str(rerank_depth or "")
+    os.environ[_ENV_COOC] = str(cooccurrence.resolve()) if cooccurrence else ""
     uvicorn.run("recsys.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)

@@ -219,6 +219,7 @@ def load_service(
     rerank_run: Path | str | None = None,
     rerank_inference: str = "fp32",
     rerank_depth: int | None = None,
+    cooccurrence: Path | str | None = None,
 ) -> Loaded:
     """Open the service and warm it up (text model loaded, one search run, one rerank), so the first request is not
     slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`)."""
@@ -226,7 +227,8 @@ def load_service(
     from recsys.retrieval import RetrievalService
 
     service = RetrievalService.open(
-        index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_inference=rerank_inference, rerank_depth=rerank_depth
+        index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_inference=rerank_inference, rerank_depth=rerank_depth,
+        cooccurrence=cooccurrence,
     )
     index_fp = str(read_manifest(Path(index_dir), kind="index").get("fingerprint", "unknown"))
     users = service.histories.user_ids
@@ -406,12 +408,14 @@ def create_app(
     rerank_run: Path | str | None = None,
     rerank_inference: str = "fp32",
     rerank_depth: int | None = None,
+    cooccurrence: Path | str | None = None,
 ) -> FastAPI:
     """The serving app. ``admin_token`` (default: ``$RECSYS_ADMIN_TOKEN``) enables ``POST /admin/reload``;
     ``micro_batch`` encodes the users of concurrent requests together (see :mod:`recsys.serving.batching`);
     ``threads`` sets torch's and FAISS's intra-op threads for the whole process at start (None: leave them);
-    ``rerank_run`` loads a cross-encoder that reranks each request's top ``rerank_depth`` by default."""
-    rerank_options = {"rerank_inference": rerank_inference, "rerank_depth": rerank_depth}
+    ``rerank_run`` loads a cross-encoder that reranks each request's top ``rerank_depth`` by default, and
+    ``cooccurrence`` a second candidate source merged into what it reranks."""
+    rerank_options = {"rerank_inference": rerank_inference, "rerank_depth": rerank_depth, "cooccurrence": cooccurrence}
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     holder = ServiceHolder()
     metrics = Metrics()

@@ -86,3 +86,31 @@ def test_batch_score_with_rerank(rerank_stack, tmp_path):
     assert json.loads(result.stdout)["users"] == 3
     out = pl.read_parquet(tmp_path / "c" / "part-00000.parquet")
     assert out.height == 18 and out["rerank_score"].null_count() == 9
+
+
+def test_build_cooccurrence_then_retrieve_and_batch_with_it(rerank_stack, tmp_path):
+    root, ds = rerank_stack
+    result = runner.invoke(app, ["build-cooccurrence", str(root / "ds"), "--out", str(tmp_path / "co"), "--neighbours", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["items"] == ds.items.height
+    user = str(ds.interactions["user_id"].min())
+    base = ["retrieve", "-i", str(root / "index"), "--user", user, "-k", "30", "--cooccurrence", str(tmp_path / "co")]
+    needs = runner.invoke(app, base)
+    assert needs.exit_code == 2 and "needs --rerank" in needs.output
+    result = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--candidates", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["reranker"]["cooccurrence"]["fingerprint"]
+    sources = {r["reasons"]["source"] for r in out["items"]}
+    assert sources & {"co-occurrence", "both"} and len(out["items"]) > 4
+    users = tmp_path / "users.csv"
+    pl.DataFrame({"user_id": ds.interactions["user_id"].unique().sort().head(2)}).write_csv(users)
+    res = runner.invoke(app, ["batch-score", "-i", str(root / "index"), "-o", str(tmp_path / "c"), "--users", str(users), "-k", "8",
+                              "--rerank", str(root / "rerank"), "--rerank-depth", "3", "--cooccurrence", str(tmp_path / "co"), "--json"])
+    assert res.exit_code == 0, res.output
+    got = pl.read_parquet(tmp_path / "c" / "part-00000.parquet")
+    assert got.height == 16 and got.group_by("user_id").agg(pl.col("item_id").n_unique())["item_id"].to_list() == [8, 8]
+    # the pool (3 two-tower + up to 3 co-occurrence items) is reranked, the rest follow in retrieval order
+    assert got["rerank_score"].null_count() <= 16 - 2 * 3
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["inputs"]["cooccurrence_fingerprint"]
