@@ -1,13 +1,18 @@
 """Load test of ``recsys serve``: the real server (uvicorn in a subprocess on 127.0.0.1) over a demo index.
 
     python benchmarks/serve_load.py [--work /tmp/recsys-serve-load] [--users 2000] [--items 10000]
-        [--requests 300] [--levels 1,8,32] [--rss-requests 2000] [--json out.json]
+        [--index-items 100000] [--requests 300] [--levels 1,8,32] [--rss-requests 2000]
+        [--rerank-depths 20,50 --rerank-requests 10] [--json out.json]
 
 1. Prepares (or reuses, when ``--work`` already holds them) a demo dataset, a briefly trained retriever run, its
    FAISS index and a copy of the index (the reload target).
 2. Starts ``recsys.cli.serve.serve`` in a subprocess on a free loopback port, waits for ``/ready``.
 3. For each concurrency level: ``--requests`` GET /recommend/{user} (known users, k=20, "retrieve-only") with an
    httpx.AsyncClient; p50/p99 latency, throughput, errors. Then new users by profile text (POST, fewer requests).
+   ``--index-items N`` pads the index to N vectors with random unit vectors (ids from 10^9) after the demo's real
+   items: search cost depends on the vector count and dimension only, and encoding 100K texts takes ~20 min here.
+   ``--rerank-depths`` also trains a brief cross-encoder (``work/rerank``), serves with ``--rerank`` and measures
+   GET ``rerank=true&candidates=D`` at concurrency 1 (the retrieve-only levels then pass ``rerank=false``).
 4. Server RSS before/after ``--rss-requests`` requests; a hot reload (POST /admin/reload) in the middle of a load
    at concurrency 8: every request must succeed.
 
@@ -32,6 +37,41 @@ from pathlib import Path
 import numpy as np
 
 TOKEN = "serve-load-token"
+
+
+def pad_index(index_dir: Path, out: Path, total: int) -> Path:
+    """A copy of the index padded to ``total`` vectors with random unit vectors (ids 10^9, 10^9 + 1, ...)."""
+    from recsys.index.faiss_index import ItemIndex
+
+    if (out / "manifest.json").is_file():
+        return out
+    index = ItemIndex.load(index_dir, device="cpu")
+    extra = total - len(index)
+    if extra > 0:
+        rng = np.random.default_rng(0)
+        for lo in range(0, extra, 50_000):
+            v = rng.standard_normal((min(50_000, extra - lo), index.dim)).astype(np.float32)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            index.add_items(v, np.arange(10**9 + lo, 10**9 + lo + len(v), dtype=np.int64))
+        # a text for each padding item, so a reranker can read them when they are retrieved
+        added = dict(index.metadata.get("added_items", {}))
+        added.update({str(10**9 + i): {"title": f"Padding item {i}"} for i in range(extra)})
+        index.metadata["added_items"] = added
+    index.save(out)
+    return out
+
+
+def prepare_reranker(work: Path, steps: int) -> Path:
+    """A briefly fine-tuned cross-encoder on the benchmark's demo data (work/rerank)."""
+    from recsys.data.dataset import Dataset
+    from recsys.reranker.config import RerankerTrainingArguments
+    from recsys.reranker.training import train_run as train_reranker
+
+    out = work / "rerank"
+    if not (out / "manifest.json").is_file():
+        args = RerankerTrainingArguments(max_steps=steps, max_length=128, batch_size=16, progress_bar=False)
+        train_reranker(Dataset.load(work / "ds"), work / "run", out, args, eval_cases=20)
+    return out
 
 
 def prepare(work: Path, users: int, items: int, max_steps: int) -> tuple[Path, Path, list]:
@@ -72,12 +112,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: Path, port: int, log: Path, *, micro_batch: bool, threads: int) -> subprocess.Popen:
+def start_server(index: Path, port: int, log: Path, *, micro_batch: bool, threads: int, rerank: Path | None = None) -> subprocess.Popen:
+    rerank_arg = f"Path({str(rerank)!r})" if rerank else "None"
     code = textwrap.dedent(
         f"""
         from pathlib import Path
         from recsys.cli.serve import serve
-        serve(Path({str(index)!r}), host="127.0.0.1", port={port}, log_level="warning", micro_batch={micro_batch!r}, threads={threads})
+        serve(Path({str(index)!r}), host="127.0.0.1", port={port}, log_level="warning", micro_batch={micro_batch!r}, threads={threads},
+              rerank={rerank_arg})
         """
     )
     env = {**os.environ, "RECSYS_ADMIN_TOKEN": TOKEN, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
@@ -169,23 +211,33 @@ def main() -> None:
     p.add_argument("--rss-requests", type=int, default=2000)
     p.add_argument("--no-micro-batch", action="store_true", help="Serve without micro-batching (to compare).")
     p.add_argument("--threads", type=int, default=1, help="Server's torch/FAISS threads (0 = library default).")
+    p.add_argument("--index-items", type=int, default=0, help="Pad the index to this many vectors (random unit vectors beyond the demo items).")
+    p.add_argument("--rerank-depths", default="", help="e.g. 20,50: also serve with a briefly trained reranker and time reranked GETs.")
+    p.add_argument("--rerank-requests", type=int, default=10)
+    p.add_argument("--rerank-steps", type=int, default=20, help="Fine-tuning steps of the benchmark's reranker.")
     p.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    depths = [int(x) for x in args.rerank_depths.split(",") if x.strip()]
 
     index, index_b, users = prepare(args.work, args.users, args.items, args.max_steps)
+    if args.index_items and args.index_items > args.items:
+        index = pad_index(index, args.work / f"index-{args.index_items}", args.index_items)
+        index_b = pad_index(index_b, args.work / f"index-b-{args.index_items}", args.index_items + 1)
+    rerank = prepare_reranker(args.work, args.rerank_steps) if depths else None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(index, port, args.work / "server.log", micro_batch=not args.no_micro_batch, threads=args.threads)
+    proc = start_server(index, port, args.work / "server.log", micro_batch=not args.no_micro_batch, threads=args.threads, rerank=rerank)
     print(f"server: micro-batching {'off' if args.no_micro_batch else 'on'}, threads {args.threads}", flush=True)
     rng = random.Random(0)
-    results: dict = {"micro_batch": not args.no_micro_batch, "threads": args.threads, "levels": [], "profile": [], "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}}
+    results: dict = {"micro_batch": not args.no_micro_batch, "threads": args.threads, "levels": [], "profile": [], "rerank": [], "index_items": args.index_items or args.items, "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}}
     try:
         results["startup_s"] = wait_ready(base, proc)
-        get = lambda n: [("GET", f"/recommend/{rng.choice(users)}?k=20", None) for _ in range(n)]  # noqa: E731
+        plain = "&rerank=false" if rerank else ""
+        get = lambda n: [("GET", f"/recommend/{rng.choice(users)}?k=20{plain}", None) for _ in range(n)]  # noqa: E731
         profiles = ["loves italian cooking and pasta", "trail running shoes for ultramarathons", "science fiction novels about robots",
                     "jazz records and vinyl", "board games for families"]
-        post = lambda n: [("POST", "/recommend", {"profile": rng.choice(profiles) + f" #{i}", "k": 20}) for i in range(n)]  # noqa: E731
+        post = lambda n: [("POST", "/recommend", {"profile": rng.choice(profiles) + f" #{i}", "k": 20, "rerank": False if rerank else None}) for i in range(n)]  # noqa: E731
         asyncio.run(load(base, 4, get(40)))  # warm-up
         for c in levels:
             r = asyncio.run(load(base, c, get(args.requests)))
@@ -195,6 +247,14 @@ def main() -> None:
             r = asyncio.run(load(base, c, post(args.profile_requests)))
             results["profile"].append(r)
             print(f"POST c={c:>2} (profile): p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  {r['rps']:6.1f} req/s  errors {r['errors']}", flush=True)
+
+        for d in depths:
+            reqs = [("GET", f"/recommend/{rng.choice(users)}?k=20&rerank=true&candidates={d}", None) for _ in range(args.rerank_requests)]
+            asyncio.run(load(base, 1, reqs[:2]))  # warm-up of this depth
+            r = asyncio.run(load(base, 1, reqs))
+            r["depth"] = d
+            results["rerank"].append(r)
+            print(f"GET  c= 1 rerank {d:>3} candidates: p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  {r['rps']:6.2f} req/s  errors {r['errors']}", flush=True)
 
         rss_before = rss_mib(proc.pid)
         r = asyncio.run(load(base, 8, get(args.rss_requests)))
@@ -230,6 +290,7 @@ def main() -> None:
     print(f"| {'test':<24} | {'conc.':>5} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s':>6} | {'errors':>6} |")
     print(f"|{'-' * 26}|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|")
     rows = [("GET known user (k=20)", r) for r in results["levels"]] + [("POST new user, profile", r) for r in results["profile"]]
+    rows += [(f"GET rerank {r['depth']} (fp32)", r) for r in results["rerank"]]
     rows.append(("GET during reload", results["reload"]))
     for name, r in rows:
         print(f"| {name:<24} | {r['concurrency']:>5} | {r['requests']:>8} | {r['p50_ms']:>7.1f} | {r['p99_ms']:>7.1f} | {r['rps']:>6.1f} | {r['errors']:>6} |")
