@@ -66,6 +66,16 @@ class TrainStage:
 
 
 @dataclass
+class RerankStage:
+    """Fine-tune the cross-encoder reranker on the retriever's candidates; ``reranker`` holds
+    RerankerTrainingArguments fields. Later retrieve/batch stages rerank with it when they say so."""
+
+    out: Path = Path("data/runs/reranker")
+    reranker: dict[str, Any] = field(default_factory=dict)
+    eval_cases: int = 100
+
+
+@dataclass
 class IndexStage:
     """Build the FAISS index of every item with the trained run."""
 
@@ -82,6 +92,9 @@ class RetrieveStage:
     users: list[str] = field(default_factory=list)  # empty: the first three users of the dataset
     k: int = 10
     context: str = ""
+    rerank: bool = True  # with a [rerank] stage: rerank the top `candidates` with it
+    candidates: int | None = None  # default: the reranker's setting
+    explain: bool = False
 
 
 @dataclass
@@ -92,6 +105,8 @@ class BatchStage:
     k: int = 100
     chunk_size: int = 10_000
     engine: str = "local"
+    rerank: bool = False  # with a [rerank] stage: rerank each user's top `rerank_depth` (costs depth pairs a user)
+    rerank_depth: int | None = None
 
 
 @dataclass
@@ -99,19 +114,25 @@ class PipelineSettings:
     name: str = "pipeline"
     data: DataStage | None = None
     train: TrainStage | None = None
+    rerank: RerankStage | None = None
     index: IndexStage | None = None
     retrieve: RetrieveStage | None = None
     evaluate: EvaluateStage | None = None
     batch: BatchStage | None = None
 
 
-STAGE_ORDER = ("data", "train", "index", "retrieve", "evaluate", "batch")
+STAGE_ORDER = ("data", "train", "rerank", "index", "retrieve", "evaluate", "batch")
 _STAGE_CLASSES: dict[str, type] = {
-    "data": DataStage, "train": TrainStage, "index": IndexStage, "retrieve": RetrieveStage,
+    "data": DataStage, "train": TrainStage, "rerank": RerankStage, "index": IndexStage, "retrieve": RetrieveStage,
     "evaluate": EvaluateStage, "batch": BatchStage,
 }
 #: what each stage consumes from the stages before it
-_NEEDS = {"data": (), "train": ("data",), "index": ("data", "train"), "retrieve": ("data", "index"), "evaluate": ("data",), "batch": ("data", "index")}
+_NEEDS = {
+    "data": (), "train": ("data",), "rerank": ("data", "train"), "index": ("data", "train"), "retrieve": ("data", "index"),
+    "evaluate": ("data",), "batch": ("data", "index"),
+}
+#: stages consumed when the pipeline has them (retrieve and batch rerank when they are asked to)
+_OPTIONAL_NEEDS = {"retrieve": ("rerank",), "batch": ("rerank",)}
 
 
 def load_pipeline(path: Path, overrides: list[str] | None = None, env: dict[str, str] | None = None) -> PipelineSettings:
@@ -170,6 +191,19 @@ def _run_train(s: TrainStage, ctx: dict[str, Any], log: Log) -> str:
     return summary["fingerprint"]
 
 
+def _run_rerank(s: RerankStage, ctx: dict[str, Any], log: Log) -> str:
+    from recsys.data.dataset import Dataset
+    from recsys.reranker.config import RerankerTrainingArguments
+    from recsys.reranker.model import run_fingerprint
+    from recsys.reranker.training import train_run
+
+    args = RerankerTrainingArguments.from_dict({"progress_bar": False, **s.reranker})
+    summary = train_run(Dataset.load(ctx["dataset"]), ctx["run"], s.out, args, eval_cases=s.eval_cases)
+    m = summary["metrics"]
+    log(f"rerank: wrote {s.out} (validation win rate {m.get('val_win_rate', float('nan')):.3f}, MRR {m.get('val_MRR', float('nan')):.3f})")
+    return run_fingerprint(s.out)
+
+
 def _run_index(s: IndexStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.data.dataset import Dataset
     from recsys.index.build import build_index
@@ -184,14 +218,15 @@ def _run_retrieve(s: RetrieveStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.context import parse_context
     from recsys.retrieval import RetrievalService
 
-    service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"])
+    rerank = ctx.get("rerank") if s.rerank else None
+    service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"], rerank_run=rerank, rerank_depth=s.candidates)
     users = [service.dataset.user_id_from_text(u) for u in s.users] or service.histories.user_ids.sort().head(3).to_list()
     context = parse_context(s.context)
     results = []
     for user in users:
-        recs = service.recommend(user, k=s.k, context=context)
+        recs = service.recommend(user, k=s.k, context=context, explain=s.explain)
         results.append({"user": user, "context": context, "items": [r.to_dict() for r in recs]})
-        log(f"retrieve: user {user}: " + "; ".join(f"{r.item_id} {r.title or ''}".strip() for r in recs[:5]) + (" ..." if len(recs) > 5 else ""))
+        log(f"retrieve{' + rerank' if rerank else ''}: user {user}: " + "; ".join(f"{r.item_id} {r.title or ''}".strip() for r in recs[:5]) + (" ..." if len(recs) > 5 else ""))
     write_text_atomic(Path(s.out), json.dumps({"results": results}, indent=2, default=str))
     return fingerprint_json(results)
 
@@ -211,18 +246,24 @@ def _run_evaluate(s: EvaluateStage, ctx: dict[str, Any], log: Log) -> str:
 def _run_batch(s: BatchStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.batch import BatchJob, run_batch
 
-    job = BatchJob(index=Path(ctx["index"]), out=Path(s.out), dataset=Path(ctx["dataset"]), k=s.k, chunk_size=s.chunk_size, engine=s.engine)
+    rerank = ctx.get("rerank") if s.rerank else None
+    if s.rerank and rerank is None:
+        raise RecsysError("[batch] rerank = true needs a [rerank] stage in the pipeline")
+    job = BatchJob(
+        index=Path(ctx["index"]), out=Path(s.out), dataset=Path(ctx["dataset"]), k=s.k, chunk_size=s.chunk_size, engine=s.engine,
+        rerank=Path(rerank) if rerank else None, rerank_depth=s.rerank_depth,
+    )
     summary = run_batch(job, overwrite=True, progress=False)
     log(f"batch: wrote {s.out} ({summary['users']:,} users, {summary['chunks']} parts, {summary['users_per_second']} users/s)")
     return str(read_manifest(Path(s.out)).get("inputs", {}).get("index_fingerprint")) + ":" + summary["generated_at"]
 
 
 _RUNNERS: dict[str, Callable[[Any, dict[str, Any], Log], str]] = {
-    "data": _run_data, "train": _run_train, "index": _run_index, "retrieve": _run_retrieve,
+    "data": _run_data, "train": _run_train, "rerank": _run_rerank, "index": _run_index, "retrieve": _run_retrieve,
     "evaluate": _run_evaluate, "batch": _run_batch,
 }
 #: the context key under which each stage's output path is passed downstream
-_PROVIDES = {"data": "dataset", "train": "run", "index": "index"}
+_PROVIDES = {"data": "dataset", "train": "run", "rerank": "rerank", "index": "index"}
 
 
 def _stage_fingerprint(name: str, settings: Any, inputs: dict[str, str]) -> str:
@@ -270,6 +311,7 @@ def run_pipeline(settings: PipelineSettings, *, force: list[str] | None = None, 
             if need not in produced:
                 raise RecsysError(f"stage '{name}' needs a [{need}] stage before it in the pipeline")
         inputs = _data_inputs(stage) if name == "data" else {need: produced[need] for need in _NEEDS[name]}
+        inputs.update({opt: produced[opt] for opt in _OPTIONAL_NEEDS.get(name, ()) if opt in produced and getattr(stage, opt, False)})
         fp = _stage_fingerprint(name, stage, inputs)
         out = Path(stage.out)
         record = _read_record(out)
