@@ -60,6 +60,22 @@ class UserHistories:
         self.catalogue = Sequences(indptr, events["__cat"].fill_null(-1).to_numpy().astype(np.int32))
         self.item_ids = events[S.ITEM_ID].to_numpy()
         self.user_dtype = inter.schema[S.USER_ID]
+        self._sorted: Any = None  # the user ids as a sorted numpy array (built on first ``row``), False if unsorted
+
+    def row(self, user_id: Any) -> int:
+        """Row of one user id (-1 when unknown): a binary search, no dataframe work on the request path."""
+        if self._sorted is None:
+            self._sorted = self.user_ids.to_numpy() if self.user_ids.is_sorted() else False
+        if self._sorted is False:
+            return int(self.rows([user_id])[0])
+        try:
+            key = int(user_id) if self.user_dtype.is_integer() else str(user_id)
+        except (TypeError, ValueError):
+            return -1
+        if self.user_dtype.is_integer() and isinstance(user_id, str) and str(key) != user_id.strip():
+            return -1
+        i = int(np.searchsorted(self._sorted, key))
+        return i if i < len(self._sorted) and self._sorted[i] == key else -1
 
     def rows(self, user_ids: Sequence[Any] | pl.Series) -> np.ndarray:
         """Row per user id, -1 for unknown users."""
@@ -275,7 +291,7 @@ class RetrievalService:
         hist_idx = np.zeros(0, dtype=np.int32)
         hist_ids: list[Any] = []
         if user_id is not None:
-            row = int(self.histories.rows([user_id])[0])
+            row = self.histories.row(user_id)
             if row >= 0:
                 hist_idx, seen_ids = self.histories.history(row)
                 hist_ids = seen_ids.tolist()
