@@ -41,6 +41,7 @@ class BatchJob:
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 2
+    ray_gpus: float | None = None  # GPUs per Ray actor; None = 1 when the cluster has GPUs, else 0
     rerank: Path | None = None  # a reranker run: its cross-encoder reorders each user's top rerank_depth
     rerank_depth: int | None = None  # default: the reranker's ``candidates`` setting (at most k)
     rerank_inference: str = "fp32"

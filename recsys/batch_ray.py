@@ -46,6 +46,16 @@ class _ChunkScorer:
         return {"chunk": done}
 
 
+def gpus_per_actor(ray: Any, requested: float | None) -> float:
+    """GPUs each actor reserves: as requested, else one when the cluster has GPUs (the actor's index then loads on
+    GPU FAISS and its text model in fp16, as ``RetrievalService.open(device="auto")`` does), else none."""
+    if requested is not None:
+        if requested < 0:
+            raise RecsysError(f"GPUs per actor must be >= 0, got {requested}")
+        return float(requested)
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
 def run_on_ray(job: Any, chunks: list[list[Any]], todo: list[int], generated_at: str, index_fp: str) -> Iterator[int]:
     """Yield chunk numbers as the actors finish them."""
     ray = _ray()
@@ -67,6 +77,7 @@ def run_on_ray(job: Any, chunks: list[list[Any]], todo: list[int], generated_at:
         batch_size=1,
         concurrency=max(1, job.ray_actors),
         num_cpus=1,
+        num_gpus=gpus_per_actor(ray, job.ray_gpus),
         batch_format="numpy",
     )
     for row in scored.iter_rows():

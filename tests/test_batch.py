@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -138,3 +139,22 @@ def test_rerank_reorders_the_top_and_keeps_the_rest(rerank_stack, reference, tmp
     request = context_frame({}, svc.known_context_keys, now=dt.datetime.fromisoformat(GENERATED_AT)).row(0, named=True)
     again = svc.reranker.score([hist], [g["item_id"].to_list()], contexts=[request], profiles=svc.profiles([user]))[0]
     assert again == pytest.approx(g["rerank_score"].to_list(), abs=1e-4)
+
+
+def test_ray_engine_with_rerank_equals_local(rerank_stack, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'recsys[ray]')")
+    from recsys.batch_ray import gpus_per_actor
+
+    root, ds = rerank_stack
+    pl.DataFrame({"user_id": ds.interactions["user_id"].unique().sort().head(4)}).write_csv(tmp_path / "users.csv")
+    kw = dict(users=str(tmp_path / "users.csv"), rerank=root / "rerank", rerank_depth=3, k=6, chunk_size=2)
+    run_batch(_job(root, tmp_path / "local", **kw), progress=False)
+    run_batch(_job(root, tmp_path / "ray", engine="ray", ray_actors=1, **kw), progress=False)
+    local, on_ray = read_candidates(tmp_path / "local"), read_candidates(tmp_path / "ray")
+    # the actor runs torch on 1 thread, this process on 2: logits agree to float rounding, not bit for bit
+    assert local["rerank_score"].null_count() == 4 * 3
+    assert on_ray.drop("rerank_score", "retrieval_score").equals(local.drop("rerank_score", "retrieval_score")), "same items in the same order"
+    np.testing.assert_allclose(on_ray["rerank_score"].fill_null(0).to_numpy(), local["rerank_score"].fill_null(0).to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(on_ray["retrieval_score"].to_numpy(), local["retrieval_score"].to_numpy(), atol=1e-5)
+    assert gpus_per_actor(ray, None) == (1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0)
+    assert gpus_per_actor(ray, 0.5) == 0.5

@@ -22,6 +22,7 @@ def batch_score(
     engine: Annotated[str, typer.Option("--engine", help="local, or ray (Ray Data actor pool; pip install 'recsys[ray]').")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local Ray).", envvar="RAY_ADDRESS")] = None,
     actors: Annotated[int, typer.Option("--actors", help="Ray actors (one model load each).")] = 2,
+    gpus_per_actor: Annotated[float | None, typer.Option("--gpus-per-actor", help="Ray: GPUs each actor reserves (default: 1 when the cluster has GPUs, else 0).")] = None,
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: its cross-encoder reorders each user's top --rerank-depth (rerank_score).", envvar="RECSYS_RERANK_RUN")] = None,
     rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="How many of each user's k candidates get reranked (default: the reranker's setting).")] = None,
     inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
@@ -33,7 +34,7 @@ def batch_score(
     top candidates -> parquet parts."""
     from recsys.batch import BatchJob, parse_time, run_batch
 
-    job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors,
+    job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors, ray_gpus=gpus_per_actor,
                    rerank=rerank, rerank_depth=rerank_depth, rerank_inference=inference, cooccurrence=cooccurrence)
     if generated_at is not None:
         job.generated_at = parse_time(generated_at)
