@@ -38,15 +38,24 @@ class UserHistories:
     """Every user's interactions in time order (stable over source rows), as catalogue indices and raw ids."""
 
     def __init__(self, dataset: Dataset, catalogue_ids: pl.Series) -> None:
+        if not dataset.interactions_loaded:
+            raise RecsysError(f"dataset {dataset.path} was loaded without its interactions; load it in full to build histories")
         inter = dataset.interactions
-        id_type = inter.schema[S.ITEM_ID]
+        events = inter.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP).with_row_index("__src").sort([S.USER_ID, S.TIMESTAMP, "__src"])
+        self._build(events.select(S.USER_ID, S.ITEM_ID), catalogue_ids, inter.schema[S.USER_ID])
+
+    @classmethod
+    def from_sorted(cls, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> "UserHistories":
+        """Histories from (user_id, item_id) rows already in history order (user, time, source row), e.g. one chunk
+        of users read from a prepared file: the same indexing as the full build, so both give identical histories."""
+        out = cls.__new__(cls)
+        out._build(events, catalogue_ids, user_dtype)
+        return out
+
+    def _build(self, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> None:
+        id_type = events.schema[S.ITEM_ID]
         lookup = pl.DataFrame({S.ITEM_ID: catalogue_ids.cast(id_type, strict=False), "__cat": np.arange(len(catalogue_ids), dtype=np.int32)})
-        events = (
-            inter.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP)
-            .with_row_index("__src")
-            .sort([S.USER_ID, S.TIMESTAMP, "__src"])
-            .join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")
-        )
+        events = events.select(S.USER_ID, S.ITEM_ID).join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")
         users = events.group_by(S.USER_ID, maintain_order=True).len()
         self.user_ids = users[S.USER_ID]
         self._row = pl.DataFrame({S.USER_ID: self.user_ids, "__row": np.arange(users.height)})
@@ -54,7 +63,7 @@ class UserHistories:
         np.cumsum(users["len"].to_numpy(), out=indptr[1:])
         self.catalogue = Sequences(indptr, events["__cat"].fill_null(-1).to_numpy().astype(np.int32))
         self.item_ids = events[S.ITEM_ID].to_numpy()
-        self.user_dtype = inter.schema[S.USER_ID]
+        self.user_dtype = user_dtype
 
     def rows(self, user_ids: Sequence[Any] | pl.Series) -> np.ndarray:
         """Row per user id, -1 for unknown users."""
@@ -71,7 +80,7 @@ class UserHistories:
 class RetrievalService:
     """Retrieve top-k items for known users, new users (history and/or profile) and any context."""
 
-    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset) -> None:
+    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset, *, histories: bool = True) -> None:
         from recsys.retriever.run import load_run
 
         self.index = index
@@ -83,7 +92,8 @@ class RetrievalService:
             )
         self.run_dir = Path(run_dir)
         self.dataset = dataset
-        self.histories = UserHistories(dataset, self.catalogue_ids)
+        # batch scoring opens the service without histories and reads them per chunk (recsys.histories)
+        self.histories: UserHistories | None = UserHistories(dataset, self.catalogue_ids) if histories else None
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
 
@@ -95,7 +105,11 @@ class RetrievalService:
         dataset_dir: Path | str | None = None,
         run_dir: Path | str | None = None,
         device: str = "auto",
+        histories: bool = True,
     ) -> "RetrievalService":
+        """Load the index, its run and dataset. ``histories=False`` skips the interactions entirely (batch scoring
+        reads each chunk's histories lazily); ``recommend`` for stored users then needs them, so retrieve and
+        serve keep the default."""
         index = ItemIndex.load(index_dir, device=device)
         run = run_dir or index.metadata.get("run")
         data = dataset_dir or index.metadata.get("dataset")
@@ -103,7 +117,7 @@ class RetrievalService:
             raise RecsysError(f"index {index_dir} does not record its retriever run; pass --run")
         if not data:
             raise RecsysError(f"index {index_dir} does not record its dataset; pass --dataset")
-        return cls(index, Path(run), Dataset.load(data))
+        return cls(index, Path(run), Dataset.load(data, with_interactions=histories), histories=histories)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _title_table(self) -> dict[Any, str]:
@@ -181,6 +195,8 @@ class RetrievalService:
         seen: list[Any] = list(exclude or [])
         hist_idx = np.zeros(0, dtype=np.int32)
         if user_id is not None:
+            if self.histories is None:
+                raise RecsysError("this retrieval service was opened without user histories (histories=False)")
             row = int(self.histories.rows([user_id])[0])
             if row >= 0:
                 hist_idx, seen_ids = self.histories.history(row)
