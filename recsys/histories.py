@@ -79,7 +79,7 @@ class HistoryStore:
             return empty
         # the range lets parquet statistics skip every other row group; is_in keeps exactly the asked users
         # (a --users file need not be contiguous)
-        wanted = pl.col(S.USER_ID).is_between(lo, hi) & pl.col(S.USER_ID).is_in(ids.implode())
+        wanted = pl.col(S.USER_ID).is_between(pl.lit(lo, self.user_dtype), pl.lit(hi, self.user_dtype)) & pl.col(S.USER_ID).is_in(ids.implode())
         return pl.scan_parquet(files).filter(wanted).collect()
 
     def histories(self, user_ids: Sequence[Any] | pl.Series, catalogue_ids: pl.Series) -> "UserHistories":
@@ -108,15 +108,24 @@ def prepare_histories(dataset: Dataset, root: Path | str, *, bucket_rows: int = 
     if bucket_rows <= 0:
         raise RecsysError("bucket_rows must be positive")
     root = Path(root)
-    key = source_key(dataset)
+    try:
+        key = source_key(dataset)
+    except FileNotFoundError:
+        raise RecsysError(f"dataset {dataset.path} has no {S.INTERACTIONS_FILE}") from None
     final = root / str(key["dataset_fingerprint"])
     if (final / MANIFEST_NAME).is_file():
         with contextlib.suppress(RecsysError, KeyError, OSError):
             store = HistoryStore(final)
             if store.manifest.get("source") == key:
                 return store
+    src = dataset.interactions_file
     with atomic_directory(final, overwrite=True) as tmp:
-        manifest = _build(dataset.interactions_file, tmp, bucket_rows)
+        try:
+            manifest = _build(src, tmp, bucket_rows)
+        except RecsysError:
+            raise
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # pyarrow's errors are ValueError/OSError
+            raise DataValidationError(f"cannot prepare histories: {str(exc).splitlines()[0]}", file=str(src)) from None
         write_manifest(tmp, {"kind": HISTORIES_KIND, "source": key, **manifest})
     for other in root.iterdir():
         if other.name != final.name:
