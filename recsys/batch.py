@@ -239,6 +239,8 @@ def run_batch(
         for c in run_on_ray(job, users, store.path, todo, run.generated_at, inputs["index_fingerprint"]):
             run.done(c)
             bar.update(chunk_size(c))
+            if on_chunk:
+                on_chunk(c)
     else:
         raise RecsysError(f"engine must be local or ray, not {job.engine!r}")
     bar.close()
