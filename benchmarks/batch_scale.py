@@ -224,8 +224,9 @@ if mode == "batch":
     t0 = time.perf_counter()
     prepare_histories(Dataset.load(ds, with_interactions=False), out / HISTORIES_DIR)
     prep = time.perf_counter() - t0
+    prep_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s = run_batch(BatchJob(index=index, out=out, dataset=ds, k=k, chunk_size=chunk, generated_at="2026-11-29T03:00:00+00:00"), overwrite=True, progress=False)
-    extra = {"prep_s": prep, "score_s": s["seconds"], "users": s["users"]}
+    extra = {"prep_s": prep, "prep_peak_mb": prep_peak, "score_s": s["seconds"], "users": s["users"]}
 else:
     from recsys.retrieval import RetrievalService
     svc = RetrievalService.open(index, dataset_dir=ds)
@@ -249,7 +250,8 @@ def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, th
         "",
         f"3. peak RSS of a whole local batch-score run (own process; k {k}, chunk {chunk}) vs opening the service with",
         "   in-memory histories (the previous batch path, before scoring anything)",
-        f"{'users':>9} {'interactions':>12} {'parquet MB':>10} {'prep s':>7} {'score s':>8} {'users/s':>8} {'batch peak MB':>13} {'in-memory open MB':>17}",
+        f"{'users':>9} {'interactions':>12} {'parquet MB':>10} {'prep s':>7} {'score s':>8} {'users/s':>8} {'peak MB after prep':>18} "
+        f"{'batch peak MB':>13} {'in-memory open MB':>17}",
     ]
     for n in sizes:
         ds = _dataset(work, n)
@@ -258,7 +260,7 @@ def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, th
         out = work / f"rss-{n}"
         b = _child("batch", index_dir, ds, out, k, chunk, threads)
         o = _child("open", index_dir, ds, out, k, chunk, threads)
-        lines.append(f"{n:>9,} {rows:>12,} {mb:>10.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} {b['users'] / b['score_s']:>8.0f} {b['peak_mb']:>13.0f} {o['peak_mb']:>17.0f}")
+        lines.append(f"{n:>9,} {rows:>12,} {mb:>10.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} {b['users'] / b['score_s']:>8.0f} {b['prep_peak_mb']:>18.0f} {b['peak_mb']:>13.0f} {o['peak_mb']:>17.0f}")
         print(lines[-1], flush=True)
     return lines
 

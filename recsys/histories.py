@@ -8,7 +8,7 @@ one range read: only the parts and row groups whose user-id statistics overlap t
 
 The sort never holds the whole log either: when it has more than ``bucket_rows`` rows, one streaming pass spills
 the rows into user-range buckets (Arrow IPC files), and each bucket is sorted alone (polars' streaming sort keeps
-its input in memory, measured: 3.4 GB peak for 50M rows). The result is cached under the output directory, keyed by
+its input in memory, measured: 3.4 GB peak for 50M rows; so does a plain sort). The result is cached under the output directory, keyed by
 the dataset fingerprint and the interactions file's size and mtime, so ``--resume`` reuses it and a changed
 dataset rebuilds it.
 """
@@ -36,13 +36,15 @@ HISTORIES_KIND = "histories"
 #: Directory under a batch output directory that holds prepared histories (one sub-directory per dataset).
 HISTORIES_DIR = ".histories"
 USERS_FILE = "users.parquet"
-#: Rows sorted in memory at once while preparing (~30 bytes a row in polars' sort: ~150 MB at 4M rows).
-BUCKET_ROWS = 4_000_000
+#: Rows sorted in memory at once while preparing (~80 bytes a row at peak: ~+80 MB per 1M rows, measured) ...
+BUCKET_ROWS = 1_000_000
+#: ... unless that would mean more than this many spill files open at once (1B rows: ~2M rows a bucket).
+MAX_BUCKETS = 512
 #: Rows per parquet row group of the prepared parts: the unit a chunk read decodes beyond its own users.
 ROW_GROUP_ROWS = 65_536
 _SRC = "__src"
 _BUCKET = "__bucket"
-_SPILL_BATCH_ROWS = 1_000_000
+_SPILL_BATCH_ROWS = 262_144
 
 
 class HistoryStore:
@@ -144,6 +146,7 @@ def _build(src: Path, out: Path, bucket_rows: int) -> dict[str, Any]:
         raise DataValidationError("user id is null", file=str(src), column=S.USER_ID)
     counts.write_parquet(out / USERS_FILE, statistics=True)
     # whole users per bucket, about bucket_rows rows each (a user longer than that gets a bucket of its own)
+    bucket_rows = max(bucket_rows, -(-int(counts["n"].sum() or 0) // MAX_BUCKETS))
     before = counts["n"].cum_sum() - counts["n"]
     buckets = (
         counts.with_columns(((before // bucket_rows).rank("dense") - 1).alias(_BUCKET))
