@@ -212,7 +212,7 @@ def _ray_vs_local(job: dict, work: Path, n: int, repeats: int) -> list[str]:
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-mode, index, ds, out, k, chunk, threads = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+mode, index, ds, out, k, chunk, threads, max_chunks = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 if threads:
     import faiss, torch
     torch.set_num_threads(threads); faiss.omp_set_num_threads(threads)
@@ -225,8 +225,20 @@ if mode == "batch":
     prepare_histories(Dataset.load(ds, with_interactions=False), out / HISTORIES_DIR)
     prep = time.perf_counter() - t0
     prep_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    s = run_batch(BatchJob(index=index, out=out, dataset=ds, k=k, chunk_size=chunk, generated_at="2026-11-29T03:00:00+00:00"), overwrite=True, progress=False)
-    extra = {"prep_s": prep, "prep_peak_mb": prep_peak, "score_s": s["seconds"], "users": s["users"]}
+    class Enough(Exception):
+        pass
+    done = []
+    def stop(c):  # --rss-max-chunks: stop like a killed run once the per-chunk memory is in steady state
+        done.append(c)
+        if max_chunks and len(done) >= max_chunks:
+            raise Enough
+    t1 = time.perf_counter()
+    try:
+        s = run_batch(BatchJob(index=index, out=out, dataset=ds, k=k, chunk_size=chunk, generated_at="2026-11-29T03:00:00+00:00"), overwrite=True, progress=False, on_chunk=stop)
+        scored, secs = s["users"], s["seconds"]
+    except Enough:
+        scored, secs = len(done) * chunk, time.perf_counter() - t1
+    extra = {"prep_s": prep, "prep_peak_mb": prep_peak, "score_s": secs, "users": scored}
 else:
     from recsys.retrieval import RetrievalService
     svc = RetrievalService.open(index, dataset_dir=ds)
@@ -235,22 +247,23 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 """
 
 
-def _child(mode: str, index_dir: Path, ds: Path, out: Path, k: int, chunk: int, threads: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", _CHILD, mode, str(index_dir), str(ds), str(out), str(k), str(chunk), str(threads)],
+def _child(mode: str, index_dir: Path, ds: Path, out: Path, k: int, chunk: int, threads: int, max_chunks: int = 0) -> dict:
+    args = [mode, str(index_dir), str(ds), str(out), str(k), str(chunk), str(threads), str(max_chunks)]
+    done = subprocess.run([sys.executable, "-c", _CHILD, *args],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, threads: int) -> list[str]:
+def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, threads: int, max_chunks: int) -> list[str]:
     import polars as pl
 
     lines = [
         "",
         f"3. peak RSS of a whole local batch-score run (own process; k {k}, chunk {chunk}) vs opening the service with",
         "   in-memory histories (the previous batch path, before scoring anything)",
-        f"{'users':>9} {'interactions':>12} {'parquet MB':>10} {'prep s':>7} {'score s':>8} {'users/s':>8} {'peak MB after prep':>18} "
+        f"{'users':>9} {'scored':>9} {'interactions':>12} {'parquet MB':>10} {'prep s':>7} {'score s':>8} {'users/s':>8} {'peak MB after prep':>18} "
         f"{'batch peak MB':>13} {'in-memory open MB':>17}",
     ]
     for n in sizes:
@@ -258,9 +271,9 @@ def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, th
         rows = pl.scan_parquet(ds / "interactions.parquet").select(pl.len()).collect().item()
         mb = (ds / "interactions.parquet").stat().st_size / 2**20
         out = work / f"rss-{n}"
-        b = _child("batch", index_dir, ds, out, k, chunk, threads)
+        b = _child("batch", index_dir, ds, out, k, chunk, threads, max_chunks)
         o = _child("open", index_dir, ds, out, k, chunk, threads)
-        lines.append(f"{n:>9,} {rows:>12,} {mb:>10.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} {b['users'] / b['score_s']:>8.0f} {b['prep_peak_mb']:>18.0f} {b['peak_mb']:>13.0f} {o['peak_mb']:>17.0f}")
+        lines.append(f"{n:>9,} {b['users']:>9,} {rows:>12,} {mb:>10.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} {b['users'] / b['score_s']:>8.0f} {b['prep_peak_mb']:>18.0f} {b['peak_mb']:>13.0f} {o['peak_mb']:>17.0f}")
         print(lines[-1], flush=True)
     return lines
 
@@ -274,6 +287,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rss-sizes", default="10000,100000,1000000")
     ap.add_argument("--rss-chunk", type=int, default=10_000)
+    ap.add_argument("--rss-max-chunks", type=int, default=0, help="stop each RSS run after this many chunks (0: score all)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: floor,ray,rss")
     ap.add_argument("--threads", type=int, default=0, help="torch/faiss threads of the local engine (0: their default); "
                     "Ray actors always run 1 thread each (num_cpus=1)")
@@ -299,7 +313,7 @@ def main() -> None:
         if "floor" not in skip:
             out += throughput(work, index_dir, args.users, args.k, args.chunk, args.repeats, with_ray="ray" not in skip)
         if "rss" not in skip:
-            out += memory(work, index_dir, [int(x) for x in args.rss_sizes.split(",")], args.k, args.rss_chunk, args.threads)
+            out += memory(work, index_dir, [int(x) for x in args.rss_sizes.split(",")], args.k, args.rss_chunk, args.threads, args.rss_max_chunks)
         load = os.getloadavg()
         out.append(f"\nload average at end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
         print("\n".join(out))
