@@ -4,7 +4,8 @@ The job is a list of fixed user chunks. Each chunk is scored (encode users -> ba
 filtering) and written atomically as ``part-NNNNN.parquet``; the manifest records the completed chunks and the
 fingerprints of every input, so ``resume`` continues exactly where a killed run stopped and refuses changed inputs.
 Engines: ``local`` (this process) and ``ray`` (a Ray Data pipeline with one model load per actor); both run the
-same ``score_chunk``, so their outputs are identical.
+same ``score_chunk``, so their outputs are identical. Neither holds the interaction log: its histories are prepared
+once under ``OUT/.histories`` and read per chunk (``recsys.histories``), so memory stays flat as users grow.
 """
 
 from __future__ import annotations
