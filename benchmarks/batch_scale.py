@@ -27,7 +27,10 @@ load average 10.4 at the start of sections 1-2, 7-12 during section 3 (other job
        floor (encode + bare FAISS)   10.37       965     (runs 10.37, 10.45, 10.26)
        ours (run_batch, local)       11.51       869     (runs 11.35, 11.51, 11.79)
          of which history reads       0.13
-       ours/floor throughput: 0.90
+       ours/floor throughput: 0.90. Two later runs (load ~7-8): 0.885 (ours 12.41 s / floor 10.98 s) and, after
+       vectorising ItemIndex.search's seen-item exclusions, 0.890 (11.95 / 10.64). Where the rest goes, per chunk of
+       1,000 users (1 thread): seen-item filtering in ItemIndex.search ~70 ms over bare FAISS, part write ~35 ms,
+       history read ~12 ms, output frame ~15 ms, against ~1,050 ms of encode + bare search.
 
     2. Ray (local Ray, 2 actors x 1 CPU) vs local, same 10,000 users in chunks of 1,000, median of 3
        ray.init (once per process)                9.0 s
@@ -37,7 +40,8 @@ load average 10.4 at the start of sections 1-2, 7-12 during section 3 (other job
        local: whole job                           8.5 s  1178 users/s   (+ service open: 8.6 s)
        local steady state                                1217 users/s
        ray/local: whole job 2.19x (start-up dominated at this size); steady state 0.85x (Ray faster: 2 processes
-       x 1 thread beat 1 process here)
+       x 1 thread beat 1 process here). A second run: whole job 1.88x, steady state 1761 vs 1258 users/s (0.71x),
+       actors' first chunk at 9.3 s, ray.init 8.1 s.
 
     python benchmarks/batch_scale.py --skip floor,ray --threads 1 --rss-sizes 10000,100000,1000000 --rss-max-chunks 10
     3. peak RSS (MB) of one batch-score process: preparing the histories of ALL users, then scoring up to 10 chunks
