@@ -4,7 +4,8 @@ The job is a list of fixed user chunks. Each chunk is scored (encode users -> ba
 filtering) and written atomically as ``part-NNNNN.parquet``; the manifest records the completed chunks and the
 fingerprints of every input, so ``resume`` continues exactly where a killed run stopped and refuses changed inputs.
 Engines: ``local`` (this process) and ``ray`` (a Ray Data pipeline with one model load per actor); both run the
-same ``score_chunk``, so their outputs are identical.
+same ``score_chunk``, so their outputs are identical. Neither holds the interaction log: its histories are prepared
+once under ``OUT/.histories`` and read per chunk (``recsys.histories``), so memory stays flat as users grow.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.errors import DataValidationError, RecsysError
+from recsys.histories import HISTORIES_DIR
 from recsys.manifest import fingerprint_bytes, read_manifest, utc_now, write_manifest
 
 CANDIDATES_KIND = "candidates"
@@ -90,16 +92,22 @@ def read_user_list(spec: str, user_dtype: pl.DataType) -> pl.Series:
     return cast
 
 
-def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str, *, rerank_depth: int | None = None) -> pl.DataFrame:
+def score_chunk(
+    service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str, *, histories: Any = None, rerank_depth: int | None = None
+) -> pl.DataFrame:
     """Top-k for one chunk of known users (encode -> search, seen items excluded); with a reranker attached to the
-    service, each user's top ``rerank_depth`` are reordered by it (``rerank_score``), the rest keep retrieval order."""
+    service, each user's top ``rerank_depth`` are reordered by it (``rerank_score``), the rest keep retrieval order.
+
+    ``histories``: these users' ``UserHistories`` (read per chunk by ``recsys.histories``); default the service's.
+    """
     from recsys.context import context_frame
 
-    rows = service.histories.rows(user_ids)
+    histories = service.histories if histories is None else histories
+    rows = histories.rows(user_ids)
     unknown = [u for u, r in zip(user_ids, rows) if r < 0]
     if unknown:
         raise RecsysError(f"{len(unknown)} user(s) have no history in {service.dataset.path}, e.g. {unknown[0]!r}")
-    hist, seen = zip(*(service.histories.history(int(r)) for r in rows)) if len(rows) else ((), ())
+    hist, seen = zip(*(histories.history(int(r)) for r in rows)) if len(rows) else ((), ())
     when = dt.datetime.fromisoformat(generated_at)
     ctx = context_frame({}, service.context_columns, now=when)
     contexts = pl.concat([ctx] * len(rows)) if len(rows) else None
@@ -111,7 +119,7 @@ def score_chunk(service: Any, user_ids: list[Any], k: int, generated_at: str, in
         scores, items, rerank = _rerank_top(service, user_ids, seen, vectors, scores, items, min(k, rerank_depth or service.reranker.depth), when)
     frame = pl.DataFrame(
         {
-            "user_id": pl.Series(np.repeat(np.asarray(user_ids, dtype=object), k).tolist(), dtype=service.histories.user_dtype),
+            "user_id": pl.Series(np.repeat(np.asarray(user_ids, dtype=object), k).tolist(), dtype=histories.user_dtype),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
             "item_id": pl.Series(items.reshape(-1).tolist(), dtype=service.dataset.items.schema[S.ITEM_ID]),
             "retrieval_score": scores.reshape(-1).astype(np.float32),
@@ -176,12 +184,17 @@ def write_part(out: Path, chunk: int, frame: pl.DataFrame) -> Path:
     return path
 
 
+def _holds_output(out: Path) -> bool:
+    """Anything in ``out`` besides the prepared histories (which are keyed by their dataset and safe to reuse)."""
+    return out.exists() and any(p.name != HISTORIES_DIR for p in out.iterdir())
+
+
 class _Run:
     """Manifest bookkeeping of one output directory."""
 
     def __init__(self, out: Path, inputs: dict[str, Any], n_chunks: int, generated_at: str, resume: bool, overwrite: bool) -> None:
         self.out = out
-        if out.exists() and any(out.iterdir()):
+        if _holds_output(out):
             try:
                 old = read_manifest(out, CANDIDATES_KIND)
             except RecsysError:
@@ -234,17 +247,22 @@ def run_batch(
     on_chunk: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Score every chunk not yet completed; return a summary (users, rows, seconds, users/s)."""
+    from recsys.histories import prepare_histories
     from recsys.retrieval import RetrievalService
 
     if job.k <= 0 or job.chunk_size <= 0:
         raise RecsysError("k and chunk size must be positive")
-    service = RetrievalService.open(
-        job.index, dataset_dir=job.dataset, rerank_run=job.rerank, rerank_inference=job.rerank_inference, rerank_depth=job.rerank_depth,
-        cooccurrence=job.cooccurrence,
-    )
+    if not (resume or overwrite) and _holds_output(job.out):  # before the (long) history preparation
+        raise RecsysError(f"{job.out} already holds candidates; pass --resume to continue that run or --overwrite to replace it")
     if job.cooccurrence is not None and job.rerank is None:
         raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
-    users = service.histories.user_ids.sort() if job.users == "all" else read_user_list(job.users, service.histories.user_dtype)
+    # no interactions in memory: histories are prepared once under the output dir and read per chunk
+    service = RetrievalService.open(
+        job.index, dataset_dir=job.dataset, histories=False, rerank_run=job.rerank, rerank_inference=job.rerank_inference,
+        rerank_depth=job.rerank_depth, cooccurrence=job.cooccurrence,
+    )
+    store = prepare_histories(service.dataset, job.out / HISTORIES_DIR)
+    users = store.user_ids() if job.users == "all" else read_user_list(job.users, store.user_dtype)
     index_manifest = read_manifest(job.index)
     inputs = {
         "index_fingerprint": index_manifest.get("fingerprint"),
@@ -261,33 +279,41 @@ def run_batch(
         inputs["rerank_inference"] = job.rerank_inference
         if service.cooccurrence is not None:
             inputs["cooccurrence_fingerprint"] = service.cooccurrence.fingerprint
-    chunks = [users[lo : lo + job.chunk_size].to_list() for lo in range(0, len(users), job.chunk_size)]
-    run = _Run(job.out, inputs, len(chunks), job.generated_at, resume, overwrite)
-    todo = [c for c in range(len(chunks)) if c not in run.completed]
+    n_chunks = -(-len(users) // job.chunk_size)
+
+    def chunk_size(c: int) -> int:
+        return min(job.chunk_size, len(users) - c * job.chunk_size)
+
+    run = _Run(job.out, inputs, n_chunks, job.generated_at, resume, overwrite)
+    todo = [c for c in range(n_chunks) if c not in run.completed]
     start = time.perf_counter()
-    bar = _progress(sum(len(chunks[c]) for c in todo), progress)
+    bar = _progress(sum(chunk_size(c) for c in todo), progress)
     if job.engine == "local":
         for c in todo:
-            frame = score_chunk(service, chunks[c], job.k, run.generated_at, inputs["index_fingerprint"])
+            ids = users.slice(c * job.chunk_size, job.chunk_size).to_list()
+            hist = store.histories(ids, service.catalogue_ids)
+            frame = score_chunk(service, ids, job.k, run.generated_at, inputs["index_fingerprint"], histories=hist)
             write_part(job.out, c, frame)
             run.done(c)
-            bar.update(len(chunks[c]))
+            bar.update(len(ids))
             if on_chunk:
                 on_chunk(c)
     elif job.engine == "ray":
         from recsys.batch_ray import run_on_ray
 
-        for c in run_on_ray(job, chunks, todo, run.generated_at, inputs["index_fingerprint"]):
+        for c in run_on_ray(job, users, store.path, todo, run.generated_at, inputs["index_fingerprint"]):
             run.done(c)
-            bar.update(len(chunks[c]))
+            bar.update(chunk_size(c))
+            if on_chunk:
+                on_chunk(c)
     else:
         raise RecsysError(f"engine must be local or ray, not {job.engine!r}")
     bar.close()
     seconds = time.perf_counter() - start
-    scored = sum(len(chunks[c]) for c in todo)
+    scored = sum(chunk_size(c) for c in todo)
     return {
         "out": str(job.out), "engine": job.engine, "users": len(users), "scored_now": scored,
-        "chunks": len(chunks), "resumed_chunks": len(chunks) - len(todo), "seconds": round(seconds, 2),
+        "chunks": n_chunks, "resumed_chunks": n_chunks - len(todo), "seconds": round(seconds, 2),
         "users_per_second": round(scored / seconds, 1) if seconds > 0 else None, "generated_at": run.generated_at,
     }
 

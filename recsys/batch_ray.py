@@ -1,12 +1,16 @@
 """The Ray engine of batch scoring: the same chunks and the same ``score_chunk`` as the local engine, run by a
-Ray Data ``map_batches`` actor pool (one model and index load per actor). Parts are written by the actors, so on
-a cluster ``--out`` must be shared storage visible to every node.
+Ray Data ``map_batches`` actor pool (one model and index load per actor). Each actor reads its chunks' histories
+from the prepared history parts (``recsys.histories``), never the whole log. Parts are written by the actors, so on
+a cluster ``--out`` (which also holds the prepared histories) must be shared storage visible to every node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from recsys.errors import RecsysError
 
@@ -20,29 +24,37 @@ def _ray():
 
 
 class _ChunkScorer:
-    """Ray actor: opens the retrieval service once, then scores and writes one chunk per call."""
+    """Ray actor: opens the retrieval service (without histories) once, then reads, scores and writes one chunk per call."""
 
-    def __init__(self, index: str, dataset: str | None, k: int, generated_at: str, index_fp: str, out: str, rerank: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, index: str, dataset: str | None, histories: str, users: list[Any], chunk_size: int,
+        k: int, generated_at: str, index_fp: str, out: str, rerank: dict[str, Any] | None = None,
+    ) -> None:
+        from recsys.histories import HistoryStore
         from recsys.retrieval import RetrievalService
 
+        ray = _ray()
         rerank = rerank or {}
         self.service = RetrievalService.open(
-            index, dataset_dir=dataset, rerank_run=rerank.get("run"), rerank_inference=rerank.get("inference", "fp32"), rerank_depth=rerank.get("depth"),
-            cooccurrence=rerank.get("cooccurrence"),
+            index, dataset_dir=dataset, histories=False, rerank_run=rerank.get("run"), rerank_inference=rerank.get("inference", "fp32"),
+            rerank_depth=rerank.get("depth"), cooccurrence=rerank.get("cooccurrence"),
         )
-        self.k, self.generated_at, self.index_fp, self.out = k, generated_at, index_fp, out
+        self.store = HistoryStore(histories)
+        # the job's user list travels once, as one object-store reference (wrapped so Ray leaves it unresolved)
+        self.users: pl.Series = ray.get(users[0])
+        self.chunk_size, self.k, self.generated_at, self.index_fp, self.out = chunk_size, k, generated_at, index_fp, out
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from pathlib import Path
-
         from recsys.batch import score_chunk, write_part
 
         done = []
-        for chunk, users in zip(batch["chunk"], batch["users"]):
-            ids = users.tolist() if hasattr(users, "tolist") else list(users)
-            frame = score_chunk(self.service, ids, self.k, self.generated_at, self.index_fp)
-            write_part(Path(self.out), int(chunk), frame)
-            done.append(int(chunk))
+        for chunk in batch["chunk"]:
+            c = int(chunk)
+            ids = self.users.slice(c * self.chunk_size, self.chunk_size).to_list()
+            hist = self.store.histories(ids, self.service.catalogue_ids)
+            frame = score_chunk(self.service, ids, self.k, self.generated_at, self.index_fp, histories=hist)
+            write_part(Path(self.out), c, frame)
+            done.append(c)
         return {"chunk": done}
 
 
@@ -56,8 +68,8 @@ def gpus_per_actor(ray: Any, requested: float | None) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def run_on_ray(job: Any, chunks: list[list[Any]], todo: list[int], generated_at: str, index_fp: str) -> Iterator[int]:
-    """Yield chunk numbers as the actors finish them."""
+def run_on_ray(job: Any, users: pl.Series, histories: Path, todo: list[int], generated_at: str, index_fp: str) -> Iterator[int]:
+    """Yield chunk numbers as the actors finish them (chunk c = users[c * chunk_size : (c + 1) * chunk_size])."""
     ray = _ray()
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
@@ -69,11 +81,13 @@ def run_on_ray(job: Any, chunks: list[list[Any]], todo: list[int], generated_at:
     rerank = None
     if job.rerank:
         rerank = {"run": str(job.rerank), "inference": job.rerank_inference, "depth": job.rerank_depth, "cooccurrence": str(job.cooccurrence) if job.cooccurrence else None}
-    items = [{"chunk": c, "users": [str(u) for u in chunks[c]] if isinstance(chunks[c][0], str) else list(chunks[c])} for c in todo]
-    ds = ray.data.from_items(items)
+    ds = ray.data.from_items([{"chunk": c} for c in todo])
     scored = ds.map_batches(
         _ChunkScorer,
-        fn_constructor_args=(str(job.index), str(job.dataset) if job.dataset else None, job.k, generated_at, index_fp, str(job.out), rerank),
+        fn_constructor_args=(
+            str(job.index), str(job.dataset) if job.dataset else None, str(histories), [ray.put(users)], job.chunk_size,
+            job.k, generated_at, index_fp, str(job.out), rerank,
+        ),
         batch_size=1,
         concurrency=max(1, job.ray_actors),
         num_cpus=1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +50,12 @@ def fingerprint_file(path: Path) -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions of the packages whose behaviour an artefact depends on."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str]:
+    # looked up once a process: batch scoring rewrites its manifest after every chunk (~25 ms a lookup)
     from importlib import metadata
 
     out = {"python": platform.python_version()}

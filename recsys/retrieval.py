@@ -43,15 +43,24 @@ class UserHistories:
     """Every user's interactions in time order (stable over source rows), as catalogue indices and raw ids."""
 
     def __init__(self, dataset: Dataset, catalogue_ids: pl.Series) -> None:
+        if not dataset.interactions_loaded:
+            raise RecsysError(f"dataset {dataset.path} was loaded without its interactions; load it in full to build histories")
         inter = dataset.interactions
-        id_type = inter.schema[S.ITEM_ID]
+        events = inter.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP).with_row_index("__src").sort([S.USER_ID, S.TIMESTAMP, "__src"])
+        self._build(events.select(S.USER_ID, S.ITEM_ID), catalogue_ids, inter.schema[S.USER_ID])
+
+    @classmethod
+    def from_sorted(cls, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> "UserHistories":
+        """Histories from (user_id, item_id) rows already in history order (user, time, source row), e.g. one chunk
+        of users read from a prepared file: the same indexing as the full build, so both give identical histories."""
+        out = cls.__new__(cls)
+        out._build(events, catalogue_ids, user_dtype)
+        return out
+
+    def _build(self, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> None:
+        id_type = events.schema[S.ITEM_ID]
         lookup = pl.DataFrame({S.ITEM_ID: catalogue_ids.cast(id_type, strict=False), "__cat": np.arange(len(catalogue_ids), dtype=np.int32)})
-        events = (
-            inter.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP)
-            .with_row_index("__src")
-            .sort([S.USER_ID, S.TIMESTAMP, "__src"])
-            .join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")
-        )
+        events = events.select(S.USER_ID, S.ITEM_ID).join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")
         users = events.group_by(S.USER_ID, maintain_order=True).len()
         self.user_ids = users[S.USER_ID]
         self._row = pl.DataFrame({S.USER_ID: self.user_ids, "__row": np.arange(users.height)})
@@ -59,7 +68,7 @@ class UserHistories:
         np.cumsum(users["len"].to_numpy(), out=indptr[1:])
         self.catalogue = Sequences(indptr, events["__cat"].fill_null(-1).to_numpy().astype(np.int32))
         self.item_ids = events[S.ITEM_ID].to_numpy()
-        self.user_dtype = inter.schema[S.USER_ID]
+        self.user_dtype = user_dtype
         self._sorted: Any = None  # the user ids as a sorted numpy array (built on first ``row``), False if unsorted
 
     def row(self, user_id: Any) -> int:
@@ -92,7 +101,7 @@ class UserHistories:
 class RetrievalService:
     """Retrieve top-k items for known users, new users (history and/or profile) and any context."""
 
-    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset, *, reranker: Any = None) -> None:
+    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset, *, histories: bool = True, reranker: Any = None) -> None:
         from recsys.retriever.run import load_run
 
         self.index = index
@@ -104,14 +113,15 @@ class RetrievalService:
             )
         self.run_dir = Path(run_dir)
         self.dataset = dataset
-        self.histories = UserHistories(dataset, self.catalogue_ids)
+        # batch scoring opens the service without histories and reads them per chunk (recsys.histories)
+        self.histories: UserHistories | None = UserHistories(dataset, self.catalogue_ids) if histories else None
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
         self.reranker = reranker  # a recsys.reranking.RerankStage, or None (retrieve only)
         self.cooccurrence: Any = None  # a recsys.cooccurrence.CooccurrenceSource merged into the rerank candidates
         self._profiles = None
         if dataset.users is not None:
-            self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(self.histories.user_dtype, strict=False))
+            self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(dataset.interactions.schema[S.USER_ID], strict=False))
 
     @classmethod
     def open(
@@ -125,10 +135,14 @@ class RetrievalService:
         rerank_inference: str = "fp32",
         rerank_depth: int | None = None,
         cooccurrence: Path | str | None = None,
+        histories: bool = True,
     ) -> "RetrievalService":
         """Load the index, its retriever run and dataset (recorded in the index unless given); with ``rerank_run``,
         also the cross-encoder that reranks the top ``rerank_depth`` candidates of every request, and with
-        ``cooccurrence`` a second candidate source merged with the two-tower's before reranking."""
+        ``cooccurrence`` a second candidate source merged with the two-tower's before reranking.
+
+        ``histories=False`` skips the interactions entirely (batch scoring reads each chunk's histories lazily);
+        ``recommend`` for stored users then needs them, so retrieve and serve keep the default."""
         index = ItemIndex.load(index_dir, device=device)
         run = run_dir or index.metadata.get("run")
         data = dataset_dir or index.metadata.get("dataset")
@@ -136,7 +150,7 @@ class RetrievalService:
             raise RecsysError(f"index {index_dir} does not record its retriever run; pass --run")
         if not data:
             raise RecsysError(f"index {index_dir} does not record its dataset; pass --dataset")
-        service = cls(index, Path(run), Dataset.load(data))
+        service = cls(index, Path(run), Dataset.load(data, with_interactions=histories), histories=histories)
         if rerank_run is not None:
             service.attach_reranker(rerank_run, inference=rerank_inference, depth=rerank_depth)
         if cooccurrence is not None:
@@ -223,7 +237,7 @@ class RetrievalService:
         """Each user's stored profile fields (None for users without a profile row)."""
         if self._profiles is None or not len(user_ids):
             return [None] * len(user_ids)
-        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)).cast(self.histories.user_dtype, strict=False)})
+        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)).cast(self._profiles.schema[S.USER_ID], strict=False)})
         rows = q.with_row_index("__q").join(self._profiles, on=S.USER_ID, how="left", maintain_order="left")
         out: list[dict[str, Any] | None] = []
         fields = [c for c in self._profiles.columns if c != S.USER_ID]
@@ -291,6 +305,8 @@ class RetrievalService:
         hist_idx = np.zeros(0, dtype=np.int32)
         hist_ids: list[Any] = []
         if user_id is not None:
+            if self.histories is None:
+                raise RecsysError("this retrieval service was opened without user histories (histories=False)")
             row = self.histories.row(user_id)
             if row >= 0:
                 hist_idx, seen_ids = self.histories.history(row)

@@ -92,7 +92,7 @@ def test_single_user_lookup_agrees_with_the_join():
 
     ds, _ = generate_demo(users=40, items=15, seed=2, interactions_per_user=4)
     for inter in (ds.interactions, ds.interactions.with_columns(("u" + pl.col("user_id").cast(pl.String)).alias("user_id"))):
-        h = UserHistories(SimpleNamespace(interactions=inter), ds.items["item_id"])
+        h = UserHistories(SimpleNamespace(interactions=inter, interactions_loaded=True, path=None), ds.items["item_id"])
         string_ids = inter.schema["user_id"] == pl.String
         probes = [*h.user_ids.to_list(), "nope" if string_ids else 10**12, "u-1" if string_ids else -1]
         assert [h.row(u) for u in probes] == [int(h.rows([u])[0]) for u in probes]

@@ -29,6 +29,8 @@ class Dataset:
     users: pl.DataFrame | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: False when loaded with ``with_interactions=False``: ``interactions`` is then an empty frame with the schema.
+    interactions_loaded: bool = True
 
     @property
     def fingerprint(self) -> str:
@@ -87,16 +89,28 @@ class Dataset:
             write_manifest(tmp, manifest)
         return Dataset.load(path)
 
+    @property
+    def interactions_file(self) -> Path:
+        """The interactions parquet on disk, for readers that scan it instead of holding it in memory."""
+        if self.path is None:
+            raise RecsysError("this dataset was never saved, so it has no interactions file to scan")
+        return self.path / S.INTERACTIONS_FILE
+
     @classmethod
-    def load(cls, path: Path | str) -> "Dataset":
+    def load(cls, path: Path | str, *, with_interactions: bool = True) -> "Dataset":
+        """Load a dataset directory. ``with_interactions=False`` reads only the interactions' schema (batch scoring
+        scans the file per chunk instead, so memory does not grow with the log)."""
         path = Path(path)
         if not path.is_dir():
             raise RecsysError(f"dataset directory {path} does not exist (create one with `recsys data demo` or `recsys data import`)")
         manifest = read_manifest(path, kind=DATASET_KIND)
-        inter = pl.read_parquet(path / S.INTERACTIONS_FILE)
+        if with_interactions:
+            inter = pl.read_parquet(path / S.INTERACTIONS_FILE)
+        else:
+            inter = pl.DataFrame(schema=pl.read_parquet_schema(path / S.INTERACTIONS_FILE))
         items = pl.read_parquet(path / S.ITEMS_FILE)
         users = pl.read_parquet(path / S.USERS_FILE) if (path / S.USERS_FILE).exists() else None
-        return cls(inter, items, users, manifest, path)
+        return cls(inter, items, users, manifest, path, interactions_loaded=with_interactions)
 
 
 def _content_fingerprint(inter: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame | None) -> str:
