@@ -131,16 +131,24 @@ def load_or_fit_reranker(work: Path, tag: str, overrides: dict[str, Any], split:
 
 def score_candidates(
     work: Path, tag: str, split_name: str, reranker: Any, cases: Cases, data: TrainData, top: np.ndarray,
-    order: np.ndarray, n_cases: int, chunk: int, time_limit: float | None, say: Any,
+    order: np.ndarray, n_cases: int, chunk: int, time_limit: float | None, say: Any, shard: tuple[int, int] = (0, 1),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reranker logits of every case's candidates (rows of ``top``), in ``order``, resumable; (scores, done mask)."""
+    """Reranker logits of every case's candidates (rows of ``top``), in ``order``, resumable; (scores, done mask).
+
+    ``shard`` = (i, n): this process scores chunks i, i + n, ... of ``order`` into its own files (n single-thread
+    processes beat one n-thread process on an oversubscribed CPU); the returned arrays merge every shard's files."""
     name = f"{tag}_{split_name}_rerank{top.shape[1]}" + ("" if reranker.inference == "fp32" else f"_{reranker.inference}")
-    spath, dpath = work / f"{name}.npy", work / f"{name}_done.npy"
+    i_shard, n_shard = shard
+    own = f"{name}_s{i_shard}of{n_shard}" if n_shard > 1 else name
+    spath, dpath = work / f"{own}.npy", work / f"{own}_done.npy"
+    scores, done = _merged_scores(work, name, top.shape)
     if spath.exists() and dpath.exists():
-        scores, done = np.load(spath), np.load(dpath)
+        mine, mine_done = np.load(spath), np.load(dpath)
     else:
-        scores, done = np.full(top.shape, np.nan, dtype=np.float32), np.zeros(len(top), dtype=bool)
-    todo = [int(r) for r in order[:n_cases] if not done[r]]
+        mine, mine_done = np.full(top.shape, np.nan, dtype=np.float32), np.zeros(len(top), dtype=bool)
+    positions = np.arange(min(n_cases, len(order)))
+    positions = positions[(positions // chunk) % n_shard == i_shard]
+    todo = [int(r) for r in order[positions] if not done[r]]
     item_texts = reranker.render_items(data.items)
     hist_texts = reranker.history_texts(data.items)
     start, pairs = time.perf_counter(), 0
@@ -155,12 +163,26 @@ def score_candidates(
         out = reranker.score_candidates([sub.history.row(i) for i in range(len(sub))], cands, item_texts, hist_texts, context=sub.context, profiles=profiles)
         for r, c, s in zip(rows, cands, out):
             scores[r, : len(c)] = s
+            mine[r, : len(c)] = s
         done[rows] = True
+        mine_done[rows] = True
         pairs += sum(len(c) for c in cands)
-        _save_npy(spath, scores)
-        _save_npy(dpath, done)
+        _save_npy(spath, mine)
+        _save_npy(dpath, mine_done)
         el = time.perf_counter() - start
         say(f"{tag}/{split_name}: {int(done[order[:n_cases]].sum())}/{n_cases} cases, {pairs / el:.1f} pairs/s, {el:.0f}s")
+    return scores, done
+
+
+def _merged_scores(work: Path, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and done mask merged over ``name``'s unsharded file and every shard file."""
+    scores, done = np.full(shape, np.nan, dtype=np.float32), np.zeros(shape[0], dtype=bool)
+    for dpath in sorted(work.glob(f"{name}_done.npy")) + sorted(work.glob(f"{name}_s*of*_done.npy")):
+        spath = dpath.with_name(dpath.name.replace("_done.npy", ".npy"))
+        if spath.exists():
+            d, sc = np.load(dpath), np.load(spath)
+            scores[d] = sc[d]
+            done |= d
     return scores, done
 
 
@@ -201,15 +223,24 @@ def time_retriever(retriever: Any, cases: Cases, data: TrainData, rows: np.ndarr
 # ------------------------------------------------------------------------------------------------ metrics
 
 
-def depth_ranks(prepared: np.ndarray, top: np.ndarray, rerank: np.ndarray, targets: np.ndarray, rows: np.ndarray, d: int, keys: np.ndarray) -> np.ndarray:
+def depth_ranks(
+    prepared: np.ndarray, top: np.ndarray, rerank: np.ndarray, targets: np.ndarray, rows: np.ndarray, d: int, keys: np.ndarray,
+    *, fuse: float | None = None, temperature: float = 0.07,
+) -> np.ndarray:
     """0-based protocol ranks of the targets when the retriever's top ``d`` of each case is reordered by the reranker
-    and everything else keeps its retriever score (exclusions stay NaN)."""
+    and everything else keeps its retriever score (exclusions stay NaN).
+
+    ``fuse`` = w orders the top ``d`` by ``cosine / temperature + w * logit`` instead of the logit alone (the
+    retriever's own softmax logit plus the weighted cross-encoder logit; w -> infinity is the plain reranker)."""
     s = prepared[rows].copy()
     if d > 0:
         cand = top[rows, :d]
         r_idx = np.repeat(np.arange(len(rows)), d).reshape(len(rows), d)
         valid = cand >= 0
-        s[r_idx[valid], cand[valid]] = LIFT + rerank[rows, :d][valid].astype(np.float64)
+        new = rerank[rows, :d][valid].astype(np.float64)
+        if fuse is not None:
+            new = s[r_idx[valid], cand[valid]] / temperature + fuse * new
+        s[r_idx[valid], cand[valid]] = LIFT + new
     return M.target_ranks(s, targets[rows], keys)
 
 
@@ -217,12 +248,15 @@ def per_case_ndcg10(ranks: np.ndarray) -> np.ndarray:
     return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
-def depth_table(prepared: np.ndarray, top: np.ndarray, rerank: np.ndarray, targets: np.ndarray, rows: np.ndarray, depths: list[int], offset: int, seed: int, timing: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
+def depth_table(
+    prepared: np.ndarray, top: np.ndarray, rerank: np.ndarray, targets: np.ndarray, rows: np.ndarray, depths: list[int], offset: int, seed: int,
+    timing: dict[int, dict[str, float]], *, fuse: float | None = None, temperature: float = 0.07,
+) -> list[dict[str, Any]]:
     keys = M.tie_keys(rows + offset, prepared.shape[1], seed)
     base = per_case_ndcg10(depth_ranks(prepared, top, rerank, targets, rows, 0, keys))
     table = []
     for d in depths:
-        ranks = depth_ranks(prepared, top, rerank, targets, rows, d, keys)
+        ranks = depth_ranks(prepared, top, rerank, targets, rows, d, keys, fuse=fuse, temperature=temperature)
         means, errs = M.ranking_metrics(ranks)
         diff = per_case_ndcg10(ranks) - base
         ms = timing.get(d, {}).get("ms_median", 0.0) if d else 0.0
@@ -326,7 +360,11 @@ def main() -> None:
     p.add_argument("--timing-requests", type=int, default=5)
     p.add_argument("--timing-repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shard", default="0/1", help="i/n: score only chunks i, i+n, ... (run n processes, then one more to report)")
+    p.add_argument("--score-only", action="store_true", help="score and exit (no timing, no report): for shard processes")
     p.add_argument("--inference", default="fp32", choices=["fp32", "onnx"], help="onnx: the same fp32 weights through onnxruntime (logits within 1e-4)")
+    p.add_argument("--fuse-weights", default="0.05,0.1,0.2,0.5,1,2", help="weights w of the fused order (cos/temperature + w*logit) swept at the deepest depth")
+    p.add_argument("--fuse", type=float, default=None, help="also report every depth for this fused weight (choose it on validation)")
     p.add_argument("--auc", action="store_true", help="also score every case's target pair (AUC of the reranker logit)")
     p.add_argument("--rating-steps", type=int, default=0, help="train a rating head for this many steps (0 = none)")
     a = p.parse_args()
@@ -360,8 +398,11 @@ def main() -> None:
         reranker.use(a.inference, workdir=a.work / f"onnx-{a.tag}")
     order = np.random.default_rng(a.seed).permutation(len(cases))
     n = min(a.users or len(cases), len(cases))
-    rerank, done = score_candidates(a.work, a.tag, a.split, reranker, cases, data, top, order, n, a.chunk, a.time_limit, say)
-    rows = np.sort(order[:n][done[order[:n]]])
+    shard = tuple(int(x) for x in a.shard.split("/"))
+    rerank, done = score_candidates(a.work, a.tag, a.split, reranker, cases, data, top, order, n, a.chunk, a.time_limit, say, shard)
+    if a.score_only:
+        return
+    rows = np.flatnonzero(done)
     if len(rows) == 0:
         raise SystemExit("no case scored yet")
 
@@ -383,7 +424,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "split": a.split, "tag": a.tag, "inference": a.inference, "reranker_settings": reranker.args.to_dict(), "reranker_training": reranker.history,
         "retriever_metrics": retriever.metrics, "cases_scored": int(len(rows)), "cases_total": len(cases),
-        "subset": "all cases" if len(rows) == len(cases) else f"first {len(rows)} of numpy default_rng({a.seed}).permutation({len(cases)})",
+        "subset": "all cases" if len(rows) == len(cases) else f"{len(rows)} cases, scored in the order of numpy default_rng({a.seed}).permutation({len(cases)}) until the time limit",
         "depths": table, "best_gain_per_ms_depth": best["depth"] if best else None, "timing": timing_json,
         "load_average_at_report": os.getloadavg(),
     }
@@ -391,6 +432,18 @@ def main() -> None:
     all_rows = np.arange(len(cases))
     m_all, e_all = M.ranking_metrics(depth_ranks(prepared, top, rerank, targets, all_rows, 0, M.tie_keys(all_rows + offset, prepared.shape[1], a.seed)))
     report["retrieve_only_all_cases"] = {"NDCG@10": m_all["NDCG@10"], "NDCG@10_se": e_all["NDCG@10"], "HR@10": m_all["HR@10"]}
+    temp = float(retriever.args.temperature)
+    keys = M.tie_keys(rows + offset, prepared.shape[1], a.seed)
+    sweep = []
+    for w in [float(x) for x in a.fuse_weights.split(",") if x]:
+        m, e = M.ranking_metrics(depth_ranks(prepared, top, rerank, targets, rows, max(depths), keys, fuse=w, temperature=temp))
+        sweep.append({"weight": w, "depth": max(depths), "NDCG@10": m["NDCG@10"], "NDCG@10_se": e["NDCG@10"], "HR@10": m["HR@10"]})
+    report["fuse_sweep"] = sweep
+    print("fused order cos/T + w*logit at depth", max(depths), ":", ", ".join(f"w={r['weight']}: {r['NDCG@10']:.4f}" for r in sweep))
+    if a.fuse is not None:
+        report["fused"] = {"weight": a.fuse, "depths": depth_table(prepared, top, rerank, targets, rows, depths, offset, a.seed, timing, fuse=a.fuse, temperature=temp)}
+        print(f"fused w={a.fuse}:")
+        print(format_table(report["fused"]["depths"]))
     deepest = table[-1]
     report["vs_sasrec"] = {
         "depth": deepest["depth"], "NDCG@10": deepest["NDCG@10"], "minus_sasrec": deepest["NDCG@10"] - SASREC_NDCG10,
