@@ -49,3 +49,31 @@ def test_onnx_fp32_and_int8_agree_with_torch(setup, tmp_path):
         np.testing.assert_allclose(r.predict(pairs), onnx, atol=1e-5)
     finally:
         r.use("fp32")
+    # exported once per weights fingerprint: a second scorer reuses the files
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.onnx")}
+    assert len(files) == 2
+    make_scorer(r.model, "onnx-int8", max_length=96, workdir=tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.onnx")} == files
+
+
+@pytest.mark.skipif(not ONNX_OK, reason=ONNX_WHY)
+@pytest.mark.slow
+def test_chosen_int8_keeps_the_fine_tuned_top10(trained_reranker, demo_dataset, tmp_path):
+    """The fine-tuned reranker's scores are close together, so int8 error reorders them easily: the chosen
+    setting must keep >= 9 of fp32's top 10 on fixed candidate lists."""
+    r = trained_reranker
+    texts = r.render_items(demo_dataset.items)
+    users = [USER, "52 year old F, retired teacher, loves gardening and baking. Now: morning, Sunday. Recently: Rustic Sourdough Starter Kit"]
+    fp32 = make_scorer(r.model, "fp32", max_length=r.args.max_length)
+    int8 = make_scorer(r.model, "onnx-int8", max_length=r.args.max_length, workdir=tmp_path)
+    for user in users:
+        pairs = [(user, t) for t in texts[:60]]
+        a = agreement(fp32(pairs), int8(pairs), k=10)
+        assert a["top10_overlap"] >= 0.9 and a["spearman"] > 0.95, (user, a)
+
+
+def test_unknown_option_is_a_clear_error(setup):
+    from recsys.errors import RecsysError
+
+    with pytest.raises(RecsysError, match="inference option must be one of fp32, onnx, onnx-int8, bf16"):
+        make_scorer(setup[0].model, "int4")
