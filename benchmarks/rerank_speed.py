@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--retriever-run", type=Path, help="retriever run or saved TwoTowerRetriever for the candidates (default: a quick retriever)")
     p.add_argument("--save-retriever", type=Path, help="save the quick retriever here (reuse it with --retriever-run)")
     p.add_argument("--dataset", type=Path, help="dataset directory (default: generated demo data)")
-    p.add_argument("--requests", type=int, default=3, help="held-out requests (candidate lists) timed")
+    p.add_argument("--requests", type=int, default=3, help="held-out requests (candidate lists) timed (0 = agreement only)")
     p.add_argument("--agree-requests", type=int, default=20, help="held-out requests whose top-100 lists measure agreement")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per (request, size, option)")
     p.add_argument("--sizes", default="20,50,100")
@@ -113,7 +113,7 @@ def main() -> None:
 
     sizes = [int(s) for s in a.sizes.split(",")]
     n_lists = max(a.requests, a.agree_requests)
-    cases = split.test.take(np.arange(min(n_lists, len(split.test))))
+    cases = split.test.take(np.arange(min(max(n_lists, 1), len(split.test))))
     histories = [cases.history.row(r).astype(np.int64) for r in range(len(cases))]
     prof = split.train_full.users[cases.users] if split.train_full.users is not None else None
     cands = retriever_top(retriever, histories, context_frame_of(cases.context), prof, max(sizes), [h for h in histories])
@@ -151,7 +151,14 @@ def main() -> None:
         if opt == "fp32":
             ref_agree = full
         agree = [agreement(r, s, k=10) for r, s in zip(ref_agree, full)]
-        for n in sizes:
+        summary = {
+            "agree_requests": len(agree_lists),
+            "top10_overlap": round(float(np.mean([x["top10_overlap"] for x in agree])), 3),
+            "top10_overlap_min": round(float(np.min([x["top10_overlap"] for x in agree])), 3),
+            "spearman": round(float(np.mean([x["spearman"] for x in agree])), 4),
+            "max_abs_diff": round(float(np.max([x["max_abs_diff"] for x in agree])), 4),
+        }
+        for n in sizes if timed else [max(sizes)]:
             lat = []
             for pairs in timed:
                 pairs = pairs[:n]
@@ -160,14 +167,11 @@ def main() -> None:
                     scorer(pairs, batch_size=64)
                     lat.append(time.perf_counter() - t)
             floor_ms = 1000 * n * tokens_per_pair * FLOP_PER_TOKEN / (gflops * 1e9)
+            p50 = round(1000 * float(np.median(lat)), 1) if lat else float("nan")
             row = {
-                "option": opt, "candidates": n, "p50_ms": round(1000 * float(np.median(lat)), 1), "p90_ms": round(1000 * float(np.percentile(lat, 90)), 1),
+                "option": opt, "candidates": n, "p50_ms": p50, "p90_ms": round(1000 * float(np.percentile(lat, 90)), 1) if lat else None,
                 "floor_ms": round(floor_ms, 1), "setup_s": round(setup_s, 1), "threads": a.threads, "load_avg": round(os.getloadavg()[0], 1),
-                "timed_requests": len(timed), "repeats": a.repeats, "agree_requests": len(agree_lists),
-                "top10_overlap": round(float(np.mean([x["top10_overlap"] for x in agree])), 3),
-                "top10_overlap_min": round(float(np.min([x["top10_overlap"] for x in agree])), 3),
-                "spearman": round(float(np.mean([x["spearman"] for x in agree])), 4),
-                "max_abs_diff": round(float(np.max([x["max_abs_diff"] for x in agree])), 4),
+                "timed_requests": len(timed), "repeats": a.repeats, **summary,
             }
             results.append(row)
             print(json.dumps(row), flush=True)

@@ -61,6 +61,9 @@ class QuantSettings:
     op_types: tuple[str, ...] = ("MatMul",)
     keep_fp32: tuple[str, ...] = ()
     extra_options: tuple[tuple[str, Any], ...] = (("MatMulConstBOnly", True),)
+    #: fuse attention / layer norms / GELU with onnxruntime's BERT optimizer before quantising (the fused
+    #: ``Attention`` op is then quantised too)
+    fuse: bool = False
 
     def key(self) -> str:
         """Short stable name of the settings (part of the cached file name)."""
@@ -78,9 +81,14 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
     # unsigned 8-bit weights (u8 x u8 kernels)
     "matmul-u8": QuantSettings(weight_type="QUInt8"),
     # 7-bit weights, the FFN output projections (the widest-range inputs: GELU outputs) kept fp32
-    "matmul-rr-ffn32": QuantSettings(reduce_range=True, keep_fp32=(r"/output/dense/(MatMul|Gemm)$(?<!attention/output/dense/MatMul)",)),
+    "matmul-rr-ffn32": QuantSettings(reduce_range=True, keep_fp32=(r"layer\.\d+/output/dense/MatMul$",)),
     # 7-bit weights, the last transformer layer and the head kept fp32
     "matmul-rr-last32": QuantSettings(reduce_range=True, keep_fp32=(r"layer\.(5|11|23)/", r"classifier", r"pooler")),
+    # matmul-rr / matmul-rr-ffn32 on the fused graph (Attention, SkipLayerNormalization, BiasGelu)
+    "fused-rr": QuantSettings(reduce_range=True, op_types=("MatMul", "Attention"), fuse=True),
+    "fused-rr-ffn32": QuantSettings(
+        reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, keep_fp32=(r"layer\.\d+/output/dense/MatMul$",)
+    ),
 }
 #: what ``onnx-int8`` means for each model kind (chosen with the benchmarks)
 INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr", EMBEDDER: "matmul-rr"}
@@ -231,6 +239,9 @@ def quantize_int8(src: Path | str, dst: Path | str, settings: QuantSettings | No
         pats = [re.compile(p) for p in settings.keep_fp32]
         graph = onnx.load(str(src), load_external_data=False).graph
         exclude = [n.name for n in graph.node if any(p.search(n.name) for p in pats)]
+    extra = dict(settings.extra_options)
+    if settings.fuse:
+        extra.setdefault("DefaultTensorType", onnx.TensorProto.FLOAT)  # fused contrib ops have no inferred types
     tmp = _atomic_target(dst)
     root = logging.getLogger()
     level = root.level
@@ -239,7 +250,7 @@ def quantize_int8(src: Path | str, dst: Path | str, settings: QuantSettings | No
         quantize_dynamic(
             str(src), str(tmp), per_channel=settings.per_channel, reduce_range=settings.reduce_range,
             weight_type=getattr(QuantType, settings.weight_type), op_types_to_quantize=list(settings.op_types) or None,
-            nodes_to_exclude=exclude, extra_options=dict(settings.extra_options) or None,
+            nodes_to_exclude=exclude, extra_options=extra or None,
         )
         tmp.replace(dst)
     finally:
@@ -288,8 +299,31 @@ def export_cached(
     settings = settings or INT8_VARIANTS[INT8_SETTINGS[kind]]
     path = folder / f"model-int8-{settings.key()}.onnx"
     if not path.exists():
-        quantize_int8(fp32, path, settings)
+        src = fp32
+        if settings.fuse:
+            src = folder / "model-fused.onnx"
+            if not src.exists():
+                fuse_bert(fp32, src, num_heads=model.config.num_attention_heads, hidden_size=model.config.hidden_size)
+        quantize_int8(src, path, settings)
     return path
+
+
+def fuse_bert(src: Path | str, dst: Path | str, *, num_heads: int, hidden_size: int) -> Path:
+    """onnxruntime's offline BERT fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu)."""
+    from onnxruntime.transformers import optimizer
+
+    dst = Path(dst)
+    tmp = _atomic_target(dst)
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.ERROR)
+        optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0).save_model_to_file(str(tmp))
+        tmp.replace(dst)
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return dst
 
 
 def load_onnx(
