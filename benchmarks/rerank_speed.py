@@ -26,11 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's recsys, not an installed copy
 
 FLOP_PER_TOKEN = 22e6  # MiniLM-L6 (384 wide, 1536 FFN, 6 layers): ~2 x 10.6M weight MACs per token
 

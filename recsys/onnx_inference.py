@@ -91,7 +91,7 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
     ),
 }
 #: what ``onnx-int8`` means for each model kind (chosen with the benchmarks)
-INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr", EMBEDDER: "matmul-rr"}
+INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr", EMBEDDER: "fused-rr"}
 
 
 def onnx_available() -> tuple[bool, str]:
