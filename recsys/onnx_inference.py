@@ -9,10 +9,15 @@ optimisation) and ``onnx-int8`` (int8 weights, the setting in ``INT8_SETTINGS`` 
 ``benchmarks/rerank_speed.py`` and ``benchmarks/encode.py``). ``onnx-int8:<variant>`` selects another entry of
 ``INT8_VARIANTS`` (for the benchmarks' studies).
 
-Why the int8 setting is not the quantiser's default: ``quantize_dynamic``'s defaults also quantise the embedding
-``Gather`` tables, and on x86 CPUs without VNNI (AVX2 only, like ours) the u8 x s8 integer kernels add pairs of
-products in saturating int16, so 8-bit weights overflow; 7-bit weights (``reduce_range``) do not. See the
-measured table in ``benchmarks/rerank_speed.py``.
+What int8 keeps (measured 2026-11-29, shared 2-core AVX2 EPYC at load average 5-17): for the item encoder,
+``fused-rr`` (onnxruntime's BERT fusions, then int8 MatMul/Attention weights, 7-bit, per channel) gives text-embedding
+cosine ~0.993 to fp32 at ~2x bare sentence-transformers (``benchmarks/encode.py``). For the reranker no int8 setting
+keeps the top 10 of a quickly fine-tuned cross-encoder (overlap 0.41-0.52 for every variant below, on MovieLens
+100K top-100 lists): its logits for one request lie within ~0.01 of each other (std ~0.002), the same size as
+int8's error, so the exact ``onnx`` option is the fast path that keeps the ranking (``benchmarks/rerank_speed.py``).
+``onnx-int8`` uses the variant with the smallest errors there (FFN output projections kept fp32).
+Hypotheses that did not pan out: quantising the embedding ``Gather`` tables (the quantiser's default) and int16
+saturation of 8-bit weights on CPUs without VNNI (``reduce_range``) made no measurable difference to agreement.
 
 Exported files are cached under ``$RECSYS_CACHE_DIR/onnx`` (default ``~/.cache/recsys/onnx``) in one directory
 per fingerprint of the weights, the model kind and the exporter's versions, so a second load does not re-export.
@@ -91,7 +96,7 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
     ),
 }
 #: what ``onnx-int8`` means for each model kind (chosen with the benchmarks)
-INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr", EMBEDDER: "fused-rr"}
+INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr-ffn32", EMBEDDER: "matmul-rr-ffn32"}
 
 
 def onnx_available() -> tuple[bool, str]:

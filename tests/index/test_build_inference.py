@@ -47,8 +47,9 @@ def test_build_index_onnx_int8_end_to_end(grown, tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         info = json.loads(result.stdout)
         assert info["count"] == items.height
-        assert info["metadata"]["inference"] == opt and info["metadata"]["text_encoded_items"] == len(NEW_TITLES) + 1
         res[opt] = ItemIndex.load(tmp_path / opt, device="cpu")
+        meta = res[opt].metadata
+        assert meta["inference"] == opt and meta["text_encoded_items"] == len(NEW_TITLES) + 1
     assert list((tmp_path / "cache" / "onnx").rglob("model-int8-*.onnx"))
     # each new item, queried by its fp32 vector, is its own nearest neighbour in the int8 index (cosine > 0.97)
     from recsys.retriever.run import load_run
