@@ -9,13 +9,15 @@ optimisation) and ``onnx-int8`` (int8 weights, the setting in ``INT8_SETTINGS`` 
 ``benchmarks/rerank_speed.py`` and ``benchmarks/encode.py``). ``onnx-int8:<variant>`` selects another entry of
 ``INT8_VARIANTS`` (for the benchmarks' studies).
 
-What int8 keeps (measured 2026-11-29, shared 2-core AVX2 EPYC at load average 5-17): for the item encoder,
-``fused-rr`` (onnxruntime's BERT fusions, then int8 MatMul/Attention weights, 7-bit, per channel) gives text-embedding
-cosine ~0.993 to fp32 at ~2x bare sentence-transformers (``benchmarks/encode.py``). For the reranker no int8 setting
-keeps the top 10 of a quickly fine-tuned cross-encoder (overlap 0.41-0.52 for every variant below, on MovieLens
-100K top-100 lists): its logits for one request lie within ~0.01 of each other (std ~0.002), the same size as
-int8's error, so the exact ``onnx`` option is the fast path that keeps the ranking (``benchmarks/rerank_speed.py``).
-``onnx-int8`` uses the variant with the smallest errors there (FFN output projections kept fp32).
+What int8 keeps (measured 2026-11-29, shared 2-core AVX2 EPYC at load average 4-17): ``onnx-int8`` is
+``matmul-rr-ffn32`` for both models (int8 per-channel 7-bit MatMul weights, the FFN output projections kept fp32).
+Item encoder: text-embedding cosine 0.9965 mean / 0.993 min to fp32, index recall@100 0.974 (user queries) / 0.984
+(item queries) against the fp32 index, ~1.7x bare sentence-transformers in the quieter run (``benchmarks/encode.py``);
+``fused-rr`` (onnxruntime's BERT fusions, everything int8) is faster (~2.1x) but drops to cosine 0.987 min and recall
+0.963. Reranker: no int8 setting keeps the top 10 of a quickly fine-tuned cross-encoder (overlap 0.41-0.52 for every
+variant, MovieLens 100K top-100 lists): its logits for one request lie within ~0.01 of each other (std ~0.002), the
+same size as int8's error, so the exact ``onnx`` option is the fast path that keeps the ranking
+(``benchmarks/rerank_speed.py``); ``onnx-int8`` there is ~1.5x faster than ``onnx`` and reorders the top 10.
 Hypotheses that did not pan out: quantising the embedding ``Gather`` tables (the quantiser's default) and int16
 saturation of 8-bit weights on CPUs without VNNI (``reduce_range``) made no measurable difference to agreement.
 
@@ -95,7 +97,8 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
         reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, keep_fp32=(r"layer\.\d+/output/dense/MatMul$",)
     ),
 }
-#: what ``onnx-int8`` means for each model kind (chosen with the benchmarks)
+#: what ``onnx-int8`` means for each model kind (chosen with the benchmarks: the most accurate variant whose latency
+#: was measured; see the module docstring)
 INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr-ffn32", EMBEDDER: "matmul-rr-ffn32"}
 
 

@@ -1,6 +1,8 @@
 """Inference options of the reranker on CPU: ``fp32`` (plain torch, the default), ``bf16`` (torch autocast),
-``onnx`` (the classifier exported with ``torch.onnx.export`` and run by ``onnxruntime``) and ``onnx-int8`` (int8
-weights chosen to keep the fp32 ranking; export, quantisation and the cache live in ``recsys.onnx_inference``).
+``onnx`` (the classifier exported with ``torch.onnx.export`` and run by ``onnxruntime``: same scores to 1e-4, the
+fast path that keeps the ranking) and ``onnx-int8`` (int8 weights: faster still, but on a weakly trained model whose
+scores lie close together it reorders the top 10). Export, quantisation and the cache live in
+``recsys.onnx_inference``.
 
 The ONNX paths need ``pip install onnxruntime onnx`` (NOT ``sentence-transformers[onnx]`` / ``optimum``, which pull
 older sentence-transformers and transformers). A scorer takes (user text, item text) pairs and returns float32
