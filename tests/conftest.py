@@ -98,3 +98,15 @@ def retrieval_stack(tmp_path_factory: pytest.TempPathFactory):
     train_run(ds, root / "run", RetrieverTrainingArguments(epochs=2, max_steps=15, time_budget_s=60, seed=0))
     build_index(root / "run", ds, root / "index", progress=False)
     return root, ds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Exported ONNX models go to a per-session temporary cache, never the user's ``~/.cache/recsys``."""
+    old = os.environ.get("RECSYS_CACHE_DIR")
+    os.environ["RECSYS_CACHE_DIR"] = str(tmp_path_factory.mktemp("recsys-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RECSYS_CACHE_DIR", None)
+    else:
+        os.environ["RECSYS_CACHE_DIR"] = old
