@@ -54,8 +54,8 @@ class RerankStage:
         """Load a ``recsys train reranker`` run for the catalogue ``items``; refuse a reranker trained with another retriever."""
         from recsys.reranker.model import load_run
 
-        if inference not in INFERENCE_OPTIONS:
-            raise RecsysError(f"reranker inference must be one of {', '.join(INFERENCE_OPTIONS)}, not {inference!r}")
+        if inference not in INFERENCE_OPTIONS and not inference.startswith("onnx-int8:"):
+            raise RecsysError(f"reranker inference must be one of {', '.join(INFERENCE_OPTIONS)} (or onnx-int8:VARIANT), not {inference!r}")
         reranker, manifest = load_run(run_dir)
         trained_with = manifest.get("retriever_fingerprint")
         if retriever_fingerprint and trained_with and trained_with != retriever_fingerprint:

@@ -118,3 +118,15 @@ def rerank_stack(retrieval_stack):
         )
         train_run(ds, root / "run", root / "rerank", args, eval_cases=10)
     return root, ds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Exported ONNX models go to a per-session temporary cache, never the user's ``~/.cache/recsys``."""
+    old = os.environ.get("RECSYS_CACHE")
+    os.environ["RECSYS_CACHE"] = str(tmp_path_factory.mktemp("recsys-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RECSYS_CACHE", None)
+    else:
+        os.environ["RECSYS_CACHE"] = old

@@ -98,12 +98,13 @@ def add_items_cmd(
     index: IndexArg,
     items_file: Annotated[Path, typer.Argument(help="CSV or parquet with item_id and text fields (title, description, ...).")],
     run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
+    inference: Annotated[str, typer.Option("--inference", help="How item text is embedded: fp32 (torch), onnx or onnx-int8.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Add new items (by their text alone) and re-encode changed ones, without a rebuild."""
     from recsys.index.build import add_items, read_items_file
 
-    result = add_items(index, read_items_file(items_file), run_dir=run)
+    result = add_items(index, read_items_file(items_file), run_dir=run, inference=inference)
     if json_out:
         echo_json(result)
     else:

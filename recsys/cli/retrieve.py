@@ -17,13 +17,16 @@ def build_index(
     out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to write (atomically).")],
     index_type: Annotated[str, typer.Option("--index-type", help="auto (exact up to 1M items, IVF above), flat, ivf or hnsw.")] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto (GPU when faiss has GPU support and one is visible), cpu or gpu.", envvar="RECSYS_DEVICE")] = "auto",
+    inference: Annotated[
+        str, typer.Option("--inference", help="How item text is embedded: fp32 (torch), onnx or onnx-int8 (onnxruntime; exported once, cached).")
+    ] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the index description as JSON.")] = False,
 ) -> None:
     """Encode every item with the run's item tower into a FAISS inner-product index of L2-normalised vectors."""
     from recsys.data.dataset import Dataset
     from recsys.index.build import build_index as build
 
-    index = build(run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out)
+    index = build(run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out, inference=inference)
     info = index.info()
     if json_out:
         echo_json(info)

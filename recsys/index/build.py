@@ -22,9 +22,15 @@ from recsys.retriever.model import TwoTowerRetriever
 
 
 def encode_catalogue(model: TwoTowerRetriever, catalogue_ids: pl.Series, items: pl.DataFrame) -> np.ndarray:
-    """Vectors for ``items`` rows: stored catalogue vectors where id and text are unchanged, text otherwise."""
+    """Vectors for ``items`` rows: stored catalogue vectors where id and text are unchanged, text otherwise
+    (embedded the way ``model.use`` chose)."""
+    return _encode(model, catalogue_ids, items)[0]
+
+
+def _encode(model: TwoTowerRetriever, catalogue_ids: pl.Series, items: pl.DataFrame) -> tuple[np.ndarray, int]:
+    """(vectors, how many rows were embedded from text)."""
     if items.height == 0:
-        return np.zeros((0, model.encode_items().shape[1]), dtype=np.float32)
+        return np.zeros((0, model.encode_items().shape[1]), dtype=np.float32), 0
     lookup = pl.DataFrame({S.ITEM_ID: catalogue_ids.cast(items.schema[S.ITEM_ID], strict=False), "__cat": np.arange(len(catalogue_ids))})
     idx = items.select(S.ITEM_ID).join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")["__cat"].fill_null(-1).to_numpy()
     texts = model.render_items(items)
@@ -36,7 +42,7 @@ def encode_catalogue(model: TwoTowerRetriever, catalogue_ids: pl.Series, items: 
     todo = np.flatnonzero(~unchanged)
     if len(todo):
         out[todo] = model.encode_items([texts[i] for i in todo], ids=idx[todo])
-    return out
+    return out, len(todo)
 
 
 def build_index(
@@ -47,17 +53,25 @@ def build_index(
     index_type: str = "auto",
     device: str = "auto",
     progress: bool = True,
+    inference: str = "fp32",
 ) -> ItemIndex:
-    """Encode every item of ``dataset`` with the run's item tower and save a FAISS index to ``out``."""
+    """Encode every item of ``dataset`` with the run's item tower and save a FAISS index to ``out``.
+
+    ``inference`` (``fp32``, ``onnx``, ``onnx-int8``) is how the text of items the run does not store (new items,
+    changed text) is embedded; it is recorded in the index manifest's metadata with how many items took that path.
+    """
     from recsys.retriever.run import load_run
 
     model, catalogue_ids, manifest = load_run(run_dir)
-    vectors = encode_catalogue(model, catalogue_ids, dataset.items)
+    model.use(inference)
+    vectors, n_text = _encode(model, catalogue_ids, dataset.items)
     meta = {
         "run": str(Path(run_dir).resolve()),
         "dataset": str(dataset.path.resolve()) if dataset.path else None,
         "dataset_fingerprint": dataset.fingerprint,
         "base_model": manifest.get("base_model"),
+        "inference": inference,
+        "text_encoded_items": n_text,
     }
     index = ItemIndex.build(
         vectors, dataset.items[S.ITEM_ID], index_type=index_type, model_fingerprint=manifest["fingerprint"],
@@ -83,8 +97,9 @@ def read_items_file(path: Path | str) -> pl.DataFrame:
     return frame
 
 
-def add_items(index_dir: Path | str, items: pl.DataFrame, *, run_dir: Path | str | None = None) -> dict[str, Any]:
-    """Add new items and re-encode changed ones (replaced in place) without a rebuild; save atomically."""
+def add_items(index_dir: Path | str, items: pl.DataFrame, *, run_dir: Path | str | None = None, inference: str = "fp32") -> dict[str, Any]:
+    """Add new items and re-encode changed ones (replaced in place) without a rebuild; save atomically.
+    ``inference`` embeds their text (``fp32``, ``onnx``, ``onnx-int8``); recorded as ``add_items_inference``."""
     from recsys.retriever.run import load_run
 
     current = ItemIndex.load(index_dir, device="cpu")
@@ -103,8 +118,10 @@ def add_items(index_dir: Path | str, items: pl.DataFrame, *, run_dir: Path | str
         items = items.with_columns(pl.col(S.ITEM_ID).cast(id_dtype))
     except pl.exceptions.InvalidOperationError:
         raise DataValidationError(f"item ids must be {id_dtype} like the index's", column=S.ITEM_ID) from None
+    model.use(inference)
     vectors = encode_catalogue(model, catalogue_ids, items)
     counts = current.add_items(vectors, items[S.ITEM_ID])
+    current.metadata["add_items_inference"] = inference
     # titles of items the dataset does not know, so retrieve can print them (kept in the index manifest)
     titles = items[S.ITEM_ID if "title" not in items.columns else "title"].cast(pl.String).to_list()
     added = dict(current.metadata.get("added_titles", {}))
@@ -116,4 +133,4 @@ def add_items(index_dir: Path | str, items: pl.DataFrame, *, run_dir: Path | str
         fields[str(row.pop(S.ITEM_ID))] = {k: v for k, v in row.items() if v is not None}
     current.metadata["added_items"] = fields
     current.save(index_dir)
-    return {"index": str(index_dir), **counts, "count": len(current)}
+    return {"index": str(index_dir), **counts, "count": len(current), "inference": inference}

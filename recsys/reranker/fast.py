@@ -1,6 +1,8 @@
 """Inference options of the reranker on CPU: ``fp32`` (plain torch, the default), ``bf16`` (torch autocast),
-``onnx`` (the classifier exported with ``torch.onnx.export`` and run by ``onnxruntime``) and ``onnx-int8`` (the ONNX
-graph with per-channel dynamic int8 weight quantisation, ``onnxruntime.quantization.quantize_dynamic``).
+``onnx`` (the classifier exported with ``torch.onnx.export`` and run by ``onnxruntime``: same scores to 1e-4, the
+fast path that keeps the ranking) and ``onnx-int8`` (int8 weights: faster still, but on a weakly trained model whose
+scores lie close together it reorders the top 10). Export, quantisation and the cache live in
+``recsys.onnx_inference``.
 
 The ONNX paths need ``pip install onnxruntime onnx`` (NOT ``sentence-transformers[onnx]`` / ``optimum``, which pull
 older sentence-transformers and transformers). A scorer takes (user text, item text) pairs and returns float32
@@ -12,25 +14,15 @@ Measured agreement and speed: ``benchmarks/rerank_speed.py``.
 
 from __future__ import annotations
 
-import importlib.util
-import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recsys.onnx_inference import CLASSIFIER, export_onnx, load_onnx, onnx_available, parse_option, quantize_int8
+
 OPTIONS = ("fp32", "bf16", "onnx", "onnx-int8")
-ONNX_FILE, INT8_FILE = "reranker.onnx", "reranker-int8.onnx"
-
-
-def onnx_available() -> tuple[bool, str]:
-    """(available, reason when not)."""
-    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        return False, f"{' and '.join(missing)} not installed (pip install onnxruntime onnx)"
-    return True, ""
 
 
 def _length_batches(pairs: Sequence[tuple[str, str]], batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -88,97 +80,30 @@ class TorchScorer(Scorer):
         return logits.float().numpy()[:, 0]
 
 
-def export_onnx(cross_encoder: Any, path: Path | str, *, opset: int = 17) -> Path:
-    """Export the CrossEncoder's classifier (input_ids, attention_mask[, token_type_ids] -> logits) to ONNX with
-    dynamic batch and sequence axes (the TorchScript exporter: no onnxscript needed)."""
-    import torch
-
-    path = Path(path)
-    model = cross_encoder.model
-    model.eval()
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in cross_encoder.tokenizer.model_input_names else [])
-
-    class _Logits(torch.nn.Module):
-        def __init__(self, m: Any) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.m(**dict(zip(names, inputs))).logits
-
-    enc = cross_encoder.tokenizer(["a user text"] * 2, ["an item text here"] * 2, padding=True, return_tensors="pt")
-    args = tuple(enc[n] for n in names)
-    dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
-    dynamic["logits"] = {0: "batch"}
-    # eager attention traces to plain ops (sdpa with masks does not always export)
-    old = getattr(model.config, "_attn_implementation", None)
-    try:
-        if old is not None:
-            model.config._attn_implementation = "eager"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(
-                _Logits(model), args, str(path), input_names=names, output_names=["logits"], dynamic_axes=dynamic, opset_version=opset, dynamo=False
-            )
-    finally:
-        if old is not None:
-            model.config._attn_implementation = old
-    return path
-
-
-def quantize_int8(src: Path | str, dst: Path | str) -> Path:
-    """Per-channel dynamic int8 weight quantisation of an ONNX model."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8)
-    return Path(dst)
-
-
 class OnnxScorer(Scorer):
-    """onnxruntime CPU session over an exported (optionally int8-quantised) classifier."""
+    """onnxruntime CPU session over the exported (optionally int8-quantised) classifier (``recsys.onnx_inference``:
+    exported once per weights fingerprint into the ONNX cache, or into ``workdir`` when given)."""
 
-    def __init__(self, cross_encoder: Any, max_length: int, *, int8: bool = False, workdir: Path | str | None = None, threads: int | None = None) -> None:
-        ok, why = onnx_available()
-        if not ok:
-            raise RuntimeError(f"ONNX inference unavailable: {why}")
-        import onnxruntime as ort
-
+    def __init__(self, cross_encoder: Any, max_length: int, *, option: str = "onnx", workdir: Path | str | None = None, threads: int | None = None) -> None:
         super().__init__(cross_encoder, max_length)
-        self.option = "onnx-int8" if int8 else "onnx"
-        if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="recsys-onnx-")
-            workdir = self._tmp.name
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        fp32 = workdir / ONNX_FILE
-        if not fp32.exists():
-            export_onnx(cross_encoder, fp32)
-        path = fp32
-        if int8:
-            path = workdir / INT8_FILE
-            if not path.exists():
-                quantize_int8(fp32, path)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.path = path
+        self.option = option
+        self.session = load_onnx(cross_encoder.model, self.tokenizer, option, kind=CLASSIFIER, cache_dir=workdir, threads=threads)
+        self.path = self.session.path
 
     def _logits(self, batch: Sequence[tuple[str, str]]) -> np.ndarray:
-        enc = self.tokenize(batch, "np")
-        feed = {n: np.asarray(enc[n], dtype=np.int64) for n in self.inputs}
-        return np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32)[:, 0]
+        return self.session.run(self.tokenize(batch, "np"))[:, 0]
 
 
 def make_scorer(cross_encoder: Any, option: str, *, max_length: int = 256, workdir: Path | str | None = None, threads: int | None = None) -> Scorer:
-    """A scorer for ``option`` in ``OPTIONS``; ``workdir`` keeps the exported ONNX files (reused when present)."""
-    if option not in OPTIONS:
-        raise ValueError(f"inference option must be one of {', '.join(OPTIONS)}, not {option!r}")
-    if option in ("fp32", "bf16"):
-        return TorchScorer(cross_encoder, max_length, bf16=option == "bf16")
-    return OnnxScorer(cross_encoder, max_length, int8=option == "onnx-int8", workdir=workdir, threads=threads)
+    """A scorer for ``option`` in ``OPTIONS`` (or ``onnx-int8:<variant>``, see ``recsys.onnx_inference``);
+    ``workdir`` replaces the shared ONNX cache directory (files there are reused when the weights match)."""
+    base, _ = parse_option(option, CLASSIFIER, extra=("bf16",))
+    if base in ("fp32", "bf16"):
+        return TorchScorer(cross_encoder, max_length, bf16=base == "bf16")
+    ok, why = onnx_available()
+    if not ok:
+        raise RuntimeError(f"ONNX inference unavailable: {why}")
+    return OnnxScorer(cross_encoder, max_length, option=option, workdir=workdir, threads=threads)
 
 
 def agreement(reference: np.ndarray, other: np.ndarray, k: int = 10) -> dict[str, float]:

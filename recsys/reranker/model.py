@@ -94,7 +94,8 @@ class Reranker:
         self.inference = "fp32"
 
     def use(self, option: str = "fp32", *, workdir: Path | str | None = None) -> "Reranker":
-        """Switch inference to ``fp32`` (default), ``bf16``, ``onnx`` or ``onnx-int8`` (see ``recsys.reranker.fast``)."""
+        """Switch inference to ``fp32`` (default), ``bf16``, ``onnx`` or ``onnx-int8`` (see ``recsys.reranker.fast``);
+        ONNX files are exported once per weights into the shared cache (``recsys.onnx_inference``), or ``workdir``."""
         from recsys.reranker.fast import make_scorer
 
         self._scorer = None if option == "fp32" else make_scorer(self.model, option, max_length=self.args.max_length, workdir=workdir)

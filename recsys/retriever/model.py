@@ -56,17 +56,27 @@ def load_text_model(name_or_path: str | None = None):
         return _MODELS[key]
 
 
-def embed_texts(texts: Sequence[str], model: Any, *, batch_size: int = 128, cache_key: str | None = None) -> np.ndarray:
-    """L2-normalised float32 text embeddings; cached in memory by (model, texts) when ``cache_key`` is given."""
+def embed_texts(
+    texts: Sequence[str], model: Any, *, batch_size: int = 128, cache_key: str | None = None, inference: str = "fp32", threads: int | None = None
+) -> np.ndarray:
+    """L2-normalised float32 text embeddings; cached in memory by (model, inference, texts) when ``cache_key`` is
+    given. ``inference``: ``fp32`` (torch), ``onnx`` or ``onnx-int8`` (``recsys.onnx_inference``; same tokenisation,
+    pooling and normalisation, fp32 ONNX agrees to cosine > 0.9999)."""
     texts = list(texts)
-    key = (cache_key, fingerprint_json(texts)) if cache_key else None
+    key = (f"{cache_key}|{inference}", fingerprint_json(texts)) if cache_key else None
     if key is not None and key in _EMBEDDINGS:
         return _EMBEDDINGS[key]
     if not texts:
         dim = model.get_sentence_embedding_dimension()
         return np.zeros((0, dim), dtype=np.float32)
-    with torch.inference_mode():
-        e = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    if inference == "fp32":
+        with torch.inference_mode():
+            e = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    else:
+        from recsys.onnx_inference import parse_option, sentence_encoder
+
+        parse_option(inference, "embedder")
+        e = sentence_encoder(model, inference, threads=threads).encode(texts, batch_size=batch_size)
     e = np.ascontiguousarray(e, dtype=np.float32)
     if key is not None:
         _EMBEDDINGS[key] = e
@@ -239,6 +249,7 @@ class TwoTowerRetriever:
         self._text_model: Any = None  # fine-tuned in memory, or loaded lazily
         self._text_model_dir: str | None = None  # where a fine-tuned text model lives after save/load
         self._finetuned = False  # True while the text model is an in-memory fine-tuned copy
+        self.inference = "fp32"  # how text is embedded: fp32 (torch), onnx or onnx-int8 (see use())
 
     # text ----------------------------------------------------------------------------------------------------
     @property
@@ -251,11 +262,25 @@ class TwoTowerRetriever:
     def text_model_key(self) -> str:
         return self._text_model_dir or self.args.resolved_base_model
 
+    def use(self, inference: str = "fp32") -> "TwoTowerRetriever":
+        """Embed text with ``fp32`` (torch, the default), ``onnx`` or ``onnx-int8`` (``recsys.onnx_inference``);
+        the export happens here (once per weights, cached on disk) so a bad option or a missing onnxruntime fails
+        early. Training always embeds in fp32 torch."""
+        from recsys.onnx_inference import parse_option, sentence_encoder
+
+        base, _ = parse_option(inference, "embedder")
+        if base != "fp32":
+            sentence_encoder(self.text_model, inference, threads=self.args.threads, refresh=True)
+        self.inference = inference
+        return self
+
     def embed(self, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
         """Text embeddings from the (possibly fine-tuned) text model, normalised; an in-memory fine-tuned copy is
         never cached (it is unique to this retriever)."""
         key = self.text_model_key if (cache and not self._finetuned) else None
-        return embed_texts(texts, self.text_model, batch_size=self.args.encode_batch_size, cache_key=key)
+        return embed_texts(
+            texts, self.text_model, batch_size=self.args.encode_batch_size, cache_key=key, inference=self.inference, threads=self.args.threads
+        )
 
     def render_items(self, items: pl.DataFrame) -> list[str]:
         return render_items(items, self.args.templates)
@@ -265,7 +290,14 @@ class TwoTowerRetriever:
         """Optional MNRL text fine-tune, then the adaptor + sequence tower (early-stopped on ``validation``)."""
         from recsys.retriever.training import fit_retriever
 
-        fit_retriever(self, data, validation, progress=progress)
+        inference, self.inference = self.inference, "fp32"
+        try:
+            fit_retriever(self, data, validation, progress=progress)
+        finally:
+            if inference != "fp32":
+                self.use(inference)  # re-exports when the text fine-tune changed the weights
+            else:
+                self.inference = inference
         return self
 
     def _build(self, text_emb: np.ndarray, known: np.ndarray, context_columns: list[str]) -> None:
