@@ -17,6 +17,20 @@
    at concurrency 8: every request must succeed.
 
 Everything stays on 127.0.0.1 and is bounded in count; numbers depend on what else runs on the machine.
+
+Measured 2026-11-29 (--index-items 100000 --rerank-depths 20,50 --rerank-requests 8; load average 5.6 -> 3.9):
+
+    test                     conc.  requests   p50 ms   p99 ms   req/s  errors
+    GET known user (k=20)        1       300     16.6     22.9    59.3       0
+    GET known user (k=20)        8       300     95.9    165.9    80.0       0
+    GET known user (k=20)       32       300    460.7    763.7    67.7       0
+    POST new user, profile       1        60     33.7     40.4    29.3       0
+    POST new user, profile       8        60    122.9    152.0    62.9       0
+    GET rerank 20 (fp32)         1         8   1231.7   1298.5     0.8       0
+    GET rerank 50 (fp32)         1         8   2645.3   2742.8     0.4       0
+    GET during reload            8       600    103.5    599.8    66.2       0
+    startup to /ready 12.9 s; RSS 1018 -> 1019 MiB over 2000 requests.
+    The same command at load average 13: GET c=1 p50 24.3 / p99 64.1 ms; rerank 20: 2.19 s, 50: 5.90 s.
 """
 
 from __future__ import annotations
