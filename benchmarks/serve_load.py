@@ -126,14 +126,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: Path, port: int, log: Path, *, micro_batch: bool, threads: int, rerank: Path | None = None) -> subprocess.Popen:
+def start_server(index: Path, port: int, log: Path, *, micro_batch: bool, threads: int, rerank: Path | None = None, inference: str = "fp32") -> subprocess.Popen:
     rerank_arg = f"Path({str(rerank)!r})" if rerank else "None"
     code = textwrap.dedent(
         f"""
         from pathlib import Path
         from recsys.cli.serve import serve
         serve(Path({str(index)!r}), host="127.0.0.1", port={port}, log_level="warning", micro_batch={micro_batch!r}, threads={threads},
-              rerank={rerank_arg})
+              rerank={rerank_arg}, inference={inference!r})
         """
     )
     env = {**os.environ, "RECSYS_ADMIN_TOKEN": TOKEN, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
@@ -228,6 +228,7 @@ def main() -> None:
     p.add_argument("--index-items", type=int, default=0, help="Pad the index to this many vectors (random unit vectors beyond the demo items).")
     p.add_argument("--rerank-depths", default="", help="e.g. 20,50: also serve with a briefly trained reranker and time reranked GETs.")
     p.add_argument("--rerank-requests", type=int, default=10)
+    p.add_argument("--inference", default="fp32", help="Reranker inference of the server (fp32, onnx, onnx-int8).")
     p.add_argument("--rerank-steps", type=int, default=20, help="Fine-tuning steps of the benchmark's reranker.")
     p.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = p.parse_args()
@@ -241,7 +242,7 @@ def main() -> None:
     rerank = prepare_reranker(args.work, args.rerank_steps) if depths else None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(index, port, args.work / "server.log", micro_batch=not args.no_micro_batch, threads=args.threads, rerank=rerank)
+    proc = start_server(index, port, args.work / "server.log", micro_batch=not args.no_micro_batch, threads=args.threads, rerank=rerank, inference=args.inference)
     print(f"server: micro-batching {'off' if args.no_micro_batch else 'on'}, threads {args.threads}", flush=True)
     rng = random.Random(0)
     results: dict = {"micro_batch": not args.no_micro_batch, "threads": args.threads, "levels": [], "profile": [], "rerank": [], "index_items": args.index_items or args.items, "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}}
@@ -304,7 +305,7 @@ def main() -> None:
     print(f"| {'test':<24} | {'conc.':>5} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s':>6} | {'errors':>6} |")
     print(f"|{'-' * 26}|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|")
     rows = [("GET known user (k=20)", r) for r in results["levels"]] + [("POST new user, profile", r) for r in results["profile"]]
-    rows += [(f"GET rerank {r['depth']} (fp32)", r) for r in results["rerank"]]
+    rows += [(f"GET rerank {r['depth']} ({args.inference})", r) for r in results["rerank"]]
     rows.append(("GET during reload", results["reload"]))
     for name, r in rows:
         print(f"| {name:<24} | {r['concurrency']:>5} | {r['requests']:>8} | {r['p50_ms']:>7.1f} | {r['p99_ms']:>7.1f} | {r['rps']:>6.1f} | {r['errors']:>6} |")
