@@ -31,6 +31,11 @@ Measured 2026-11-29 (--index-items 100000 --rerank-depths 20,50 --rerank-request
     GET during reload            8       600    103.5    599.8    66.2       0
     startup to /ready 12.9 s; RSS 1018 -> 1019 MiB over 2000 requests.
     The same command at load average 13: GET c=1 p50 24.3 / p99 64.1 ms; rerank 20: 2.19 s, 50: 5.90 s.
+
+With --inference onnx --rss-requests 10000 (load average 2.2 -> 6.6): GET c=1 p50 15.6 / p99 22.6 ms, c=8 89.8 /
+142.1 ms (88.8 req/s), c=32 423.2 / 1033.8 ms; POST profile c=1 26.0 / 45.4 ms; GET rerank 20 (onnx) p50 469.8 /
+p99 498.4 ms, rerank 50 (onnx) 1323.2 / 1554.6 ms (2.6x / 2.0x the fp32 run); RSS 1323 -> 1322 MiB over 10,000
+requests, 0 errors; reload under load at c=8: HTTP 200 in 7.3 s, 600 requests, 0 failed.
 """
 
 from __future__ import annotations

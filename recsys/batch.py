@@ -46,7 +46,7 @@ class BatchJob:
     ray_gpus: float | None = None  # GPUs per Ray actor; None = 1 when the cluster has GPUs, else 0
     rerank: Path | None = None  # a reranker run: its cross-encoder reorders each user's top rerank_depth
     rerank_depth: int | None = None  # default: the reranker's ``candidates`` setting (at most k)
-    rerank_inference: str = "fp32"
+    rerank_inference: str = "auto"
     cooccurrence: Path | None = None  # a co-occurrence source merged into the rerank pool (needs rerank)
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
@@ -276,7 +276,7 @@ def run_batch(
     if service.reranker is not None:
         inputs["reranker_fingerprint"] = service.reranker.fingerprint
         inputs["rerank_depth"] = min(job.k, service.reranker.depth)
-        inputs["rerank_inference"] = job.rerank_inference
+        inputs["rerank_inference"] = service.reranker.inference
         if service.cooccurrence is not None:
             inputs["cooccurrence_fingerprint"] = service.cooccurrence.fingerprint
     n_chunks = -(-len(users) // job.chunk_size)

@@ -20,8 +20,19 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.errors import ManifestMismatchError, RecsysError
 
-#: inference options of the cross-encoder (see ``recsys.reranker.fast``)
-INFERENCE_OPTIONS = ("fp32", "bf16", "onnx", "onnx-int8")
+#: inference options of the cross-encoder (see ``recsys.reranker.fast``); ``auto`` = ``onnx`` when onnxruntime is
+#: installed (the same scores as torch fp32, 1.9-3.4x faster here), else ``fp32``. int8 is not the default: on the
+#: rerankers trained here it reorders the top 10 (overlap < 0.9)
+INFERENCE_OPTIONS = ("auto", "fp32", "bf16", "onnx", "onnx-int8")
+
+
+def resolve_inference(option: str) -> str:
+    """``auto`` -> ``onnx`` when onnxruntime is importable, else ``fp32``; other options unchanged."""
+    if option != "auto":
+        return option
+    from recsys.onnx_inference import onnx_available
+
+    return "onnx" if onnx_available()[0] else "fp32"
 
 
 class RerankStage:
@@ -48,7 +59,7 @@ class RerankStage:
         items: pl.DataFrame,
         *,
         retriever_fingerprint: str | None = None,
-        inference: str = "fp32",
+        inference: str = "auto",
         depth: int | None = None,
     ) -> "RerankStage":
         """Load a ``recsys train reranker`` run for the catalogue ``items``; refuse a reranker trained with another retriever."""
@@ -56,6 +67,7 @@ class RerankStage:
 
         if inference not in INFERENCE_OPTIONS and not inference.startswith("onnx-int8:"):
             raise RecsysError(f"reranker inference must be one of {', '.join(INFERENCE_OPTIONS)} (or onnx-int8:VARIANT), not {inference!r}")
+        inference = resolve_inference(inference)
         reranker, manifest = load_run(run_dir)
         trained_with = manifest.get("retriever_fingerprint")
         if retriever_fingerprint and trained_with and trained_with != retriever_fingerprint:
@@ -135,4 +147,4 @@ def items_with_added(items: pl.DataFrame, added: Mapping[str, Mapping[str, Any]]
     return pl.concat([kept, extra], how="diagonal_relaxed")
 
 
-__all__ = ["INFERENCE_OPTIONS", "RerankStage", "items_with_added"]
+__all__ = ["INFERENCE_OPTIONS", "RerankStage", "items_with_added", "resolve_inference"]

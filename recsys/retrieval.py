@@ -132,7 +132,7 @@ class RetrievalService:
         run_dir: Path | str | None = None,
         device: str = "auto",
         rerank_run: Path | str | None = None,
-        rerank_inference: str = "fp32",
+        rerank_inference: str = "auto",
         rerank_depth: int | None = None,
         cooccurrence: Path | str | None = None,
         histories: bool = True,
@@ -164,7 +164,7 @@ class RetrievalService:
         self.cooccurrence = CooccurrenceSource.load(directory, dataset_fingerprint=self.dataset.fingerprint)
         return self.cooccurrence
 
-    def attach_reranker(self, run_dir: Path | str, *, inference: str = "fp32", depth: int | None = None) -> Any:
+    def attach_reranker(self, run_dir: Path | str, *, inference: str = "auto", depth: int | None = None) -> Any:
         """Load a reranker run for this catalogue (the dataset's items plus any added to the index) and use it."""
         from recsys.reranking import RerankStage, items_with_added
 

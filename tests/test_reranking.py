@@ -139,3 +139,12 @@ def test_cooccurrence_of_another_dataset_is_refused(rerank_stack, tmp_path):
     CooccurrenceSource.fit(other, neighbours=5).save(tmp_path / "co")
     with pytest.raises(ManifestMismatchError, match="build-cooccurrence"):
         RetrievalService.open(root / "index", cooccurrence=tmp_path / "co")
+
+
+def test_default_inference_is_onnx_when_onnxruntime_is_installed(service):
+    from recsys.onnx_inference import onnx_available
+    from recsys.reranking import resolve_inference
+
+    expected = "onnx" if onnx_available()[0] else "fp32"
+    assert resolve_inference("auto") == expected and service.reranker.inference == expected
+    assert resolve_inference("onnx-int8") == "onnx-int8"

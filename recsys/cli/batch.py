@@ -25,7 +25,7 @@ def batch_score(
     gpus_per_actor: Annotated[float | None, typer.Option("--gpus-per-actor", help="Ray: GPUs each actor reserves (default: 1 when the cluster has GPUs, else 0).")] = None,
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: its cross-encoder reorders each user's top --rerank-depth (rerank_score).", envvar="RECSYS_RERANK_RUN")] = None,
     rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="How many of each user's k candidates get reranked (default: the reranker's setting).")] = None,
-    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
+    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: auto (onnx when onnxruntime is installed, else fp32), fp32, bf16, onnx or onnx-int8.")] = "auto",
     cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source whose candidates join each user's rerank pool (needs --rerank).", envvar="RECSYS_COOCCURRENCE")] = None,
     generated_at: Annotated[str | None, typer.Option("--generated-at", help="Request time the candidates are for (ISO 8601; default: now). Context-aware models read its hour and weekday.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,

@@ -66,7 +66,7 @@ def retrieve(
     run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run (from `recsys train reranker`): rerank the top --candidates with it.", envvar="RECSYS_RERANK_RUN")] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="How many retrieved items the reranker reads (default: the reranker's setting).")] = None,
-    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
+    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: auto (onnx when onnxruntime is installed, else fp32), fp32, bf16, onnx or onnx-int8.")] = "auto",
     cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source (from `recsys build-cooccurrence`) whose candidates join the reranked pool.", envvar="RECSYS_COOCCURRENCE")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show why: the history items behind each item and, when reranked, each context field's effect.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendations as JSON.")] = False,
@@ -88,7 +88,7 @@ def retrieve(
     if json_out:
         reranker = None
         if service.reranker is not None:
-            reranker = {"run": str(rerank), "fingerprint": service.reranker.fingerprint, "candidates": candidates or service.reranker.depth, "inference": inference}
+            reranker = {"run": str(rerank), "fingerprint": service.reranker.fingerprint, "candidates": candidates or service.reranker.depth, "inference": service.reranker.inference}
         if reranker is not None and service.cooccurrence is not None:
             reranker["cooccurrence"] = {"source": str(cooccurrence), "fingerprint": service.cooccurrence.fingerprint}
         echo_json({"user": user_id, "k": k, "context": ctx, "reranker": reranker, "items": [r.to_dict() for r in recs]})

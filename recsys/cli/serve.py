@@ -28,7 +28,7 @@ def app_from_env():
         micro_batch=os.environ.get(_ENV_BATCH, "1") == "1",
         threads=int(os.environ.get(_ENV_THREADS, "1")) or None,
         rerank_run=os.environ.get(_ENV_RERANK) or None,
-        rerank_inference=os.environ.get(_ENV_INFERENCE) or "fp32",
+        rerank_inference=os.environ.get(_ENV_INFERENCE) or "auto",
         rerank_depth=int(os.environ.get(_ENV_DEPTH) or 0) or None,
         cooccurrence=os.environ.get(_ENV_COOC) or None,
     )
@@ -40,7 +40,7 @@ def serve(
     run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: rerank each request's top --rerank-depth with the cross-encoder (per request: rerank=false turns it off).", envvar="RECSYS_RERANK_RUN")] = None,
     rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="Default number of retrieved items reranked (default: the reranker's setting).")] = None,
-    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: fp32, bf16, onnx or onnx-int8.")] = "fp32",
+    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: auto (onnx when onnxruntime is installed, else fp32), fp32, bf16, onnx or onnx-int8.")] = "auto",
     cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source whose candidates join the reranked pool (needs --rerank).", envvar="RECSYS_COOCCURRENCE")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind; loopback by default (put a proxy in front to expose it).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,

@@ -181,7 +181,7 @@ class Loaded:
     item_rows: dict[Any, int] = field(repr=False)
     reranker_fingerprint: str | None = None
     rerank_run: str | None = None
-    rerank_inference: str = "fp32"
+    rerank_inference: str = "auto"
     rerank_depth: int | None = None
     batcher: Any = None  # a MicroBatcher encoding the users of concurrent requests together, or None
 
@@ -217,7 +217,7 @@ def load_service(
     run_dir: Path | str | None = None,
     micro_batch: bool = True,
     rerank_run: Path | str | None = None,
-    rerank_inference: str = "fp32",
+    rerank_inference: str = "auto",
     rerank_depth: int | None = None,
     cooccurrence: Path | str | None = None,
 ) -> Loaded:
@@ -406,7 +406,7 @@ def create_app(
     micro_batch: bool = True,
     threads: int | None = None,
     rerank_run: Path | str | None = None,
-    rerank_inference: str = "fp32",
+    rerank_inference: str = "auto",
     rerank_depth: int | None = None,
     cooccurrence: Path | str | None = None,
 ) -> FastAPI:
