@@ -50,6 +50,13 @@ class BatchJob:
     cooccurrence: Path | None = None  # a co-occurrence source merged into the rerank pool (needs rerank)
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
+    def __post_init__(self) -> None:
+        # paths may be given as strings from Python
+        for name in ("index", "out", "dataset", "rerank", "cooccurrence"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value))
+
 
 def parse_time(text: str) -> str:
     """ISO 8601 -> normalised UTC ISO string (a naive time is taken as UTC)."""

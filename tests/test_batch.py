@@ -194,3 +194,8 @@ def test_string_user_ids(retrieval_stack, reference, tmp_path):
     assert got.schema["user_id"] == pl.String
     expected = reference.with_columns(as_text)
     assert got.equals(expected)
+
+
+def test_job_paths_may_be_strings(tmp_path):
+    job = BatchJob(index=str(tmp_path / "i"), out=str(tmp_path / "o"), rerank=str(tmp_path / "r"))
+    assert job.out / "x" == tmp_path / "o" / "x" and job.rerank == tmp_path / "r" and job.dataset is None
