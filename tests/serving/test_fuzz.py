@@ -31,6 +31,8 @@ bodies = st.fixed_dictionaries(
         "k": st.integers(min_value=-3, max_value=1200) | json_value,
         "exclude": st.lists(ids, max_size=4) | json_value,
         "explain": st.booleans() | json_value,
+        "rerank": st.none() | st.booleans() | json_value,
+        "candidates": st.integers(min_value=-3, max_value=1200) | json_value,
     },
 ) | json_value
 
@@ -45,7 +47,7 @@ def client(served):
 def test_post_recommend_never_5xx(client, body):
     r = client.post("/recommend", json=body)
     assert r.status_code < 500, (body, r.status_code, r.text)
-    assert r.status_code in (200, 404, 422), (body, r.status_code, r.text)
+    assert r.status_code in (200, 400, 404, 422), (body, r.status_code, r.text)  # 400: rerank on a server without one
 
 
 @SETTINGS
@@ -62,9 +64,13 @@ def test_post_raw_bytes_never_5xx(client, raw):
     context=st.none() | st.text(max_size=30),
     explain=st.none() | st.sampled_from(["true", "false", "1", "yes", "maybe"]),
     item=st.text(max_size=12),
+    rerank=st.none() | st.sampled_from(["true", "false", "0", "maybe"]),
+    candidates=st.none() | st.integers(min_value=-2, max_value=1500).map(str) | st.text(max_size=4),
+    exclude=st.none() | st.text(max_size=20) | st.lists(st.integers(min_value=-3, max_value=300).map(str), max_size=5).map(",".join),
 )
-def test_paths_never_5xx(client, user, k, context, explain, item):
-    params = {name: v for name, v in (("k", k), ("context", context), ("explain", explain)) if v is not None}
+def test_paths_never_5xx(client, user, k, context, explain, item, rerank, candidates, exclude):
+    given_params = (("k", k), ("context", context), ("explain", explain), ("rerank", rerank), ("candidates", candidates), ("exclude", exclude))
+    params = {name: v for name, v in given_params if v is not None}
     r = client.get(f"/recommend/{quote(user, safe='')}", params=params)
     assert r.status_code < 500, (user, params, r.status_code, r.text)
     r = client.get(f"/items/{quote(item, safe='')}")
