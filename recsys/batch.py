@@ -157,11 +157,8 @@ def _rerank_top(
         pool = items[r, : min(depth, finite)].tolist()
         cos = scores[r, : len(pool)].astype(np.float64)
         if service.cooccurrence is not None:
-            co, _ = service.cooccurrence.candidates(seen[r].tolist(), depth, exclude=seen[r].tolist())
-            extra = [i for i in co if i not in set(pool) and i in service.index]
-            if extra:
-                pool += extra
-                cos = np.concatenate([cos, service.index.get_vectors(extra) @ vectors[r]])
+            history = seen[r].tolist()
+            pool, cos, _ = service.merge_cooccurrence(vectors[r], history, history, pool, cos, depth)
         pools.append(pool)
         pool_scores.append(cos)
     logits = service.reranker.score([s.tolist() for s in seen], pools, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids))

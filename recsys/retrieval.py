@@ -258,11 +258,12 @@ class RetrievalService:
             out.append([{"item_id": known[j], "title": self._titles.get(known[j]), "similarity": round(float(row[j]), 4)} for j in order])
         return out
 
-    def _merge_cooccurrence(
+    def merge_cooccurrence(
         self, user_vector: np.ndarray, history: list[Any], seen: list[Any], items: list[Any], retrieval: np.ndarray, n: int
     ) -> tuple[list[Any], np.ndarray, list[str]]:
         """Two-tower candidates + the co-occurrence source's top ``n`` not already there (and in the index); every
-        candidate's retrieval score is its two-tower cosine, so the list stays comparable."""
+        candidate's retrieval score is its two-tower cosine, so the list stays comparable. Shared by ``recommend``
+        and batch scoring."""
         co_ids, _ = self.cooccurrence.candidates(history, n, exclude=seen)
         have = set(items)
         extra = [i for i in co_ids if i not in have and i in self.index]
@@ -331,7 +332,7 @@ class RetrievalService:
         retrieval = scores[0][finite].astype(float)
         sources = ["two-tower"] * len(items)
         if rerank and self.cooccurrence is not None:
-            items, retrieval, sources = self._merge_cooccurrence(vec[0], hist_ids, seen, items, retrieval, fetch)
+            items, retrieval, sources = self.merge_cooccurrence(vec[0], hist_ids, seen, items, retrieval, fetch)
         rerank_scores: np.ndarray | None = None
         user_profile: dict[str, Any] | None = None
         request_ctx = full_ctx.row(0, named=True)
