@@ -24,6 +24,11 @@ class RetrieverTrainingArguments(TomlSettings):
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
     fine-tune (100 MNRL steps cost ~40 min on a shared 2-core CPU and did not help), every history window.
+
+    The optional text fine-tune (``text_finetune_steps`` > 0) trains the item tower's text model with in-batch
+    negatives (MNRL, no duplicate texts in a batch); ``text_finetune_logq`` adds the logQ popularity correction,
+    ``text_finetune_hard_negatives`` one mined hard negative per pair, ``text_finetune_cached`` the GradCache loss
+    for large batches (``text_finetune_mini_batch_size`` rows per pass). All combinations are supported.
     """
 
     SETTINGS_NAME = "retriever"
@@ -71,6 +76,18 @@ class RetrieverTrainingArguments(TomlSettings):
     text_finetune_pairs: str = "item"
     text_finetune_batch_size: int = 64
     text_finetune_lr: float = 3e-5
+    #: subtract log q(item) from every in-batch candidate's logit, q = the item's share of training interactions
+    #: (sampled-softmax correction, Yi et al. 2019): in-batch negatives are drawn by popularity, so without it popular
+    #: items are over-penalised; see ``recsys.retriever.losses``
+    text_finetune_logq: bool = False
+    #: k > 0: one extra negative per pair, drawn at random (seeded) from the anchor's k nearest items under the
+    #: pretrained text model (exact FAISS inner product), never the positive nor an item of the user's history
+    text_finetune_hard_negatives: int = 0
+    #: use CachedMultipleNegativesRankingLoss (GradCache): same loss, embedded in mini-batches, so a large
+    #: ``text_finetune_batch_size`` (more in-batch negatives) costs time, not memory
+    text_finetune_cached: bool = False
+    #: rows per embedding pass of the cached loss (memory bound only; ignored without ``text_finetune_cached``)
+    text_finetune_mini_batch_size: int = 32
     # --- text
     encode_batch_size: int = 128
     templates: TextTemplates = field(default_factory=TextTemplates)
@@ -84,6 +101,17 @@ class RetrieverTrainingArguments(TomlSettings):
             raise ValueError(f"adaptor must be 'linear' or 'mlp', not {self.adaptor!r}")
         if self.text_finetune_pairs not in ("item", "user"):
             raise ValueError(f"text_finetune_pairs must be 'item' or 'user', not {self.text_finetune_pairs!r}")
+        if self.text_finetune_steps < 0:
+            raise ValueError(f"text_finetune_steps must be 0 (no text fine-tune) or more, not {self.text_finetune_steps}")
+        if self.text_finetune_batch_size < 2:
+            raise ValueError(f"text_finetune_batch_size must be at least 2 (in-batch negatives), not {self.text_finetune_batch_size}")
+        if self.text_finetune_hard_negatives < 0:
+            raise ValueError(
+                f"text_finetune_hard_negatives must be 0 (none) or the number of nearest items to draw a hard negative from, "
+                f"not {self.text_finetune_hard_negatives}"
+            )
+        if self.text_finetune_mini_batch_size < 1:
+            raise ValueError(f"text_finetune_mini_batch_size must be at least 1, not {self.text_finetune_mini_batch_size}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
 

@@ -3,10 +3,27 @@
 Two stages:
 1. optional: fine-tune the text model (item tower's PLM) with the sentence-transformers trainer API
    (``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` + ``BatchSamplers.NO_DUPLICATES``, so in-batch
-   negatives never contain the positive twice) on (previous item, next item) or (user history text, next item) pairs;
+   negatives never contain the positive twice: no accidental hits) on (previous item, next item) or
+   (user history text, next item) pairs. Options (``RetrieverTrainingArguments``):
+
+   - ``text_finetune_logq``: the logQ correction (Yi et al. 2019). In-batch negatives are other rows' positives,
+     i.e. drawn in proportion to popularity, so plain MNRL over-penalises popular items; subtracting
+     ``log q(item)`` (q = the item's add-one-smoothed share of training interactions, ``item_log_q``) from every
+     candidate's logit makes the in-batch softmax estimate the full softmax. The per-row log q values travel in the
+     dataset's ``label`` column (the trainer hands it to the loss as ``labels``); see ``recsys.retriever.losses``.
+     A mined hard negative is corrected with its own log q, like every other candidate.
+   - ``text_finetune_hard_negatives = k``: random in-batch negatives are mostly easy (another genre); a negative
+     from the anchor's ``k`` nearest items under the pretrained text model (exact FAISS inner product over every
+     item, ``mine_hard_negatives``), never the positive nor anything in the user's training history, teaches the
+     fine distinctions. The dataset becomes (anchor, positive, negative) and every row's negative is an extra
+     candidate for every anchor in the batch. Pairs for which no eligible item exists are dropped (counted in
+     the stage's history record).
+   - ``text_finetune_cached``: ``CachedMultipleNegativesRankingLoss`` (GradCache) embeds the batch in
+     ``text_finetune_mini_batch_size`` chunks, so a large batch (more in-batch negatives, which is what helps
+     contrastive training) fits memory at ~2x the time; it combines with logQ (``CachedLogQCorrectedMNRL``).
 2. the adaptor (+ ID embeddings) and the causal sequence tower, SASRec-style: every position predicts the next item
    with a full-softmax cross-entropy over the whole catalogue's item vectors, Adam, early stopping on validation
-   NDCG@10 within a time budget.
+   NDCG@10 within a time budget. (A full softmax needs no sampling correction; logQ applies to stage 1 only.)
 """
 
 from __future__ import annotations
@@ -15,6 +32,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +43,7 @@ from torch import nn
 from recsys.hf_training import trainer_defaults
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
+from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.model import context_columns_of, context_features
 from recsys.text import render_profile, render_users
 
@@ -41,8 +60,22 @@ data_fingerprint = train_data_fingerprint  # shared with the other text model
 # ---------------------------------------------------------------------------------------- stage 1: MNRL
 
 
-def text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> tuple[list[str], list[str]]:
-    """(anchor, positive) texts: consecutive items, or a user's rendered history and the item that followed."""
+@dataclass
+class TextPairs:
+    """Sampled (anchor, positive) training pairs with the catalogue indices behind them."""
+
+    anchors: list[str]
+    positives: list[str]
+    #: (n,) catalogue index of each positive
+    positive_items: np.ndarray
+    #: (n,) user (row of ``data.sequences``) each pair comes from
+    users: np.ndarray
+    #: (n,) catalogue index of the anchor item ("item" pairs); None for "user" pairs (the anchor is a history text)
+    anchor_items: np.ndarray | None
+
+
+def sample_text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> TextPairs:
+    """(anchor, positive) pairs: consecutive distinct items, or a user's rendered history and the item that followed."""
     rng = np.random.default_rng(seed)
     seq = data.sequences
     ends = seq.indptr[1:]
@@ -50,15 +83,109 @@ def text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list
     pos = np.setdiff1d(np.arange(len(seq.items)), seq.indptr[:-1])
     pos = pos[seq.items[pos] != seq.items[pos - 1]]
     take = rng.choice(pos, size=min(n_pairs, len(pos)), replace=False) if len(pos) else pos
-    positives = [item_texts[i] for i in seq.items[take]]
+    positive_items = seq.items[take].astype(np.int64)
+    users = np.searchsorted(ends, take, side="right").astype(np.int64)
+    positives = [item_texts[i] for i in positive_items]
+    anchor_items = None
     if retriever.args.text_finetune_pairs == "item":
-        anchors = [item_texts[i] for i in seq.items[take - 1]]
+        anchor_items = seq.items[take - 1].astype(np.int64)
+        anchors = [item_texts[i] for i in anchor_items]
     else:
-        users = np.searchsorted(ends, take, side="right")
         hists = [seq.items[seq.indptr[u] : p] for u, p in zip(users, take)]
         profiles = data.users[users] if data.users is not None else None
         anchors = render_users(hists, data.items, profiles=profiles, templates=retriever.args.templates)
-    return anchors, positives
+    return TextPairs(anchors, positives, positive_items, users, anchor_items)
+
+
+def text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> tuple[list[str], list[str]]:
+    """(anchor, positive) texts: consecutive items, or a user's rendered history and the item that followed."""
+    pairs = sample_text_pairs(retriever, data, item_texts, n_pairs, seed)
+    return pairs.anchors, pairs.positives
+
+
+def item_log_q(data: TrainData) -> np.ndarray:
+    """(n_items,) float32 log of each item's share of training interactions, add-one smoothed.
+
+    The pairs' positives are drawn uniformly from interactions, so this is (up to the first item of each history)
+    the probability that an item lands in a batch; smoothing keeps items without interactions (possible hard
+    negatives) finite.
+    """
+    counts = data.item_counts.astype(np.float64) + 1.0
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
+def user_exclusions(data: TrainData, users: np.ndarray, also: np.ndarray) -> list[np.ndarray]:
+    """Per pair: every item of the user's training history plus ``also[r]`` (the positive), as catalogue indices."""
+    seq = data.sequences
+    starts = seq.indptr[users]
+    lens = seq.indptr[users + 1] - starts
+    sizes = lens + 1
+    offsets = np.cumsum(sizes) - sizes
+    within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    flat = np.empty(int(sizes.sum()), dtype=np.int64)
+    flat[np.repeat(offsets, lens) + within] = seq.items[np.repeat(starts, lens) + within]
+    flat[offsets + lens] = also
+    return np.split(flat, np.cumsum(sizes)[:-1])
+
+
+def mine_hard_negatives(retriever: "TwoTowerRetriever", data: TrainData, pairs: TextPairs, item_texts: list[str], k: int, seed: int) -> np.ndarray:
+    """(n,) one hard negative per pair (catalogue index; -1 where none is eligible).
+
+    Every item is embedded with the retriever's current text model and put in an exact inner-product FAISS index
+    (``recsys.index.ItemIndex``, flat); each anchor (the previous item's vector, or the embedded history text)
+    searches its ``k`` nearest items *after* removing the positive and every item of the user's training history
+    (they are not negatives: the user chose them), and one of those ``k`` is drawn uniformly (seeded).
+    """
+    from recsys.index import MISSING_INT_ID, ItemIndex
+
+    item_emb = retriever.embed(item_texts)
+    queries = item_emb[pairs.anchor_items] if pairs.anchor_items is not None else retriever.embed(pairs.anchors, cache=False)
+    index = ItemIndex.build(
+        item_emb, np.arange(len(item_texts), dtype=np.int64), index_type="flat", model_fingerprint="text-finetune-hard-negatives",
+        progress=False, device="cpu",
+    )
+    _, ids = index.search(queries, k, exclude=user_exclusions(data, pairs.users, pairs.positive_items))
+    ids = np.asarray(ids, dtype=np.int64)
+    found = (ids != MISSING_INT_ID).sum(axis=1)  # eligible hits come first, padding last
+    pick = np.floor(np.random.default_rng(seed).random(len(ids)) * found).astype(np.int64)
+    neg = ids[np.arange(len(ids)), np.minimum(pick, k - 1)]
+    return np.where(found > 0, neg, -1)
+
+
+def text_finetune_loss(args: RetrieverTrainingArguments, model: Any) -> Any:
+    """The in-batch-negatives loss the settings ask for: (cached) MNRL, with or without the logQ correction."""
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
+
+    from recsys.retriever.losses import CachedLogQCorrectedMNRL, LogQCorrectedMNRL
+
+    mbs = args.text_finetune_mini_batch_size
+    if args.text_finetune_logq:
+        return CachedLogQCorrectedMNRL(model, mini_batch_size=mbs) if args.text_finetune_cached else LogQCorrectedMNRL(model)
+    return CachedMultipleNegativesRankingLoss(model, mini_batch_size=mbs) if args.text_finetune_cached else MultipleNegativesRankingLoss(model)
+
+
+def text_finetune_dataset(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Columns of the trainer's dataset (anchor, positive[, negative][, label = log q per candidate column]) + stats."""
+    a = retriever.args
+    pairs = sample_text_pairs(retriever, data, item_texts, n_pairs, a.seed)
+    keep = np.arange(len(pairs.anchors))
+    stats: dict[str, Any] = {}
+    neg = None
+    if a.text_finetune_hard_negatives > 0:
+        neg = mine_hard_negatives(retriever, data, pairs, item_texts, a.text_finetune_hard_negatives, a.seed + 1)
+        keep = np.flatnonzero(neg >= 0)
+        stats["pairs_without_negative"] = int(len(neg) - len(keep))
+    cols: dict[str, list[Any]] = {
+        "anchor": [pairs.anchors[r] for r in keep],
+        "positive": [pairs.positives[r] for r in keep],
+    }
+    if neg is not None:
+        cols["negative"] = [item_texts[i] for i in neg[keep]]
+    if a.text_finetune_logq:
+        lq = item_log_q(data)
+        per_row = [pairs.positive_items[keep]] + ([neg[keep]] if neg is not None else [])
+        cols["label"] = np.stack([lq[c] for c in per_row], axis=1).tolist()
+    return cols, stats
 
 
 def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], progress: Progress | None = None) -> dict[str, Any]:
@@ -67,18 +194,19 @@ def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_te
         from datasets import Dataset
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
         from sentence_transformers.base.sampler import BatchSamplers
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise RuntimeError(
             "the text fine-tune needs the sentence-transformers training extras: pip install 'sentence-transformers[train]'"
         ) from exc
 
     a = retriever.args
-    anchors, positives = text_pairs(retriever, data, item_texts, a.text_finetune_steps * a.text_finetune_batch_size * 2, a.seed)
+    start = time.perf_counter()
+    # hard negatives are mined with the current (pretrained) text model, before the private copy is trained
+    cols, stats = text_finetune_dataset(retriever, data, item_texts, a.text_finetune_steps * a.text_finetune_batch_size * 2)
     # a private copy: the shared, cached base model must stay untouched
     model = SentenceTransformer(a.resolved_base_model, device="cpu")
-    train = Dataset.from_dict({"anchor": anchors, "positive": positives})
-    start = time.perf_counter()
+    train = Dataset.from_dict(cols)
+    loss = text_finetune_loss(a, model)
     with tempfile.TemporaryDirectory(prefix="recsys-mnrl-") as out:
         targs = SentenceTransformerTrainingArguments(
             output_dir=out,
@@ -89,12 +217,16 @@ def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_te
             batch_sampler=BatchSamplers.NO_DUPLICATES,
             **trainer_defaults(a.seed),
         )
-        trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train, loss=MultipleNegativesRankingLoss(model))
+        trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train, loss=loss)
         result = trainer.train()
     model.eval()
     retriever._text_model = model
     retriever._finetuned = True
-    info = {"stage": "text_finetune", "steps": a.text_finetune_steps, "pairs": len(anchors), "loss": float(result.training_loss), "seconds": round(time.perf_counter() - start, 1)}
+    info = {
+        "stage": "text_finetune", "steps": a.text_finetune_steps, "pairs": len(cols["anchor"]), "loss_fn": type(loss).__name__,
+        "logq": a.text_finetune_logq, "hard_negatives": a.text_finetune_hard_negatives, **stats,
+        "loss": float(result.training_loss), "seconds": round(time.perf_counter() - start, 1),
+    }
     if progress:
         progress(f"text fine-tune: {info}")
     return info
@@ -245,4 +377,18 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     net.eval()
 
 
-__all__ = ["data_fingerprint", "finetune_text_model", "fit_retriever", "text_pairs", "training_windows", "validation_ndcg"]
+__all__ = [
+    "TextPairs",
+    "data_fingerprint",
+    "finetune_text_model",
+    "fit_retriever",
+    "item_log_q",
+    "mine_hard_negatives",
+    "sample_text_pairs",
+    "text_finetune_dataset",
+    "text_finetune_loss",
+    "text_pairs",
+    "training_windows",
+    "user_exclusions",
+    "validation_ndcg",
+]
