@@ -25,6 +25,11 @@ def retriever_cmd(
     time_budget: Annotated[float | None, typer.Option("--time-budget", help="Wall-clock seconds for training.")] = None,
     use_context: Annotated[bool | None, typer.Option("--context/--no-context", help="Learn from the request context (time, device, ...).")] = None,
     text_finetune_steps: Annotated[int | None, typer.Option("--text-finetune-steps", help="MNRL fine-tune steps of the MiniLM item tower (0 = frozen).")] = None,
+    text_finetune_batch_size: Annotated[int | None, typer.Option("--text-finetune-batch-size", help="Pairs per MNRL batch (the in-batch negatives).")] = None,
+    logq: Annotated[bool | None, typer.Option("--logq/--no-logq", help="Text fine-tune: subtract log q(item popularity) from every in-batch logit.")] = None,
+    hard_negatives: Annotated[int | None, typer.Option("--hard-negatives", help="Text fine-tune: one hard negative per pair from the anchor's N nearest items (0 = none).")] = None,
+    cached: Annotated[bool | None, typer.Option("--cached/--no-cached", help="Text fine-tune: CachedMultipleNegativesRankingLoss (large batches in bounded memory).")] = None,
+    mini_batch_size: Annotated[int | None, typer.Option("--mini-batch-size", help="Text fine-tune: rows per embedding pass of the cached loss.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -36,7 +41,9 @@ def retriever_cmd(
     args = RetrieverTrainingArguments.from_toml(config) if config else RetrieverTrainingArguments()
     flags = {
         "base_model": base_model, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-        "time_budget_s": time_budget, "use_context": use_context, "text_finetune_steps": text_finetune_steps, "seed": seed,
+        "time_budget_s": time_budget, "use_context": use_context, "text_finetune_steps": text_finetune_steps,
+        "text_finetune_batch_size": text_finetune_batch_size, "text_finetune_logq": logq, "text_finetune_hard_negatives": hard_negatives,
+        "text_finetune_cached": cached, "text_finetune_mini_batch_size": mini_batch_size, "seed": seed,
     }
     args = RetrieverTrainingArguments.from_dict({**args.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
     log = (lambda m: typer.echo(m, err=True))
