@@ -78,7 +78,8 @@ class RetrieverTrainingArguments(TomlSettings):
     text_finetune_lr: float = 3e-5
     #: subtract log q(item) from every in-batch candidate's logit, q = the item's share of training interactions
     #: (sampled-softmax correction, Yi et al. 2019): in-batch negatives are drawn by popularity, so without it popular
-    #: items are over-penalised; see ``recsys.retriever.losses``
+    #: items are over-penalised; with hard negatives q also counts how often the item is mined (see
+    #: ``recsys.retriever.training.item_log_q`` and ``recsys.retriever.losses``)
     text_finetune_logq: bool = False
     #: k > 0: one extra negative per pair, drawn at random (seeded) from the anchor's k nearest items under the
     #: pretrained text model (exact FAISS inner product), never the positive nor an item of the user's history

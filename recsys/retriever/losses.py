@@ -11,8 +11,8 @@ How the correction reaches the loss: the sentence-transformers trainer passes a 
 the loss as ``labels``; we store, per row, ``[log q(positive), log q(negative_1), ...]``. Candidate column ``j``
 of the (rows x candidates) score matrix is row ``j``'s positive (or, past the first block, row ``j``'s negative), so
 its correction is that row's stored log q. Hard negatives are corrected with their own log q, like every other
-candidate (they are not drawn by popularity, so this is a choice: it keeps one rule for every logit and stops a
-popular hard negative from being pushed down harder than the same item as an in-batch negative).
+candidate: one rule for every logit, q being what the caller says is the item's probability of being a candidate
+(``recsys.retriever.training.item_log_q`` counts both how often it is a positive and how often it is mined).
 
 Both losses support only the standard query -> candidates direction (MNRL's default), which is what the retriever
 trains; anything else is refused rather than silently ignored.

@@ -11,7 +11,12 @@ Two stages:
      ``log q(item)`` (q = the item's add-one-smoothed share of training interactions, ``item_log_q``) from every
      candidate's logit makes the in-batch softmax estimate the full softmax. The per-row log q values travel in the
      dataset's ``label`` column (the trainer hands it to the loss as ``labels``); see ``recsys.retriever.losses``.
-     A mined hard negative is corrected with its own log q, like every other candidate.
+     A mined hard negative is corrected with its own log q, like every other candidate, but with hard negatives
+     q is the item's share of *all* candidates (half positives, drawn by popularity; half mined negatives): mined
+     negatives are mostly rare items (MovieLens, k=10: median 23 interactions against the positives' 144), and
+     correcting them by their interaction share alone boosts them ~2 nats over the positives and swamps the
+     softmax (pretrained MiniLM, batches of 32: loss 8.37 that way, 5.72 with the candidate share, 6.35 plain
+     MNRL with the same hard negatives; ``benchmarks/text_finetune_options.py``).
    - ``text_finetune_hard_negatives = k``: random in-batch negatives are mostly easy (another genre); a negative
      from the anchor's ``k`` nearest items under the pretrained text model (exact FAISS inner product over every
      item, ``mine_hard_negatives``), never the positive nor anything in the user's training history, teaches the
@@ -103,15 +108,20 @@ def text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list
     return pairs.anchors, pairs.positives
 
 
-def item_log_q(data: TrainData) -> np.ndarray:
-    """(n_items,) float32 log of each item's share of training interactions, add-one smoothed.
+def item_log_q(data: TrainData, negatives: np.ndarray | None = None) -> np.ndarray:
+    """(n_items,) float32 log q: the probability that a random candidate of a batch is the item.
 
-    The pairs' positives are drawn uniformly from interactions, so this is (up to the first item of each history)
-    the probability that an item lands in a batch; smoothing keeps items without interactions (possible hard
-    negatives) finite.
+    Candidates are the pairs' positives, drawn uniformly from interactions, so q is (up to the first item of each
+    history) the item's share of training interactions, add-one smoothed so items without interactions stay finite.
+    With mined hard ``negatives`` (one per pair, catalogue indices) half the candidates are negatives, so
+    q = (interaction share + share among the mined negatives) / 2: a rare item that is often mined is not
+    treated as rarely sampled (which would boost its logit by its full -log interaction share).
     """
     counts = data.item_counts.astype(np.float64) + 1.0
-    return np.log(counts / counts.sum()).astype(np.float32)
+    q = counts / counts.sum()
+    if negatives is not None and len(negatives):
+        q = (q + np.bincount(negatives, minlength=len(q)) / len(negatives)) / 2
+    return np.log(q).astype(np.float32)
 
 
 def user_exclusions(data: TrainData, users: np.ndarray, also: np.ndarray) -> list[np.ndarray]:
@@ -182,7 +192,7 @@ def text_finetune_dataset(retriever: "TwoTowerRetriever", data: TrainData, item_
     if neg is not None:
         cols["negative"] = [item_texts[i] for i in neg[keep]]
     if a.text_finetune_logq:
-        lq = item_log_q(data)
+        lq = item_log_q(data, neg[keep] if neg is not None else None)
         per_row = [pairs.positive_items[keep]] + ([neg[keep]] if neg is not None else [])
         cols["label"] = np.stack([lq[c] for c in per_row], axis=1).tolist()
     return cols, stats

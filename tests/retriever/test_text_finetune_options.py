@@ -54,13 +54,25 @@ def test_dataset_columns_carry_log_q_of_positive_and_negative(synthetic_split):
     cols, stats = text_finetune_dataset(r, data, texts, 40)
     assert list(cols) == ["anchor", "positive", "negative", "label"]
     assert stats["pairs_without_negative"] == 0 and len(cols["label"]) == 40
-    lq = item_log_q(data)
     by_text = {t: i for i, t in enumerate(texts)}  # synthetic titles are unique
-    for pos, negt, label in zip(cols["positive"], cols["negative"], cols["label"]):
-        assert label == pytest.approx([lq[by_text[pos]], lq[by_text[negt]]], rel=1e-6)
-    counts = data.item_counts
-    assert np.exp(lq).sum() == pytest.approx(1.0, rel=1e-6)
+    negatives = np.array([by_text[t] for t in cols["negative"]])
+    lq = item_log_q(data, negatives)
+    for pos, neg, label in zip(cols["positive"], negatives, cols["label"]):
+        assert label == pytest.approx([lq[by_text[pos]], lq[neg]], rel=1e-6)
+
+
+def test_log_q_is_the_share_among_positives_and_mined_negatives(synthetic_split):
+    data = synthetic_split.train
+    counts = data.item_counts + 1.0
+    lq = item_log_q(data)
+    np.testing.assert_allclose(np.exp(lq), counts / counts.sum(), rtol=1e-5)
     assert lq[np.argmax(counts)] > lq[np.argmin(counts)]
+    mixed = item_log_q(data, np.array([3, 3, 3, 5]))  # half the candidates are mined negatives: 3/4 of them item 3
+    expected = counts / counts.sum() / 2
+    expected[3] += 0.75 / 2
+    expected[5] += 0.25 / 2
+    np.testing.assert_allclose(np.exp(mixed), expected, rtol=1e-5)
+    assert np.exp(mixed).sum() == pytest.approx(1.0, rel=1e-5)
 
 
 @pytest.mark.parametrize(
