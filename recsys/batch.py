@@ -161,7 +161,9 @@ def _rerank_top(
             pool, cos, _ = service.merge_cooccurrence(vectors[r], history, history, pool, cos, depth)
         pools.append(pool)
         pool_scores.append(cos)
-    logits = service.reranker.score([s.tolist() for s in seen], pools, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids))
+    logits = service.reranker.score(
+        [s.tolist() for s in seen], pools, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids), retrieval_scores=pool_scores
+    )
     out_scores = np.full(scores.shape, -np.inf, dtype=np.float32)
     out_items = items.copy()
     rerank = np.full(scores.shape, np.nan, dtype=np.float32)

@@ -84,6 +84,10 @@ class RerankStage:
         return str(self.manifest.get("fingerprint", "unknown"))
 
     @property
+    def retrieval_weight(self) -> float:
+        return self.reranker.retrieval_weight
+
+    @property
     def inference(self) -> str:
         return str(self.reranker.inference)
 
@@ -103,9 +107,12 @@ class RerankStage:
         contexts: Sequence[Mapping[str, Any] | None] | None = None,
         profiles: Sequence[Mapping[str, Any] | None] | None = None,
         batch_size: int = 64,
+        retrieval_scores: Sequence[Sequence[float] | np.ndarray] | None = None,
     ) -> list[np.ndarray]:
-        """One logit array per request, aligned with its candidates (raw item ids, any order); histories are raw ids,
-        oldest first. A candidate without text is an error (it cannot be read by the cross-encoder)."""
+        """One score array per request, aligned with its candidates (raw item ids, any order); histories are raw ids,
+        oldest first. A candidate without text is an error (it cannot be read by the cross-encoder). With
+        ``retrieval_scores`` (each candidate's retriever cosine) the scores are the run's fused scores
+        (``Reranker.fuse``), which is what every serving path ranks by."""
         hist_rows = [r[r >= 0] for r in (self.rows(h) for h in histories)]
         cand_rows = [self.rows(c) for c in candidates]
         for cand, rows in zip(candidates, cand_rows):
@@ -114,7 +121,8 @@ class RerankStage:
                 raise RecsysError(f"the reranker has no text for candidate item(s) {missing}: add them with `recsys index add-items`")
         with self._lock:
             return self.reranker.score_candidates(
-                hist_rows, cand_rows, self.item_texts, self.history_texts, context=contexts, profiles=profiles, batch_size=batch_size
+                hist_rows, cand_rows, self.item_texts, self.history_texts, context=contexts, profiles=profiles, batch_size=batch_size,
+                retrieval_scores=retrieval_scores,
             )
 
     def context_effects(self, history: Sequence[Any], item_id: Any, context: Mapping[str, Any] | None, profile: Mapping[str, Any] | None = None) -> dict[str, float]:

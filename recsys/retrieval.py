@@ -339,7 +339,7 @@ class RetrievalService:
         if rerank and items:
             stored = self.profiles([user_id])[0] if user_id is not None else None
             user_profile = {**(stored or {}), **(prof or {})} or None
-            rerank_scores = self.reranker.score([hist_ids], [items], contexts=[request_ctx], profiles=[user_profile])[0]
+            rerank_scores = self.reranker.score([hist_ids], [items], contexts=[request_ctx], profiles=[user_profile], retrieval_scores=[retrieval])[0]
             order = np.argsort(-rerank_scores, kind="stable")[:k]
         else:
             order = np.arange(min(k, len(items)))

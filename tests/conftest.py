@@ -113,7 +113,7 @@ def rerank_stack(retrieval_stack):
     root, ds = retrieval_stack
     if not (root / "rerank").exists():
         args = RerankerTrainingArguments(
-            max_steps=4, batch_size=8, max_length=64, candidates=12, positives_per_user=1, progress_bar=False,
+            max_steps=4, batch_size=8, max_length=64, candidates=12, positives_per_user=1, progress_bar=False, fusion_cases=20,
             templates=TextTemplates(history_max_items=3, item_fields=["title", "category"]),
         )
         train_run(ds, root / "run", root / "rerank", args, eval_cases=10)

@@ -43,8 +43,13 @@ def test_rerank_orders_the_retrieved_candidates_by_the_cross_encoder(service, re
     from recsys.context import context_frame
 
     request = context_frame(ctx, service.known_context_keys).row(0, named=True)
-    again = stage.score([hist], [[r.item_id for r in reranked]], contexts=[request], profiles=[service.profiles([user])[0]])[0]
+    ids = [r.item_id for r in reranked]
+    kw = dict(contexts=[request], profiles=[service.profiles([user])[0]])
+    again = stage.score([hist], [ids], retrieval_scores=[[retrieval[i] for i in ids]], **kw)[0]
     np.testing.assert_allclose(again, scores, atol=1e-4)
+    # served score = cross-encoder logit + the run's validated weight x retriever cosine
+    logits = stage.score([hist], [ids], **kw)[0]
+    np.testing.assert_allclose(np.asarray(scores) - logits, stage.retrieval_weight * np.array([retrieval[i] for i in ids]), atol=1e-3)
 
 
 def test_rerank_depth_widens_the_candidate_pool(service, rerank_stack):

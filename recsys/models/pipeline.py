@@ -46,7 +46,7 @@ class PipelineRecommender(Recommender):
             rargs = RetrieverTrainingArguments.from_dict({**rargs.to_dict(), "epochs": min(rargs.epochs, self.epochs_without_validation)})
         self.retriever_ = TwoTowerRetriever(rargs).fit(data, validation)
         args = RerankerTrainingArguments.from_dict({"candidates": self.candidates, "progress_bar": False, **self.reranker_params})
-        self.reranker_ = Reranker(args).fit(data, self.retriever_)
+        self.reranker_ = Reranker(args).fit(data, self.retriever_, validation)  # validation picks the fusion weight
         self.data_ = data
         self.item_texts_ = self.reranker_.render_items(data.items)
         self.history_texts_ = self.reranker_.history_texts(data.items)
@@ -60,14 +60,17 @@ class PipelineRecommender(Recommender):
         return rerank_top(scores, cases, self.candidates, self._rerank(cases, profiles))
 
     def _rerank(self, cases: Cases, profiles: Any):
-        def run(histories: list[np.ndarray], candidates: list[np.ndarray]) -> list[np.ndarray]:
-            return self.reranker_.score_candidates(histories, candidates, self.item_texts_, self.history_texts_, context=cases.context, profiles=profiles)
+        def run(histories: list[np.ndarray], candidates: list[np.ndarray], retrieval: list[np.ndarray]) -> list[np.ndarray]:
+            return self.reranker_.score_candidates(
+                histories, candidates, self.item_texts_, self.history_texts_, context=cases.context, profiles=profiles, retrieval_scores=retrieval
+            )
 
         return run
 
 
 def rerank_top(scores: np.ndarray, cases: Cases, n: int, rerank: Any) -> np.ndarray:
-    """Lift each case's top ``n`` non-excluded items (by ``scores``) to ``LIFT + rerank score``."""
+    """Lift each case's top ``n`` non-excluded items (by ``scores``) to ``LIFT + rerank score``; ``rerank(histories,
+    candidates, their retrieval scores)`` returns the served (fused) scores."""
     masked = scores.copy()
     excl = cases.exclude
     masked[np.repeat(np.arange(len(cases)), excl.lengths), excl.items] = -np.inf
@@ -76,7 +79,7 @@ def rerank_top(scores: np.ndarray, cases: Cases, n: int, rerank: Any) -> np.ndar
     top = np.argpartition(-masked, n - 1, axis=1)[:, :n]
     cands = [t[np.isfinite(masked[r, t])] for r, t in enumerate(top)]
     histories = [cases.history.row(r) for r in range(len(cases))]
-    reranked = rerank(histories, cands)
+    reranked = rerank(histories, cands, [scores[r, c] for r, c in enumerate(cands)])
     out = scores.copy()
     for r, (c, s) in enumerate(zip(cands, reranked)):
         out[r, c] = LIFT + np.asarray(s, dtype=np.float32)

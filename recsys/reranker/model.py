@@ -160,8 +160,11 @@ class Reranker:
         context: pl.DataFrame | Sequence[Mapping[str, Any] | None] | None = None,
         profiles: pl.DataFrame | Sequence[Mapping[str, Any] | None] | None = None,
         batch_size: int = 64,
+        retrieval_scores: Sequence[Sequence[float] | np.ndarray] | None = None,
     ) -> list[np.ndarray]:
-        """One score array per request, aligned with its candidate list (catalogue indices into ``item_texts``)."""
+        """One score array per request, aligned with its candidate list (catalogue indices into ``item_texts``).
+
+        With ``retrieval_scores`` (the retriever's cosine of each candidate) the scores are fused (``fuse``)."""
         users = self.user_texts(histories, history_texts, context=context, profiles=profiles)
         pairs = [(u, item_texts[int(i)]) for u, cand in zip(users, candidates) for i in cand]
         flat = self.predict(pairs, batch_size=batch_size)
@@ -169,7 +172,25 @@ class Reranker:
         for cand in candidates:
             out.append(flat[lo : lo + len(cand)])
             lo += len(cand)
+        if retrieval_scores is not None:
+            out = [self.fuse(z, r) for z, r in zip(out, retrieval_scores)]
         return out
+
+    @property
+    def retrieval_weight(self) -> float:
+        """The fusion weight in use (0 when the run predates fusion or none was chosen)."""
+        return float(self.args.retrieval_weight or 0.0)
+
+    def fuse(self, logits: np.ndarray, retrieval_scores: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Served score: cross-encoder logit + ``retrieval_weight`` x retriever cosine (missing cosines count 0)."""
+        logits = np.asarray(logits, dtype=np.float32)
+        w = self.retrieval_weight
+        if w == 0.0:
+            return logits
+        r = np.nan_to_num(np.asarray(retrieval_scores, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        if r.shape != logits.shape:
+            raise ValueError(f"{len(r)} retrieval scores for {len(logits)} candidates")
+        return (logits + np.float32(w) * r).astype(np.float32)
 
     def predict_rating(self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64) -> np.ndarray:
         """Predicted ratings on the 0-5 scale (the rating head's sigmoid output x 5)."""
@@ -350,7 +371,11 @@ def rerank_candidates(
         cand_list.append(g["__cat"].to_numpy())
         ctx_list.append(fixed if fixed is not None else g.select(own_ctx).row(0, named=True))
         prof_list.append({k: v for k, v in prof_lookup.get(user, {}).items() if k != S.USER_ID} or None)
-    scores = reranker.score_candidates(hist_list, cand_list, item_texts, hist_texts, context=ctx_list, profiles=prof_list, batch_size=batch_size)
+    # a retrieval_score column (batch-score output) is fused with the logits by the run's retrieval weight
+    fused = [g["retrieval_score"].cast(pl.Float32).to_numpy() for g in groups] if "retrieval_score" in frame.columns else None
+    scores = reranker.score_candidates(
+        hist_list, cand_list, item_texts, hist_texts, context=ctx_list, profiles=prof_list, batch_size=batch_size, retrieval_scores=fused
+    )
     for g, s in zip(groups, scores):
         scores_all[g["__row"].to_numpy()] = s
     if explain:

@@ -77,12 +77,15 @@ def retriever_top(
     exclude: list[np.ndarray],
     *,
     batch_size: int = 512,
-) -> np.ndarray:
-    """(n, k) catalogue indices of the retriever's top k per request, ``exclude[r]`` removed (-1 pads)."""
+    with_scores: bool = False,
+) -> Any:
+    """(n, k) catalogue indices of the retriever's top k per request, ``exclude[r]`` removed (-1 pads); with
+    ``with_scores`` also their (n, k) cosines (-inf at the pads)."""
     items = retriever.encode_items()
     n_items = items.shape[0]
     k = min(k, n_items)
     out = np.full((len(histories), k), -1, dtype=np.int64)
+    cos = np.full((len(histories), k), -np.inf, dtype=np.float32)
     use_prof = profiles is not None and getattr(retriever.args, "use_profiles", False)
     for lo in range(0, len(histories), batch_size):
         hi = min(lo + batch_size, len(histories))
@@ -97,9 +100,11 @@ def retriever_top(
         top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
-        valid = np.isfinite(np.take_along_axis(s, top, axis=1))
+        top_s = np.take_along_axis(s, top, axis=1)
+        valid = np.isfinite(top_s)
         out[lo:hi] = np.where(valid, top, -1)
-    return out
+        cos[lo:hi] = top_s
+    return (out, cos) if with_scores else out
 
 
 def sample_negatives(
@@ -242,6 +247,8 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     reranker.data_fingerprint = data_fingerprint(data, item_texts)
     reranker.metrics = {"fit_seconds": round(time.perf_counter() - t0, 1)}
     if validation is not None:
+        if retriever is not None and a.retrieval_weight is None:
+            reranker.metrics["fusion"] = choose_retrieval_weight(reranker, data, validation, retriever, seed=a.seed)
         reranker.metrics.update({f"val_{k}": v for k, v in evaluate_reranker(reranker, data, validation, retriever).items()})
 
 
@@ -297,6 +304,69 @@ def evaluate_reranker(
     return {"win_rate": float(win.mean()), "HR@1": float(np.mean(rank == 0)), "MRR": float(np.mean(1.0 / (rank + 1))), "cases": int(len(sub))}
 
 
+def fusion_table(
+    lists: list[np.ndarray], logits: list[np.ndarray], cosines: list[np.ndarray], targets: np.ndarray, grid: tuple[float, ...]
+) -> tuple[float, dict[str, float]]:
+    """(best w, {w: NDCG@10 of the target within its list}) for fused scores logit + w x cosine; a target missing
+    from its list scores 0 for every w; ties go to the larger w (closer to the retriever's order)."""
+    table: dict[str, float] = {}
+    best_w, best = float(grid[0]), -1.0
+    for w in grid:
+        gains = np.zeros(len(lists))
+        for r, (lst, z, c) in enumerate(zip(lists, logits, cosines)):
+            hit = np.flatnonzero(np.asarray(lst) == targets[r])
+            if len(hit):
+                fused = np.asarray(z, dtype=np.float64) + w * np.asarray(c, dtype=np.float64)
+                rank = int(np.sum(fused > fused[hit[0]]))
+                gains[r] = 1.0 / np.log2(rank + 2) if rank < 10 else 0.0
+        ndcg = float(gains.mean()) if len(gains) else 0.0
+        table[f"{w:g}"] = round(ndcg, 5)
+        if ndcg >= best:
+            best_w, best = float(w), ndcg
+    return best_w, table
+
+
+def choose_retrieval_weight(
+    reranker: "Reranker",
+    data: TrainData,
+    cases: Cases,
+    retriever: Any,
+    *,
+    depth: int | None = None,
+    max_cases: int | None = None,
+    grid: tuple[float, ...] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pick the fusion weight (served score = logit + w x retriever cosine) on held-out ``cases``: rerank each case's
+    retriever top ``depth`` for every w of ``grid`` and keep the w with the best NDCG@10 of the target within the
+    list (ties -> the larger w, i.e. closer to the retriever's own order). Sets ``reranker.args.retrieval_weight``."""
+    from recsys.reranker.config import FUSION_GRID
+
+    a = reranker.args
+    grid = tuple(grid or FUSION_GRID)
+    depth = int(depth or a.fusion_depth)
+    max_cases = int(max_cases or a.fusion_cases)
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(cases))
+    if len(rows) > max_cases:
+        rows = np.sort(rng.choice(rows, max_cases, replace=False))
+    sub = cases.take(rows)
+    histories = [sub.history.row(r).astype(np.int64) for r in range(len(sub))]
+    targets = sub.targets.astype(np.int64)
+    exclude = [(e := sub.exclude.row(r).astype(np.int64))[e != targets[r]] for r in range(len(sub))]
+    profiles = data.users[sub.users] if data.users is not None else None
+    top, cos = retriever_top(retriever, histories, context_frame_of(sub.context), profiles, depth, exclude, with_scores=True)
+    lists = [t[t >= 0] for t in top]
+    cosines = [c[t >= 0] for t, c in zip(top, cos)]
+    item_texts = reranker.render_items(data.items)
+    hist_texts = reranker.history_texts(data.items)
+    logits = reranker.score_candidates(histories, lists, item_texts, hist_texts, context=sub.context, profiles=profiles)
+    best_w, table = fusion_table(lists, logits, cosines, targets, grid)
+    a.retrieval_weight = float(best_w)
+    in_list = float(np.mean([targets[r] in lists[r] for r in range(len(lists))])) if lists else 0.0
+    return {"retrieval_weight": float(best_w), "fusion_NDCG@10": table, "fusion_cases": len(lists), "fusion_depth": depth, "fusion_target_in_list": round(in_list, 4)}
+
+
 def rating_metrics(reranker: "Reranker", data: TrainData, cases: Cases, *, max_cases: int | None = None) -> dict[str, float | None]:
     """ROC AUC (rating >= 4 vs the predicted rating) and RMSE of the rating head on ``cases``' target interactions."""
     if cases.ratings is None:
@@ -337,6 +407,11 @@ def train_run(
         raise RecsysError(f"retriever run {retriever_run} was trained on another catalogue than {dataset.path or dataset.name}")
     reranker = Reranker(args)
     fit_reranker(reranker, split.train, retriever, None, progress=progress)
+    if reranker.args.retrieval_weight is None:
+        fusion = choose_retrieval_weight(reranker, split.train, split.validation, retriever, seed=reranker.args.seed)
+        reranker.metrics["fusion"] = fusion
+        if progress:
+            progress(f"reranker: retrieval weight {fusion['retrieval_weight']:g} (validation NDCG@10 in the top {fusion['fusion_depth']}: {fusion['fusion_NDCG@10']})")
     val = evaluate_reranker(reranker, split.train, split.validation, retriever, max_cases=eval_cases)
     test = evaluate_reranker(reranker, split.train_full, split.test, retriever, max_cases=eval_cases)
     reranker.metrics.update({f"val_{k}": v for k, v in val.items()})
@@ -352,4 +427,4 @@ def train_run(
     return {"run": str(out), "metrics": reranker.metrics, "dataset": extra["dataset"], "retriever_run": extra["retriever_run"], "retriever_fingerprint": reranker.retriever_fingerprint}
 
 
-__all__ = ["Requests", "data_fingerprint", "evaluate_reranker", "fit_reranker", "rating_metrics", "retriever_top", "sample_negatives", "train_run"]
+__all__ = ["Requests", "choose_retrieval_weight", "data_fingerprint", "fusion_table", "evaluate_reranker", "fit_reranker", "rating_metrics", "retriever_top", "sample_negatives", "train_run"]

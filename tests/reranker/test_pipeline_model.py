@@ -14,8 +14,9 @@ def test_rerank_top_lifts_and_orders_candidates():
     cases = Cases(np.array([0, 1]), hist, np.array([2, 4]), hist)
     seen = []
 
-    def rerank(histories, cands):
+    def rerank(histories, cands, retrieval):
         seen.append([sorted(c.tolist()) for c in cands])
+        assert [r.tolist() for r in retrieval] == [scores[i, c].tolist() for i, c in enumerate(cands)]
         return [-c.astype(np.float32) for c in cands]  # prefers low item indices
 
     out = rerank_top(scores, cases, 2, rerank)
