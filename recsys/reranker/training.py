@@ -171,11 +171,20 @@ def _loss(name: str, model: Any) -> Any:
 
 
 def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, validation: Cases | None = None, *, progress: Progress | None = None) -> None:
+    """Build the (user text, item text) examples and fine-tune the cross-encoder (+ the optional rating head).
+
+    Under ``torchrun``/``accelerate launch`` every rank builds the same examples (same seed) and the
+    sentence-transformers trainer splits them across ranks (effective batch = ``batch_size`` x ranks); only rank 0
+    reports progress and evaluates ``validation``, and the replicas are checked to have ended identical.
+    """
     import torch
     from datasets import Dataset
 
+    from recsys import distributed as D
+
     a = reranker.args
-    say = progress or (lambda m: log.info(m))
+    D.init_if_launched()
+    say = (progress or (lambda m: log.info(m))) if D.is_main() else (lambda m: None)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -219,6 +228,9 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     model = load_cross_encoder(a.resolved_base_model, max_length=a.max_length, seed=a.seed)
     info = {"stage": "ranking", "loss_fn": a.loss, "examples": len(train), "positives": len(req)}
     info.update(_train(model, train, _loss(a.loss, model), epochs=a.epochs, max_steps=a.max_steps, a=a))
+    if D.is_distributed():
+        info["world_size"] = D.world().world_size
+        info["replica_checksum"] = D.check_replicas(model.state_dict(), "reranker")
     say(f"reranker: {info}")
     reranker.model = model
     history = [info]
@@ -234,6 +246,8 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
         )
         rinfo = {"stage": "rating", "examples": len(rtrain)}
         rinfo.update(_train(rmodel, rtrain, losses.BinaryCrossEntropyLoss(rmodel), epochs=a.rating_epochs, max_steps=a.rating_max_steps, a=a))
+        if D.is_distributed():
+            rinfo["replica_checksum"] = D.check_replicas(rmodel.state_dict(), "rating head")
         say(f"reranker rating head: {rinfo}")
         reranker.rating_model = rmodel
         history.append(rinfo)
@@ -241,8 +255,9 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     reranker.history = history
     reranker.data_fingerprint = data_fingerprint(data, item_texts)
     reranker.metrics = {"fit_seconds": round(time.perf_counter() - t0, 1)}
-    if validation is not None:
-        reranker.metrics.update({f"val_{k}": v for k, v in evaluate_reranker(reranker, data, validation, retriever).items()})
+    if validation is not None:  # rank 0 evaluates, every rank gets its figures
+        val = evaluate_reranker(reranker, data, validation, retriever) if D.is_main() else None
+        reranker.metrics.update({f"val_{k}": v for k, v in D.broadcast_object(val).items()})
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -322,7 +337,11 @@ def train_run(
     eval_cases: int | None = 300,
 ) -> dict[str, Any]:
     """``recsys train reranker``: fit on the protocol's training positions (every user's last two interactions
-    held out), hard negatives from the retriever run; report on validation and test; save to ``out``."""
+    held out), hard negatives from the retriever run; report on validation and test; save to ``out``.
+
+    Under a distributed launch every rank trains, rank 0 alone evaluates and writes ``out`` while the others wait,
+    and every rank returns rank 0's summary."""
+    from recsys import distributed as D
     from recsys.errors import RecsysError
     from recsys.evaluation.split import encode, leave_one_out
     from recsys.reranker.config import RerankerTrainingArguments
@@ -337,6 +356,15 @@ def train_run(
         raise RecsysError(f"retriever run {retriever_run} was trained on another catalogue than {dataset.path or dataset.name}")
     reranker = Reranker(args)
     fit_reranker(reranker, split.train, retriever, None, progress=progress)
+    summary = None
+    if D.is_main():
+        summary = _evaluate_and_save(reranker, dataset, split, retriever, rmanifest, retriever_run, out, eval_cases)
+    D.barrier()
+    return D.broadcast_object(summary)
+
+
+def _evaluate_and_save(reranker: "Reranker", dataset: Any, split: Any, retriever: Any, rmanifest: dict[str, Any], retriever_run: Path | str, out: Path | str, eval_cases: int | None) -> dict[str, Any]:
+    """The post-training report and the atomic save of ``train_run`` (rank 0's job under a distributed launch)."""
     val = evaluate_reranker(reranker, split.train, split.validation, retriever, max_cases=eval_cases)
     test = evaluate_reranker(reranker, split.train_full, split.test, retriever, max_cases=eval_cases)
     reranker.metrics.update({f"val_{k}": v for k, v in val.items()})
