@@ -150,6 +150,10 @@ def _train(model: Any, train_dataset: Any, loss: Any, *, epochs: float, max_step
             learning_rate=a.lr,
             warmup_steps=a.warmup_ratio,
             weight_decay=a.weight_decay,
+            # under torchrun: every parameter of the (BERT + pooler + classifier) cross-encoder gets a gradient, and the
+            # trainer's default for non-transformers models (find_unused_parameters=True) cannot trace the
+            # CrossEncoder's outputs, so DDP fails with "marked as ready twice"; no effect in a single process
+            ddp_find_unused_parameters=False,
             **trainer_defaults(a.seed, progress_bar=a.progress_bar),
         )
         trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=train_dataset, loss=loss)
