@@ -353,6 +353,7 @@ def train_run(
     from recsys.retriever.run import load_run
 
     args = args or RerankerTrainingArguments()
+    D.init_if_launched()  # before any model loads: "cuda" must mean this rank's GPU
     retriever, catalogue_ids, rmanifest = load_run(retriever_run)
     enc = encode(dataset)
     split = leave_one_out(enc)
