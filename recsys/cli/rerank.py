@@ -54,7 +54,11 @@ def train_reranker_cmd(
         args = RerankerTrainingArguments.from_dict({**args.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    from recsys import distributed as D
+
     summary = train_run(Dataset.load(dataset), retriever, out, args, progress=lambda m: typer.echo(m, err=True), eval_cases=eval_cases or None)
+    if not D.is_main():  # under torchrun only rank 0 reports
+        return
     if json_out:
         echo_json(summary)
     else:

@@ -46,8 +46,12 @@ def retriever_cmd(
         "text_finetune_cached": cached, "text_finetune_mini_batch_size": mini_batch_size, "seed": seed,
     }
     args = RetrieverTrainingArguments.from_dict({**args.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
+    from recsys import distributed as D
+
     log = (lambda m: typer.echo(m, err=True))
     summary = train_run(Dataset.load(dataset), out, args, progress=log)
+    if not D.is_main():  # under torchrun only rank 0 reports
+        return
     if json_out:
         echo_json(summary)
     else:

@@ -155,6 +155,10 @@ def _train(model: Any, train_dataset: Any, loss: Any, *, epochs: float, max_step
             learning_rate=a.lr,
             warmup_steps=a.warmup_ratio,
             weight_decay=a.weight_decay,
+            # under torchrun: every parameter of the (BERT + pooler + classifier) cross-encoder gets a gradient, and the
+            # trainer's default for non-transformers models (find_unused_parameters=True) cannot trace the
+            # CrossEncoder's outputs, so DDP fails with "marked as ready twice"; no effect in a single process
+            ddp_find_unused_parameters=False,
             **trainer_defaults(a.seed, progress_bar=a.progress_bar),
         )
         trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=train_dataset, loss=loss)
@@ -176,11 +180,20 @@ def _loss(name: str, model: Any) -> Any:
 
 
 def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, validation: Cases | None = None, *, progress: Progress | None = None) -> None:
+    """Build the (user text, item text) examples and fine-tune the cross-encoder (+ the optional rating head).
+
+    Under ``torchrun``/``accelerate launch`` every rank builds the same examples (same seed) and the
+    sentence-transformers trainer splits them across ranks (effective batch = ``batch_size`` x ranks); only rank 0
+    reports progress and evaluates ``validation``, and the replicas are checked to have ended identical.
+    """
     import torch
     from datasets import Dataset
 
+    from recsys import distributed as D
+
     a = reranker.args
-    say = progress or (lambda m: log.info(m))
+    D.init_if_launched()
+    say = (progress or (lambda m: log.info(m))) if D.is_main() else (lambda m: None)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -224,6 +237,9 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     model = load_cross_encoder(a.resolved_base_model, max_length=a.max_length, seed=a.seed)
     info = {"stage": "ranking", "loss_fn": a.loss, "examples": len(train), "positives": len(req)}
     info.update(_train(model, train, _loss(a.loss, model), epochs=a.epochs, max_steps=a.max_steps, a=a))
+    if D.is_distributed():
+        info["world_size"] = D.world().world_size
+        info["replica_checksum"] = D.check_replicas(model.state_dict(), "reranker")
     say(f"reranker: {info}")
     reranker.model = model
     history = [info]
@@ -239,6 +255,8 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
         )
         rinfo = {"stage": "rating", "examples": len(rtrain)}
         rinfo.update(_train(rmodel, rtrain, losses.BinaryCrossEntropyLoss(rmodel), epochs=a.rating_epochs, max_steps=a.rating_max_steps, a=a))
+        if D.is_distributed():
+            rinfo["replica_checksum"] = D.check_replicas(rmodel.state_dict(), "rating head")
         say(f"reranker rating head: {rinfo}")
         reranker.rating_model = rmodel
         history.append(rinfo)
@@ -246,10 +264,17 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     reranker.history = history
     reranker.data_fingerprint = data_fingerprint(data, item_texts)
     reranker.metrics = {"fit_seconds": round(time.perf_counter() - t0, 1)}
-    if validation is not None:
-        if retriever is not None and a.retrieval_weight is None:
-            reranker.metrics["fusion"] = choose_retrieval_weight(reranker, data, validation, retriever, seed=a.seed)
-        reranker.metrics.update({f"val_{k}": v for k, v in evaluate_reranker(reranker, data, validation, retriever).items()})
+    if validation is not None:  # rank 0 evaluates (and picks the fusion weight), every rank gets its figures
+        val = None
+        if D.is_main():
+            val = {}
+            if retriever is not None and a.retrieval_weight is None:
+                val["fusion"] = choose_retrieval_weight(reranker, data, validation, retriever, seed=a.seed)
+            val.update({f"val_{k}": v for k, v in evaluate_reranker(reranker, data, validation, retriever).items()})
+        val = D.broadcast_object(val)
+        if "fusion" in val:
+            a.retrieval_weight = float(val["fusion"]["retrieval_weight"])
+        reranker.metrics.update(val)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -392,7 +417,11 @@ def train_run(
     eval_cases: int | None = 300,
 ) -> dict[str, Any]:
     """``recsys train reranker``: fit on the protocol's training positions (every user's last two interactions
-    held out), hard negatives from the retriever run; report on validation and test; save to ``out``."""
+    held out), hard negatives from the retriever run; report on validation and test; save to ``out``.
+
+    Under a distributed launch every rank trains, rank 0 alone evaluates and writes ``out`` while the others wait,
+    and every rank returns rank 0's summary."""
+    from recsys import distributed as D
     from recsys.errors import RecsysError
     from recsys.evaluation.split import encode, leave_one_out
     from recsys.reranker.config import RerankerTrainingArguments
@@ -400,6 +429,7 @@ def train_run(
     from recsys.retriever.run import load_run
 
     args = args or RerankerTrainingArguments()
+    D.init_if_launched()  # before any model loads: "cuda" must mean this rank's GPU
     retriever, catalogue_ids, rmanifest = load_run(retriever_run)
     enc = encode(dataset)
     split = leave_one_out(enc)
@@ -407,6 +437,19 @@ def train_run(
         raise RecsysError(f"retriever run {retriever_run} was trained on another catalogue than {dataset.path or dataset.name}")
     reranker = Reranker(args)
     fit_reranker(reranker, split.train, retriever, None, progress=progress)
+    summary = None
+    if D.is_main():
+        summary = _evaluate_and_save(reranker, dataset, split, retriever, rmanifest, retriever_run, out, eval_cases, progress)
+    D.barrier()
+    return D.broadcast_object(summary)
+
+
+def _evaluate_and_save(
+    reranker: "Reranker", dataset: Any, split: Any, retriever: Any, rmanifest: dict[str, Any], retriever_run: Path | str, out: Path | str,
+    eval_cases: int | None, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The post-training report, the fusion weight and the atomic save of ``train_run`` (rank 0's job under a
+    distributed launch)."""
     if reranker.args.retrieval_weight is None:
         fusion = choose_retrieval_weight(reranker, split.train, split.validation, retriever, seed=reranker.args.seed)
         reranker.metrics["fusion"] = fusion

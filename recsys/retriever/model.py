@@ -338,10 +338,11 @@ class TwoTowerRetriever:
                 z = net.item_raw()
             else:
                 texts = self.render_items(items) if isinstance(items, pl.DataFrame) else list(items)
-                emb = torch.from_numpy(self.embed(texts, cache=False))
+                dev = net.text.device
+                emb = torch.from_numpy(self.embed(texts, cache=False)).to(dev)
                 idt = torch.full((len(texts),), -1, dtype=torch.long) if ids is None else torch.as_tensor(np.asarray(ids), dtype=torch.long)
-                z = net.item_raw(emb, idt)
-            return net.normalise(z).numpy().astype(np.float32)
+                z = net.item_raw(emb, idt.to(dev))
+            return net.normalise(z).cpu().numpy().astype(np.float32)
 
     def _catalogue_table(self) -> torch.Tensor:
         """The item tower over the whole catalogue (+ a zero padding row), cached until any weight changes.
@@ -352,13 +353,13 @@ class TwoTowerRetriever:
         net = self._require()
         if torch.is_grad_enabled() and net.training:
             z = net.item_raw()
-            return torch.cat([z, torch.zeros(1, z.shape[1], dtype=z.dtype)])
-        key = (id(net), net.training, tuple(p._version for p in net.parameters()))
+            return torch.cat([z, torch.zeros(1, z.shape[1], dtype=z.dtype, device=z.device)])
+        key = (id(net), net.training, net.text.device, tuple(p._version for p in net.parameters()))
         cached = getattr(self, "_table_cache", None)
         if cached is None or cached[0] != key:
             with torch.inference_mode():
                 z = net.item_raw()
-                table = torch.cat([z, torch.zeros(1, z.shape[1], dtype=z.dtype)])
+                table = torch.cat([z, torch.zeros(1, z.shape[1], dtype=z.dtype, device=z.device)])
             self._table_cache = (key, table)
         return self._table_cache[1]
 
@@ -392,17 +393,19 @@ class TwoTowerRetriever:
         ctx_all = context_features(context, n, self.context_columns) if net.ctx_emb is not None else None
         prof_all = self._profile_embeddings(profiles, n)
         out = np.zeros((n, net.pos_emb.weight.shape[1]), dtype=np.float32)
+        dev = net.text.device  # CPU unless a launched run trains on its GPU (recsys.distributed.device)
         with torch.inference_mode():
             table = self._catalogue_table()
             for lo in range(0, n, batch_size):
                 hi = min(n, lo + batch_size)
-                seq = torch.from_numpy(pad_left(hs[lo:hi], net.max_len, net.n_items))
+                seq = torch.from_numpy(pad_left(hs[lo:hi], net.max_len, net.n_items)).to(dev)
                 ctx = None
                 if ctx_all is not None:
                     ctx = torch.full((hi - lo, seq.shape[1], ctx_all.shape[1]), -1, dtype=torch.long)
                     ctx[:, -1] = torch.from_numpy(ctx_all[lo:hi])
-                prof = prof_all[lo:hi] if prof_all is not None else None
-                out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].numpy()
+                    ctx = ctx.to(dev)
+                prof = prof_all[lo:hi].to(dev) if prof_all is not None else None
+                out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].cpu().numpy()
         return out
 
     def score(self, cases: Cases, profiles: pl.DataFrame | None = None) -> np.ndarray:

@@ -39,10 +39,16 @@ def train_run(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train on ``dataset`` (all but each user's last interaction; the last one drives early stopping); save to ``out``."""
+    """Train on ``dataset`` (all but each user's last interaction; the last one drives early stopping); save to ``out``.
+
+    Under a distributed launch every rank trains (see ``fit_retriever``), only rank 0 writes ``out`` while the others
+    wait, and every rank returns rank 0's summary.
+    """
+    from recsys import distributed as D
     from recsys.evaluation.split import encode, leave_one_out
 
     args = args or RetrieverTrainingArguments()
+    D.init_if_launched()
     enc = encode(dataset)
     split = leave_one_out(enc)
     model = TwoTowerRetriever(args).fit(split.train_full, split.test, progress=progress)
@@ -51,11 +57,15 @@ def train_run(
         "catalogue_items": enc.n_items,
     }
     out = Path(out)
-    model.save(out, extra_manifest=extra)
-    # the catalogue ids travel with the weights (written after the atomic save: a missing file is caught on load)
-    pl.DataFrame({S.ITEM_ID: enc.item_ids}).write_parquet(out / CATALOGUE_FILE)
-    manifest = read_manifest(out, MANIFEST_KIND)
-    return {"run": str(out), "fingerprint": run_fingerprint(out), "metrics": manifest.get("metrics", {}), "dataset": extra["dataset"]}
+    summary = None
+    if D.is_main():
+        model.save(out, extra_manifest=extra)
+        # the catalogue ids travel with the weights (written after the atomic save: a missing file is caught on load)
+        pl.DataFrame({S.ITEM_ID: enc.item_ids}).write_parquet(out / CATALOGUE_FILE)
+        manifest = read_manifest(out, MANIFEST_KIND)
+        summary = {"run": str(out), "fingerprint": run_fingerprint(out), "metrics": manifest.get("metrics", {}), "dataset": extra["dataset"]}
+    D.barrier()
+    return D.broadcast_object(summary)
 
 
 def load_run(run_dir: Path | str) -> tuple[TwoTowerRetriever, pl.Series, dict[str, Any]]:

@@ -33,7 +33,9 @@ Two stages:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -228,7 +230,9 @@ def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_te
             **trainer_defaults(a.seed),
         )
         trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train, loss=loss)
-        result = trainer.train()
+        # the trainer prints its final log dict to stdout: keep stdout clean for `--json`
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.train()
     model.eval()
     retriever._text_model = model
     retriever._finetuned = True
@@ -286,13 +290,53 @@ def validation_ndcg(retriever: "TwoTowerRetriever", cases: Cases, profiles: pl.D
     return float(means["NDCG@10"]), float(means["HR@10"])
 
 
+class _TrainStep(nn.Module):
+    """One batch's logits as a ``forward``: ``DistributedDataParallel`` synchronises gradients only for what runs
+    through the wrapped module's forward, and the network's towers are separate methods."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        inp: torch.Tensor,
+        ctx: torch.Tensor | None,
+        prof: torch.Tensor | None,
+        id_keep: torch.Tensor | None,
+        unseen: torch.Tensor | None,
+    ) -> torch.Tensor:
+        net = self.net
+        z = net.item_raw(id_keep=id_keep) if id_keep is not None else net.item_raw()
+        table = torch.cat([z, torch.zeros(1, z.shape[1], dtype=z.dtype, device=z.device)])
+        states = net.user_states(inp, table, ctx, prof)
+        logits = net.logits(states, net.normalise(z))
+        if unseen is not None:  # items without training interactions are never negatives (cold items stay neutral)
+            logits = logits.masked_fill(unseen, float("-inf"))
+        return logits
+
+
 def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: Cases | None = None, *, progress: Progress | None = None) -> None:
+    """Stage 1 (optional text fine-tune) then stage 2 (sequence tower), early-stopped on ``validation``.
+
+    Under ``torchrun``/``accelerate launch`` (WORLD_SIZE > 1) stage 2 is data-parallel: the network is wrapped in
+    ``DistributedDataParallel``, every rank draws the same window permutation each epoch and trains on its own
+    strided shard (so the effective batch is ``batch_size`` x ranks), rank 0 validates and its early-stopping and
+    time-budget decisions are broadcast, so all ranks stop at the same step and restore the same best state. A plain
+    process runs exactly the single-process loop (same seed, same result).
+    """
+    from recsys import distributed as D
+
     a = retriever.args
-    say = progress or (lambda m: log.info(m))
+    D.init_if_launched()
+    rank, world_size, _ = D.world()
+    distributed = D.is_distributed()
+    main = rank == 0
+    say = (progress or (lambda m: log.info(m))) if main else (lambda m: None)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
+    rng = np.random.default_rng(a.seed)  # identical on every rank: one shared permutation per epoch
     t0 = time.perf_counter()
     history: list[dict[str, Any]] = []
 
@@ -303,6 +347,8 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     retriever._text_model, retriever._finetuned, retriever._text_model_dir = None, False, None
     if a.text_finetune_steps > 0:
         history.append(finetune_text_model(retriever, data, item_texts, say))
+        if distributed:  # the HF trainer kept the replicas in step; prove it before every rank embeds with them
+            D.check_replicas(retriever._text_model.state_dict(), "text model")
     text_emb = retriever.embed(item_texts)
     known = data.item_counts > 0
     ctx_cols = context_columns_of(data.events) if a.use_context else []
@@ -310,6 +356,8 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     retriever.data_fingerprint = data_fingerprint(data, item_texts)
     net = retriever.net
     assert net is not None
+    dev = D.device()
+    net.to(dev)
 
     ctx = None
     if a.use_context:
@@ -322,36 +370,54 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
         profile_emb = torch.from_numpy(retriever.embed([render_profile(p, a.templates) for p in data.users.to_dicts()]))
     val_profiles = data.users[validation.users] if (validation is not None and data.users is not None and a.use_profiles) else None
 
-    unseen = torch.from_numpy(~known) if not known.all() else None
+    unseen = torch.from_numpy(~known).to(dev) if not known.all() else None
+    step: nn.Module = _TrainStep(net)
+    if distributed:
+        import inspect
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP copies rank 0's initial weights to every rank; the buffers (catalogue text, known items) are constant,
+        # so they are not re-broadcast every step (torch >= 2.13 spells it forward_sync_buffers and still syncs them
+        # once at init); the profile projection sits idle without profiles
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+            else {"broadcast_buffers": False}
+        )
+        step = DistributedDataParallel(
+            step,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=net.profile_proj is not None and profile_emb is None,
+            **no_buffer_sync,
+        )
+        # dropout and ID-dropout masks differ per rank, as they would across the batches of one process
+        torch.manual_seed(a.seed + 7919 * rank)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     loss_fn = nn.CrossEntropyLoss(ignore_index=data.n_items)
     n_win = len(win["inputs"])
     best = (-1.0, -1, None)  # ndcg, epoch, state
     bad, steps, stop = 0, 0, ""
     train_start = time.perf_counter()
-    say(f"retriever: {n_win} windows, {data.n_items} items, text dim {text_emb.shape[1]}, setup {train_start - t0:.1f}s")
+    ranks = f", {world_size} ranks x batch {a.batch_size} on {dev}" if distributed else ""
+    say(f"retriever: {n_win} windows, {data.n_items} items, text dim {text_emb.shape[1]}, setup {train_start - t0:.1f}s{ranks}")
     for epoch in range(1, a.epochs + 1):
-        net.train()
-        order = rng.permutation(n_win)
+        step.train()
+        order = D.shard_order(rng.permutation(n_win), rank, world_size) if distributed else rng.permutation(n_win)
         total, batches = 0.0, 0
-        for lo in range(0, n_win, a.batch_size):
+        for lo in range(0, len(order), a.batch_size):
             idx = order[lo : lo + a.batch_size]
             inp = torch.from_numpy(win["inputs"][idx])
             tgt = torch.from_numpy(win["targets"][idx])
             # trim the all-pad columns on the left (short windows) to save time
             first = int((inp != data.n_items).int().argmax(dim=1).min())
-            inp, tgt = inp[:, first:], tgt[:, first:]
-            c = torch.from_numpy(win["ctx"][idx][:, first:]) if win["ctx"] is not None else None
-            prof = profile_emb[torch.from_numpy(win["users"][idx])] if profile_emb is not None else None
+            inp, tgt = inp[:, first:].to(dev), tgt[:, first:].to(dev)
+            c = torch.from_numpy(win["ctx"][idx][:, first:]).to(dev) if win["ctx"] is not None else None
+            prof = profile_emb[torch.from_numpy(win["users"][idx])].to(dev) if profile_emb is not None else None
             id_keep = None
             if net.id_emb is not None and a.id_dropout > 0:
-                id_keep = torch.rand(data.n_items) >= a.id_dropout
-            z = net.item_raw(id_keep=id_keep) if id_keep is not None else net.item_raw()
-            table = torch.cat([z, torch.zeros(1, z.shape[1])])
-            states = net.user_states(inp, table, c, prof)
-            logits = net.logits(states, net.normalise(z))
-            if unseen is not None:  # items without training interactions are never negatives (cold items stay neutral)
-                logits = logits.masked_fill(unseen, float("-inf"))
+                id_keep = (torch.rand(data.n_items) >= a.id_dropout).to(dev)
+            logits = step(inp, c, prof, id_keep, unseen)
             loss = loss_fn(logits.reshape(-1, data.n_items), tgt.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -359,15 +425,20 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
             total += loss.item()
             batches += 1
             steps += 1
-            if a.max_steps is not None and steps >= a.max_steps:
+            if a.max_steps is not None and steps >= a.max_steps:  # the same step on every rank
                 stop = "max_steps"
                 break
-            if a.time_budget_s is not None and time.perf_counter() - train_start > a.time_budget_s:
-                stop = "time_budget"
-                break
-        rec: dict[str, Any] = {"epoch": epoch, "loss": round(total / max(batches, 1), 4), "seconds": round(time.perf_counter() - train_start, 1)}
+            if a.time_budget_s is not None:
+                over = time.perf_counter() - train_start > a.time_budget_s
+                if D.broadcast_flag(over) if distributed else over:  # rank 0's clock decides for all
+                    stop = "time_budget"
+                    break
+        loss_mean = D.all_reduce_mean(total / max(batches, 1)) if distributed else total / max(batches, 1)
+        rec: dict[str, Any] = {"epoch": epoch, "loss": round(loss_mean, 4), "seconds": round(time.perf_counter() - train_start, 1)}
         if validation is not None and (epoch % a.eval_every == 0 or stop or epoch == a.epochs):
-            ndcg, hr = validation_ndcg(retriever, validation, val_profiles)
+            # rank 0 validates (the weights are identical on every rank); all ranks then take the same decision
+            scores = validation_ndcg(retriever, validation, val_profiles) if main else None
+            ndcg, hr = D.broadcast_object(scores) if distributed else scores
             rec.update({"val_NDCG@10": round(ndcg, 5), "val_HR@10": round(hr, 5)})
             if ndcg > best[0]:
                 best, bad = (ndcg, epoch, retriever.copy_state()), 0
@@ -384,6 +455,9 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
         retriever.metrics = {"val_NDCG@10": best[0], "best_epoch": best[1]}
     retriever.metrics.update({"epochs_run": epoch, "steps": steps, "stop": stop or "epochs", "fit_seconds": round(time.perf_counter() - t0, 1)})
     retriever.history = history
+    net.to("cpu")  # a fitted retriever serves on CPU (the library's default), whichever device trained it
+    if distributed:
+        retriever.metrics.update({"world_size": world_size, "replica_checksum": D.check_replicas(net.state_dict(), "retriever")})
     net.eval()
 
 
