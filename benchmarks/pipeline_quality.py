@@ -136,11 +136,14 @@ def load_or_fit_reranker(work: Path, tag: str, overrides: dict[str, Any], split:
         reranker = Reranker.load(path)
         saved = {k: v for k, v in reranker.args.to_dict().items() if k not in ("progress_bar", "threads")}
         wanted = {k: v for k, v in args.to_dict().items() if k not in ("progress_bar", "threads")}
+        if wanted.get("retrieval_weight") is None:  # chosen on validation at fit time
+            wanted["retrieval_weight"] = saved.get("retrieval_weight")
         if saved != wanted:
             diff = {k: (saved.get(k), wanted.get(k)) for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k)}
             raise SystemExit(f"{path} was trained with other settings {diff}; use another --tag")
         return reranker
-    reranker = Reranker(args).fit(split.train, retriever, progress=say)
+    # validation cases pick the served fusion weight (retrieval_weight), as `recsys train reranker` does
+    reranker = Reranker(args).fit(split.train, retriever, split.validation, progress=say)
     say(f"reranker {tag}: {reranker.history}")
     reranker.save(path)
     return reranker
@@ -242,7 +245,7 @@ def time_retriever(retriever: Any, cases: Cases, data: TrainData, rows: np.ndarr
 
 def depth_ranks(
     prepared: np.ndarray, top: np.ndarray, rerank: np.ndarray, targets: np.ndarray, rows: np.ndarray, d: int, keys: np.ndarray,
-    *, fuse: float | None = None, temperature: float = 0.07,
+    *, fuse: float | None = None, temperature: float = 0.07, served_weight: float | None = None,
 ) -> np.ndarray:
     """0-based protocol ranks of the targets when the retriever's top ``d`` of each case is reordered by the reranker
     and everything else keeps its retriever score (exclusions stay NaN).
@@ -257,6 +260,8 @@ def depth_ranks(
         new = rerank[rows, :d][valid].astype(np.float64)
         if fuse is not None:
             new = s[r_idx[valid], cand[valid]] / temperature + fuse * new
+        elif served_weight:  # what the product serves: logit + w x cosine (Reranker.fuse)
+            new = new + served_weight * s[r_idx[valid], cand[valid]]
         s[r_idx[valid], cand[valid]] = LIFT + new
     return M.target_ranks(s, targets[rows], keys)
 
@@ -267,13 +272,13 @@ def per_case_ndcg10(ranks: np.ndarray) -> np.ndarray:
 
 def depth_table(
     prepared: np.ndarray, top: np.ndarray, rerank: np.ndarray, targets: np.ndarray, rows: np.ndarray, depths: list[int], offset: int, seed: int,
-    timing: dict[int, dict[str, float]], *, fuse: float | None = None, temperature: float = 0.07,
+    timing: dict[int, dict[str, float]], *, fuse: float | None = None, temperature: float = 0.07, served_weight: float | None = None,
 ) -> list[dict[str, Any]]:
     keys = M.tie_keys(rows + offset, prepared.shape[1], seed)
     base = per_case_ndcg10(depth_ranks(prepared, top, rerank, targets, rows, 0, keys))
     table = []
     for d in depths:
-        ranks = depth_ranks(prepared, top, rerank, targets, rows, d, keys, fuse=fuse, temperature=temperature)
+        ranks = depth_ranks(prepared, top, rerank, targets, rows, d, keys, fuse=fuse, temperature=temperature, served_weight=served_weight)
         means, errs = M.ranking_metrics(ranks)
         diff = per_case_ndcg10(ranks) - base
         ms = timing.get(d, {}).get("ms_median", 0.0) if d else 0.0
@@ -462,6 +467,12 @@ def main() -> None:
         report["fused"] = {"weight": a.fuse, "depths": depth_table(prepared, top, rerank, targets, rows, depths, offset, a.seed, timing, fuse=a.fuse, temperature=temp)}
         print(f"fused w={a.fuse}:")
         print(format_table(report["fused"]["depths"]))
+    w_served = reranker.retrieval_weight
+    if w_served:
+        report["served"] = {"retrieval_weight": w_served, "fusion_choice": reranker.metrics.get("fusion"),
+                            "depths": depth_table(prepared, top, rerank, targets, rows, depths, offset, a.seed, timing, served_weight=w_served)}
+        print(f"served score (logit + {w_served:g} x cosine, the weight chosen on validation):")
+        print(format_table(report["served"]["depths"]))
     deepest = table[-1]
     report["vs_sasrec"] = {
         "depth": deepest["depth"], "NDCG@10": deepest["NDCG@10"], "minus_sasrec": deepest["NDCG@10"] - SASREC_NDCG10,
