@@ -35,6 +35,7 @@ def train_reranker_cmd(
     rating_head: Annotated[bool | None, typer.Option("--rating-head/--no-rating-head", help="Also train a rating/5 regression cross-encoder.")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per (user, item) pair.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    retrieval_weight: Annotated[float | None, typer.Option("--retrieval-weight", help="Served score = logit + W x retriever cosine (default: W chosen on validation; 0 = the cross-encoder alone).")] = None,
     eval_cases: Annotated[int, typer.Option("--eval-cases", help="Validation/test requests scored for the report (0 = all).")] = 300,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -48,7 +49,7 @@ def train_reranker_cmd(
         "base_model": base_model, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "negatives_per_positive": negatives, "hard_negative_fraction": hard_fraction, "candidates": candidates,
         "positives_per_user": positives_per_user, "use_context": use_context, "loss": loss, "rating_head": rating_head,
-        "max_length": max_length, "seed": seed, "progress_bar": False if json_out else None,
+        "max_length": max_length, "seed": seed, "progress_bar": False if json_out else None, "retrieval_weight": retrieval_weight,
     }
     try:
         args = RerankerTrainingArguments.from_dict({**args.to_dict(), **{k: v for k, v in flags.items() if v is not None}})
@@ -66,7 +67,7 @@ def train_reranker_cmd(
         extra = f", rating AUC {m['rating_AUC']:.4f}, RMSE {m['rating_RMSE']:.3f}" if m.get("rating_AUC") is not None else ""
         typer.echo(
             f"wrote {out}: validation win rate vs hard negatives {m.get('val_win_rate', float('nan')):.4f}, "
-            f"MRR {m.get('val_MRR', float('nan')):.4f}{extra}, {m.get('fit_seconds')} s"
+            f"MRR {m.get('val_MRR', float('nan')):.4f}{extra}, retrieval weight {summary.get('retrieval_weight', 0):g}, {m.get('fit_seconds')} s"
         )
 
 

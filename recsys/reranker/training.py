@@ -467,7 +467,7 @@ def _evaluate_and_save(
         "retriever_run": str(Path(retriever_run).resolve()),
     }
     reranker.save(out, extra_manifest=extra)
-    return {"run": str(out), "metrics": reranker.metrics, "dataset": extra["dataset"], "retriever_run": extra["retriever_run"], "retriever_fingerprint": reranker.retriever_fingerprint}
+    return {"run": str(out), "metrics": reranker.metrics, "retrieval_weight": reranker.retrieval_weight, "dataset": extra["dataset"], "retriever_run": extra["retriever_run"], "retriever_fingerprint": reranker.retriever_fingerprint}
 
 
 __all__ = ["Requests", "choose_retrieval_weight", "data_fingerprint", "fusion_table", "evaluate_reranker", "fit_reranker", "rating_metrics", "retriever_top", "sample_negatives", "train_run"]

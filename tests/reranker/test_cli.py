@@ -60,3 +60,16 @@ def test_train_then_rerank(tmp_path):
     reasons = json.loads(out["reasons"][0])
     assert {"rerank_score", "history", "context"} <= set(reasons)
     assert "device" in reasons["context"]
+
+    # the served score fuses a retrieval_score column with the run's validated weight
+    from recsys.reranker.config import FUSION_GRID
+
+    w = json.loads((tmp_path / "rr" / "config.json").read_text())["retrieval_weight"]
+    assert w == summary["retrieval_weight"] and w in FUSION_GRID and manifest["metrics"]["fusion"]["retrieval_weight"] == w
+    cands.with_columns(retrieval_score=pl.Series([0.9, 0.5, 0.1, 0.8, 0.2])).write_parquet(tmp_path / "cands_scored.parquet")
+    res = runner.invoke(_app(), ["rerank", str(tmp_path / "rr"), str(tmp_path / "cands_scored.parquet"), "--out", str(tmp_path / "fused.parquet"), "--context", "time=evening,device=mobile"])
+    assert res.exit_code == 0, res.output
+    plain = out.select("user_id", "item_id", logit="rerank_score")
+    fused = pl.read_parquet(tmp_path / "fused.parquet").join(plain, on=["user_id", "item_id"])
+    diff = (fused["rerank_score"] - fused["logit"]).to_numpy()
+    assert diff == pytest.approx(w * fused["retrieval_score"].to_numpy(), abs=1e-3)
