@@ -13,13 +13,13 @@ What int8 keeps (measured 2026-11-29, shared 2-core AVX2 EPYC, no VNNI, load ave
 ``onnx-int8`` is ``fused-smooth-rr-l0-ffn12``: onnxruntime's BERT fusions, 7-bit per-channel weights, SmoothQuant-style
 smoothing (alpha 0.8, calibrated on demo item texts) of the Q/K/V and FFN-input activations, and the most sensitive
 nodes kept fp32 (all of layer 0, the FFN output projections of layers 1-2; found by quantising one node group and one
-layer at a time). Against fp32 on 1,500 demo items: cosine 0.9977 mean / 0.9950 min, index recall@100 0.980 (user
+layer at a time). Against fp32 on 1,500 demo items: cosine 0.9977 mean / 0.9950 min, index recall@100 0.9797 (user
 queries) / 0.988 (item queries), the definitions of ``benchmarks/encode.py``; 1.55x bare sentence-transformers with 1
 thread and ~1.8x with 2 (under load 12-15, ratios +-15%; text path timed on 400 demo items, batch 128, median of 3).
 Issue 3's target (>= 1.8x with cosine >= 0.99 and recall@100 >= 0.98) is NOT met on this CPU: the fastest setting,
 ``fused-rr`` (everything int8), reaches only 1.69x at 1 thread and loses recall (0.963); every node kept fp32 to win
 recall back costs speed. Pareto points (1 thread, speed vs bare ST / cosine min / recall users / recall items):
-``fused-rr`` 1.69 / 0.987 / 0.963 / 0.979; ``fused-smooth-rr-l0-ffn12`` 1.55 / 0.995 / 0.980 / 0.988;
+``fused-rr`` 1.69 / 0.987 / 0.963 / 0.979; ``fused-smooth-rr-l0-ffn12`` 1.55 / 0.995 / 0.9797 / 0.988;
 ``matmul-rr-ffn32`` (the previous default) 1.45 / 0.993 / 0.974 / 0.984. The reranker keeps ``matmul-rr-ffn32``.
 Reranker: no int8 setting keeps the top 10 of a quickly fine-tuned cross-encoder (overlap 0.41-0.52 for every
 variant, MovieLens 100K top-100 lists): its logits for one request lie within ~0.01 of each other (std ~0.002), the
