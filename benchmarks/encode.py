@@ -28,6 +28,22 @@ fused-rr-ffn32 1.69 (cosines as above). So: fp32 ONNX is exact (cosine 1.00000);
 >= 0.99 (min 0.993) and recall@100 0.974 (user queries) / 0.984 (item queries) against the fp32 index at ~1.7x
 (quiet-ish) to ~4.9x (loaded) bare speed; the faster ``fused-rr`` (~2.1x) drops to cosine 0.987 min and recall 0.963.
 Queries: user vectors of the test histories and 300 item vectors, exact flat indexes over 1,500 items.
+
+Int8 study for issue 3 (same data, run and queries; 2026-11-29, load 9-15; timing of the text path on 400 items, batch
+128, median of 3 rotated, 1 thread; 2-thread ratios were 1.76-2.01 for all four int8 rows, too noisy to rank them):
+
+    onnx-int8:<variant>           vs bare (1 thr)  cos mean  cos min  R@100 users  R@100 items
+    fused-rr                                1.69    0.99317  0.98736       0.9626       0.9788
+    matmul-rr-ffn32 (old default)           1.45    0.99648  0.99273       0.9740       0.9839
+    fused-smooth-rr-ffn012                  1.43    0.99732  0.99442       0.9781       0.9875
+    fused-smooth-rr-l0-ffn12 (= onnx-int8)  1.55    0.99770  0.99499       0.9797       0.9884
+    fused-smooth-rr-ffn0123                    -    0.99759  0.99578       0.9787       0.9881
+    fused-smooth-rr-ffn02                      -    0.99672  0.99347       0.9752       0.9854
+    fused-smooth-rr                            -    0.99403  0.98913       0.9658       0.9814
+
+Where int8 loses agreement (quantising one group at a time, everything else fp32, cosine mean on 500 items): FFN
+output projections 0.9963 (layer 0 alone 0.9986, layer 5 alone 0.99996), Q/K/V 0.9983 (0.9992 smoothed), FFN input
+0.9983 (0.9989 smoothed), attention output 0.9998; by layer: layer 0 0.9977, layers 1-5 0.9989-0.9993.
 """
 
 from __future__ import annotations

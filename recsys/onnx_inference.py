@@ -9,17 +9,27 @@ optimisation) and ``onnx-int8`` (int8 weights, the setting in ``INT8_SETTINGS`` 
 ``benchmarks/rerank_speed.py`` and ``benchmarks/encode.py``). ``onnx-int8:<variant>`` selects another entry of
 ``INT8_VARIANTS`` (for the benchmarks' studies).
 
-What int8 keeps (measured 2026-11-29, shared 2-core AVX2 EPYC at load average 4-17): ``onnx-int8`` is
-``matmul-rr-ffn32`` for both models (int8 per-channel 7-bit MatMul weights, the FFN output projections kept fp32).
-Item encoder: text-embedding cosine 0.9965 mean / 0.993 min to fp32, index recall@100 0.974 (user queries) / 0.984
-(item queries) against the fp32 index, ~1.7x bare sentence-transformers in the quieter run (``benchmarks/encode.py``);
-``fused-rr`` (onnxruntime's BERT fusions, everything int8) is faster (~2.1x) but drops to cosine 0.987 min and recall
-0.963. Reranker: no int8 setting keeps the top 10 of a quickly fine-tuned cross-encoder (overlap 0.41-0.52 for every
+What int8 keeps (measured 2026-11-29, shared 2-core AVX2 EPYC, no VNNI, load average 9-15): for the item encoder
+``onnx-int8`` is ``fused-smooth-rr-l0-ffn12``: onnxruntime's BERT fusions, 7-bit per-channel weights, SmoothQuant-style
+smoothing (alpha 0.8, calibrated on demo item texts) of the Q/K/V and FFN-input activations, and the most sensitive
+nodes kept fp32 (all of layer 0, the FFN output projections of layers 1-2; found by quantising one node group and one
+layer at a time). Against fp32 on 1,500 demo items: cosine 0.9977 mean / 0.9950 min, index recall@100 0.9797 (user
+queries) / 0.988 (item queries), the definitions of ``benchmarks/encode.py``; 1.55x bare sentence-transformers with 1
+thread and ~1.8x with 2 (under load 12-15, ratios +-15%; text path timed on 400 demo items, batch 128, median of 3).
+Issue 3's target (>= 1.8x with cosine >= 0.99 and recall@100 >= 0.98) is NOT met on this CPU: the fastest setting,
+``fused-rr`` (everything int8), reaches only 1.69x at 1 thread and loses recall (0.963); every node kept fp32 to win
+recall back costs speed. Pareto points (1 thread, speed vs bare ST / cosine min / recall users / recall items):
+``fused-rr`` 1.69 / 0.987 / 0.963 / 0.979; ``fused-smooth-rr-l0-ffn12`` 1.55 / 0.995 / 0.9797 / 0.988;
+``matmul-rr-ffn32`` (the previous default) 1.45 / 0.993 / 0.974 / 0.984. The reranker keeps ``matmul-rr-ffn32``.
+Reranker: no int8 setting keeps the top 10 of a quickly fine-tuned cross-encoder (overlap 0.41-0.52 for every
 variant, MovieLens 100K top-100 lists): its logits for one request lie within ~0.01 of each other (std ~0.002), the
 same size as int8's error, so the exact ``onnx`` option is the fast path that keeps the ranking
 (``benchmarks/rerank_speed.py``); ``onnx-int8`` there is ~1.5x faster than ``onnx`` and reorders the top 10.
-Hypotheses that did not pan out: quantising the embedding ``Gather`` tables (the quantiser's default) and int16
-saturation of 8-bit weights on CPUs without VNNI (``reduce_range``) made no measurable difference to agreement.
+Hypotheses that did not pan out: quantising the embedding ``Gather`` tables (the quantiser's default) made no
+measurable difference; 8-bit weights (no ``reduce_range``) are better only for the FFN output projections and much
+worse wherever smoothing enlarges the weights (int16 saturation of AVX2's u8 x s8 kernels: cosine 0.966 for smoothed
+Q/K/V); smoothing the FFN output input (GELU outputs) hurts at every alpha (0.0-0.8); onnxruntime's 8-bit
+``MatMulNBits`` with int8 compute (block 32) is nearly exact (cosine 0.9997) but slower than fp32 ONNX on AVX2 (0.73x).
 
 Exported files are cached under ``$RECSYS_CACHE/onnx`` (default ``~/.cache/recsys/onnx``) in one directory
 per fingerprint of the weights, the model kind and the exporter's versions, so a second load does not re-export.
@@ -71,6 +81,11 @@ class QuantSettings:
     #: fuse attention / layer norms / GELU with onnxruntime's BERT optimizer before quantising (the fused
     #: ``Attention`` op is then quantised too)
     fuse: bool = False
+    #: SmoothQuant-style activation smoothing before quantising: ``(regex over node names, alpha)`` pairs; each
+    #: matching weight MatMul / Attention gets its input divided per channel by ``s = amax(x)^alpha / amax(W_row)^(1-alpha)``
+    #: (a ``Mul``) and its weight rows multiplied by ``s`` (exact in fp32), so that the per-tensor int8 activation
+    #: range is not set by a few outlier channels; ``amax(x)`` is calibrated on ``CALIBRATION`` texts
+    smooth: tuple[tuple[str, float], ...] = ()
 
     def key(self) -> str:
         """Short stable name of the settings (part of the cached file name)."""
@@ -97,9 +112,33 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
         reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, keep_fp32=(r"layer\.\d+/output/dense/MatMul$",)
     ),
 }
+# node-name patterns of the exported (and fused) BERT graphs
+_QKV = r"(self/(query|key|value)/MatMul|^Attention_\d+)$"
+_FFN_IN = r"intermediate/dense/MatMul$"
+_SMOOTH = ((f"{_QKV}|{_FFN_IN}", 0.8),)
+INT8_VARIANTS.update({
+    # 7-bit weights everywhere; Q/K/V and FFN-input activations smoothed (alpha 0.8); the FFN output projections of
+    # the first three layers (the most sensitive ones) kept fp32
+    "smooth-rr-ffn012": QuantSettings(reduce_range=True, smooth=_SMOOTH, keep_fp32=(r"layer\.[0-2]/output/dense/MatMul$",)),
+    # the same on onnxruntime's fused BERT graph (Attention quantised too)
+    "fused-smooth-rr-ffn012": QuantSettings(
+        reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, smooth=_SMOOTH, keep_fp32=(r"layer\.[0-2]/output/dense/MatMul$",)
+    ),
+    "fused-smooth-rr-ffn02": QuantSettings(
+        reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, smooth=_SMOOTH, keep_fp32=(r"layer\.[02]/output/dense/MatMul$",)
+    ),
+    "fused-smooth-rr-ffn0123": QuantSettings(
+        reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, smooth=_SMOOTH, keep_fp32=(r"layer\.[0-3]/output/dense/MatMul$",)
+    ),
+    "fused-smooth-rr-l0-ffn12": QuantSettings(
+        reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, smooth=_SMOOTH,
+        keep_fp32=(r"layer\.0/", r"^Attention_0$", r"layer\.[12]/output/dense/MatMul$"),
+    ),
+    "fused-smooth-rr": QuantSettings(reduce_range=True, op_types=("MatMul", "Attention"), fuse=True, smooth=_SMOOTH),
+})
 #: what ``onnx-int8`` means for each model kind (chosen with the benchmarks: the most accurate variant whose latency
 #: was measured; see the module docstring)
-INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr-ffn32", EMBEDDER: "matmul-rr-ffn32"}
+INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "matmul-rr-ffn32", EMBEDDER: "fused-smooth-rr-l0-ffn12"}
 
 
 def onnx_available() -> tuple[bool, str]:
@@ -312,7 +351,15 @@ def export_cached(
             src = folder / "model-fused.onnx"
             if not src.exists():
                 fuse_bert(fp32, src, num_heads=model.config.num_attention_heads, hidden_size=model.config.hidden_size)
-        quantize_int8(src, path, settings)
+        if settings.smooth:
+            smoothed = folder / f"model-smooth-{settings.key()}.onnx"
+            smooth_activations(src, smoothed, calibration_batches(tokenizer, kind), settings.smooth)
+            src = smoothed
+        try:
+            quantize_int8(src, path, settings)
+        finally:
+            if settings.smooth:
+                src.unlink(missing_ok=True)  # an intermediate fp32 graph: only the int8 file is reused
     return path
 
 
@@ -330,6 +377,93 @@ def fuse_bert(src: Path | str, dst: Path | str, *, num_heads: int, hidden_size: 
         tmp.replace(dst)
     finally:
         root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+#: calibration texts for ``QuantSettings.smooth``: rendered item texts of a fixed demo catalogue (item descriptions
+#: are what the embedder encodes; activation outlier channels are a property of the weights more than of the texts)
+CALIBRATION = {"items": 256, "seed": 7}
+
+
+def calibration_batches(tokenizer: Any, kind: str, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+    """Tokenised calibration batches (length-sorted) for activation ranges; pairs for the classifier."""
+    from recsys.data.demo import generate_demo
+    from recsys.text import render_items
+
+    ds, _ = generate_demo(users=20, items=CALIBRATION["items"], seed=CALIBRATION["seed"], interactions_per_user=3)
+    texts = sorted(render_items(ds.items), key=len, reverse=True)
+    out = []
+    for lo in range(0, len(texts), batch_size):
+        chunk = texts[lo : lo + batch_size]
+        enc = tokenizer(chunk, chunk, padding=True, truncation=True, max_length=256, return_tensors="np") if kind == CLASSIFIER else tokenizer(
+            chunk, padding=True, truncation=True, max_length=256, return_tensors="np"
+        )
+        out.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items()})
+    return out
+
+
+def smooth_activations(src: Path | str, dst: Path | str, batches: Sequence[Mapping[str, np.ndarray]], smooth: Sequence[tuple[str, float]]) -> Path:
+    """SmoothQuant-style channel smoothing of an fp32 graph (see ``QuantSettings.smooth``), written atomically.
+
+    Per input tensor of the matching weight nodes (Q/K/V share one): calibrate ``amax(x)`` per channel over the
+    non-padding tokens of ``batches``, then insert ``x * (1/s)`` and scale the weight rows by ``s``."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    groups: dict[str, tuple[float, list[Any]]] = {}
+    for node in graph.node:
+        if node.op_type not in ("MatMul", "Attention") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        alpha = next((a for pat, a in smooth if re.search(pat, node.name)), None)
+        if alpha is not None:
+            groups.setdefault(node.input[0], (alpha, []))[1].append(node)
+    if not groups:
+        raise RecsysError(f"activation smoothing matched no weight node in {src} (patterns {[p for p, _ in smooth]})")
+    # calibration: the smoothed inputs as extra outputs of an unoptimised session
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outputs = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(helper.make_tensor_value_info(x, TensorProto.FLOAT, None) for x in groups if x not in outputs)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feeds = [i.name for i in session.get_inputs()]
+    names = list(groups)
+    amax: dict[str, np.ndarray] = {}
+    for batch in batches:
+        keep = np.asarray(batch["attention_mask"], dtype=bool)
+        for x, value in zip(names, session.run(names, {n: batch[n] for n in feeds})):
+            m = np.abs(value[keep] if value.ndim == 3 else value.reshape(-1, value.shape[-1])).max(0)
+            amax[x] = m if x not in amax else np.maximum(amax[x], m)
+    producers = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    inserts: list[tuple[int, Any]] = []
+    for x, (alpha, nodes) in groups.items():
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        wmax = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)  # per input channel (weight rows)
+        s = np.clip(np.maximum(amax[x], 1e-5) ** alpha / np.maximum(wmax, 1e-5) ** (1 - alpha), 1e-3, 1e3).astype(np.float32)
+        inv = numpy_helper.from_array((1.0 / s).astype(np.float32), f"{x}/smooth_inv")
+        graph.initializer.append(inv)
+        y = f"{x}/smoothed"
+        inserts.append((producers.get(x, -1), helper.make_node("Mul", [x, inv.name], [y], name=f"{nodes[0].name}/smooth")))
+        for n, w in zip(nodes, weights):
+            inits[n.input[1]].CopyFrom(numpy_helper.from_array((w * s[:, None]).astype(np.float32), n.input[1]))
+            n.input[0] = y
+    nodes_out = list(graph.node)
+    for pos, mul in sorted(inserts, key=lambda t: -t[0]):  # from the back: earlier positions stay valid
+        nodes_out.insert(pos + 1, mul)
+    del graph.node[:]
+    graph.node.extend(nodes_out)
+    dst = Path(dst)
+    tmp = _atomic_target(dst)
+    try:
+        onnx.save(model, str(tmp))
+        tmp.replace(dst)
+    finally:
         tmp.unlink(missing_ok=True)
     return dst
 
@@ -418,5 +552,5 @@ def sentence_encoder(
 
 __all__ = [
     "INT8_SETTINGS", "INT8_VARIANTS", "OPTIONS", "OnnxModel", "OnnxSentenceEncoder", "QuantSettings", "cache_root", "export_cached",
-    "export_onnx", "load_onnx", "onnx_available", "parse_option", "quantize_int8", "sentence_encoder", "weights_fingerprint",
+    "export_onnx", "load_onnx", "smooth_activations", "onnx_available", "parse_option", "quantize_int8", "sentence_encoder", "weights_fingerprint",
 ]
