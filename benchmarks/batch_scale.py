@@ -96,6 +96,85 @@ def _dataset(work: Path, users: int) -> Path:
     return path
 
 
+STREAM_CHUNK_USERS = 100_000  # users generated and written at once by _stream_dataset (~100 MB a column at 100 items)
+STREAM_ZIPF = 0.9  # popularity of the r-th most popular item ~ r ** -STREAM_ZIPF (as the demo's, within a category)
+STREAM_START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
+
+
+def _index_ids(n_items: int) -> np.ndarray:
+    """The item ids of ``_setup``'s index: the demo items 1..2,000, then 10,000,000 + i for the random ones."""
+    return np.concatenate([np.arange(1, DEMO_ITEMS + 1), 10_000_000 + np.arange(max(0, n_items - DEMO_ITEMS))]).astype(np.int64)
+
+
+def _stream_dataset(work: Path, users: int, per_user: int, n_items: int, seed: int = 0) -> Path:
+    """A saved dataset of ``users`` users x exactly ``per_user`` interactions, streamed to parquet per
+    ``STREAM_CHUNK_USERS`` users (never the whole log in memory: 10M x 100 is 1B rows, ~24 GB as a frame).
+
+    Items are the index's ``n_items`` ids with Zipf popularity, the 2,000 demo items (the ones the trained run knows
+    and encodes) the most popular: about 78% of the draws at 20,000 items; the rest are only seen-item exclusions.
+    Repeats of an item within a history are allowed. Timestamps increase per user (gaps of 1 s to 2 days). Within
+    a chunk the rows are position-major (every user's first interaction, then every user's second, ...), so the
+    file is not sorted by user: the preparation's sort does real work, as with a time-ordered log. Text for the
+    non-demo items comes from the demo generator. The content is a pure function of the arguments, which is
+    what the manifest's fingerprint hashes (hashing 1B rows would take minutes).
+    """
+    import hashlib
+
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recsys.data.demo import generate_demo
+    from recsys.manifest import atomic_directory, write_manifest
+
+    path = work / f"ds-{users}x{per_user}"
+    if (path / "manifest.json").exists():
+        return path
+    ids = _index_ids(n_items)
+    demo_items = pl.read_parquet(_dataset(work, DEMO_ITEMS) / "items.parquet")
+    extra = generate_demo(users=1, items=n_items, seed=seed + 1)[0].items.slice(DEMO_ITEMS).with_columns(pl.Series("item_id", ids[DEMO_ITEMS:]))
+    items = pl.concat([demo_items, extra.select(demo_items.columns)])
+    rng = np.random.default_rng([seed, 7])
+    popular = np.concatenate([rng.permutation(ids[:DEMO_ITEMS]), rng.permutation(ids[DEMO_ITEMS:])])  # rank -> item id
+    params = {"users": users, "per_user": per_user, "items": n_items, "seed": seed, "chunk": STREAM_CHUNK_USERS, "zipf": STREAM_ZIPF, "v": 1}
+    fp = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    schema = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("timestamp", pa.timestamp("us", tz="UTC"))])
+    a = 1.0 - STREAM_ZIPF
+    t0 = time.perf_counter()
+    with atomic_directory(path) as tmp:
+        items.write_parquet(tmp / "items.parquet")
+        # user ids step by 1 within a position-major chunk: delta encoding stores them in ~nothing
+        with pq.ParquetWriter(tmp / "interactions.parquet", schema, compression="zstd", use_dictionary=["item_id"],
+                              column_encoding={"user_id": "DELTA_BINARY_PACKED", "timestamp": "DELTA_BINARY_PACKED"}) as writer:
+            for k, first in enumerate(range(0, users, STREAM_CHUNK_USERS)):
+                n = min(STREAM_CHUNK_USERS, users - first)
+                r = np.random.default_rng([seed, 8, k])
+                x = (1.0 + r.random((n, per_user)) * ((n_items + 1.0) ** a - 1.0)) ** (1.0 / a)
+                item = popular[np.minimum(x.astype(np.int64) - 1, n_items - 1)]
+                del x
+                start = r.integers(0, 180 * 86_400, n, dtype=np.int64) * 1_000_000 + STREAM_START_US
+                ts = np.cumsum(r.integers(1, 2 * 86_400, (n, per_user), dtype=np.int64) * 1_000_000, axis=1)
+                ts += start[:, None]
+                uid = np.broadcast_to(np.arange(first + 1, first + n + 1, dtype=np.int64)[:, None], (n, per_user))
+                table = pa.table([pa.array(uid.ravel(order="F")), pa.array(item.ravel(order="F")),
+                                  pa.array(ts.ravel(order="F"), type=pa.timestamp("us", tz="UTC"))], schema=schema)
+                writer.write_table(table, row_group_size=1 << 20)
+                del table, item, ts
+                if k % 10 == 9:
+                    print(f"  generated {first + n:,} users in {time.perf_counter() - t0:.0f} s", flush=True)
+        counts = {"interactions": users * per_user, "items": items.height, "users": users, "profiles": 0}
+        write_manifest(tmp, {
+            "kind": "dataset", "source": {"name": "batch_scale stream", "format": "stream", "params": params}, "fingerprint": fp,
+            "files": {"interactions.parquet": fp, "items.parquet": fp}, "counts": counts,
+            "schema": {"interactions": {"user_id": "Int64", "item_id": "Int64", "timestamp": "Datetime(time_unit='us', time_zone='UTC')"},
+                       "items": {k: str(v) for k, v in items.schema.items()}, "users": None},
+        })
+    mb = (path / "interactions.parquet").stat().st_size / 2**20
+    print(f"  generated {users:,} users x {per_user} = {users * per_user:,} rows in {time.perf_counter() - t0:.0f} s, {mb:,.0f} MB, "
+          f"peak RSS of this process {__import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", flush=True)
+    return path
+
+
 def _setup(work: Path, n_items: int) -> Path:
     """Train a small run on demo data and save a flat index of ``n_items`` items (demo vectors + random ones)."""
     import polars as pl
@@ -194,6 +273,18 @@ def throughput(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, re
     return lines
 
 
+def ray_only(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, repeats: int) -> list[str]:
+    """Section 2 without section 1: prepare both output directories' histories first (outside every clock)."""
+    from recsys.data.dataset import Dataset
+    from recsys.histories import HISTORIES_DIR, prepare_histories
+
+    ds_path = _dataset(work, n_users)
+    for name in (f"cand-{n_users}", "cand-ray"):
+        prepare_histories(Dataset.load(ds_path, with_interactions=False), work / name / HISTORIES_DIR)
+    job = dict(index=index_dir, dataset=ds_path, k=k, chunk_size=chunk, generated_at=GENERATED_AT)
+    return _ray_vs_local(job, work, n_users, repeats)
+
+
 def _timed_run(job: dict, out: Path, **kw) -> tuple[float, float, list[float]]:
     """(scoring-loop seconds, wall seconds with service open, finish time of each chunk from the loop start).
 
@@ -228,6 +319,8 @@ def _ray_vs_local(job: dict, work: Path, n: int, repeats: int) -> list[str]:
         R["ray"].append(sec); R["ray_first"].append(marks[0]); R["ray_steady"].append(_steady(marks, chunk, 2))
         sec, wall, marks = _timed_run(job, work / f"cand-{n}")
         R["local"].append(sec); R["local_wall"].append(wall); R["local_first"].append(marks[0]); R["local_steady"].append(_steady(marks, chunk, 1))
+        print(f"  ray {R['ray'][-1]:.1f} s (first chunk {R['ray_first'][-1]:.1f} s, steady {R['ray_steady'][-1]:.0f} users/s); "
+              f"local {R['local'][-1]:.1f} s (+open {R['local_wall'][-1]:.1f} s, steady {R['local_steady'][-1]:.0f} users/s)", flush=True)
     ray.shutdown()
     m = {k: statistics.median(v) for k, v in R.items()}
     return [
@@ -250,6 +343,15 @@ def _ray_vs_local(job: dict, work: Path, n: int, repeats: int) -> list[str]:
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
+def peak_mb():
+    # VmHWM: the high-water mark of THIS process's memory. RUSAGE_SELF's ru_maxrss is not: Linux carries the
+    # pre-exec peak across exec, and subprocess's vfork/fork means that is the parent's peak (measured: a child
+    # reported the 1,264 MB its parent had reached generating data, against 570 MB of its own)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 mode, index, ds, out, k, chunk, threads, max_chunks = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 if threads:
     import faiss, torch
@@ -262,7 +364,7 @@ if mode == "batch":
     t0 = time.perf_counter()
     prepare_histories(Dataset.load(ds, with_interactions=False), out / HISTORIES_DIR)
     prep = time.perf_counter() - t0
-    prep_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    prep_peak = peak_mb()
     class Enough(Exception):
         pass
     done = []
@@ -281,7 +383,7 @@ else:
     from recsys.retrieval import RetrievalService
     svc = RetrievalService.open(index, dataset_dir=ds)
     extra = {"users": len(svc.histories.user_ids)}
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "wall_s": time.perf_counter() - t, **extra}))
+print(json.dumps({"peak_mb": peak_mb(), "wall_s": time.perf_counter() - t, **extra}))
 """
 
 
@@ -294,24 +396,32 @@ def _child(mode: str, index_dir: Path, ds: Path, out: Path, k: int, chunk: int, 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, threads: int, max_chunks: int) -> list[str]:
+def _du_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, threads: int, max_chunks: int,
+           per_user: int = 0, n_items: int = 20_000, open_max_rows: int = 50_000_000) -> list[str]:
     import polars as pl
 
     lines = [
         "",
         f"3. peak RSS of a whole local batch-score run (own process; k {k}, chunk {chunk}) vs opening the service with",
-        "   in-memory histories (the previous batch path, before scoring anything)",
-        f"{'users':>9} {'scored':>9} {'interactions':>12} {'parquet MB':>10} {'prep s':>7} {'score s':>8} {'users/s':>8} {'peak MB after prep':>18} "
-        f"{'batch peak MB':>13} {'in-memory open MB':>17}",
+        "   in-memory histories (the previous batch path, before scoring anything; skipped above "
+        f"{open_max_rows:,} interactions)",
+        f"{'users':>10} {'scored':>9} {'interactions':>13} {'parquet MB':>10} {'prepared MB':>11} {'prep s':>7} {'score s':>8} {'users/s':>8} "
+        f"{'peak MB after prep':>18} {'batch peak MB':>13} {'in-memory open MB':>17}",
     ]
     for n in sizes:
-        ds = _dataset(work, n)
+        ds = _stream_dataset(work, n, per_user, n_items) if per_user else _dataset(work, n)
         rows = pl.scan_parquet(ds / "interactions.parquet").select(pl.len()).collect().item()
         mb = (ds / "interactions.parquet").stat().st_size / 2**20
-        out = work / f"rss-{n}"
+        out = work / f"rss-{ds.name}"
         b = _child("batch", index_dir, ds, out, k, chunk, threads, max_chunks)
-        o = _child("open", index_dir, ds, out, k, chunk, threads)
-        lines.append(f"{n:>9,} {b['users']:>9,} {rows:>12,} {mb:>10.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} {b['users'] / b['score_s']:>8.0f} {b['prep_peak_mb']:>18.0f} {b['peak_mb']:>13.0f} {o['peak_mb']:>17.0f}")
+        prepared = _du_mb(out / ".histories")
+        o = _child("open", index_dir, ds, out, k, chunk, threads) if rows <= open_max_rows else {"peak_mb": float("nan")}
+        lines.append(f"{n:>10,} {b['users']:>9,} {rows:>13,} {mb:>10,.0f} {prepared:>11,.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} "
+                     f"{b['users'] / b['score_s']:>8.0f} {b['prep_peak_mb']:>18,.0f} {b['peak_mb']:>13,.0f} {o['peak_mb']:>17,.0f}")
         print(lines[-1], flush=True)
     return lines
 
@@ -326,6 +436,9 @@ def main() -> None:
     ap.add_argument("--rss-sizes", default="10000,100000,1000000")
     ap.add_argument("--rss-chunk", type=int, default=10_000)
     ap.add_argument("--rss-max-chunks", type=int, default=0, help="stop each RSS run after this many chunks (0: score all)")
+    ap.add_argument("--interactions-per-user", type=int, default=0, help="RSS datasets: exactly this many interactions a "
+                    "user, streamed to disk per 100K users (0: the demo generator, ~42 a user, built in memory)")
+    ap.add_argument("--rss-open-max-rows", type=int, default=50_000_000, help="skip the in-memory open above this many interactions")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: floor,ray,rss")
     ap.add_argument("--threads", type=int, default=0, help="torch/faiss threads of the local engine (0: their default); "
                     "Ray actors always run 1 thread each (num_cpus=1)")
@@ -350,8 +463,11 @@ def main() -> None:
                f"{torch.get_num_threads()}, faiss threads {faiss.omp_get_max_threads()}, load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}", ""]
         if "floor" not in skip:
             out += throughput(work, index_dir, args.users, args.k, args.chunk, args.repeats, with_ray="ray" not in skip)
+        elif "ray" not in skip:
+            out += ray_only(work, index_dir, args.users, args.k, args.chunk, args.repeats)
         if "rss" not in skip:
-            out += memory(work, index_dir, [int(x) for x in args.rss_sizes.split(",")], args.k, args.rss_chunk, args.threads, args.rss_max_chunks)
+            out += memory(work, index_dir, [int(x) for x in args.rss_sizes.split(",")], args.k, args.rss_chunk, args.threads, args.rss_max_chunks,
+                          args.interactions_per_user, args.items, args.rss_open_max_rows)
         load = os.getloadavg()
         out.append(f"\nload average at end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
         print("\n".join(out))

@@ -45,6 +45,8 @@ ROW_GROUP_ROWS = 65_536
 _SRC = "__src"
 _BUCKET = "__bucket"
 _SPILL_BATCH_ROWS = 262_144
+#: Partial per-user counts held before they are merged (at least; more when there are more users than this).
+_MERGE_ROWS = 4_000_000
 
 
 class HistoryStore:
@@ -141,7 +143,7 @@ def _build(src: Path, out: Path, bucket_rows: int) -> dict[str, Any]:
     for col in (S.USER_ID, S.ITEM_ID, S.TIMESTAMP):
         if col not in names:
             raise DataValidationError(f"interactions need a '{col}' column", file=str(src), column=col)
-    counts = lf.group_by(S.USER_ID).agg(pl.len().alias("n")).sort(S.USER_ID).collect(engine="streaming")
+    counts = _count_users(src)
     if counts[S.USER_ID].null_count():
         raise DataValidationError("user id is null", file=str(src), column=S.USER_ID)
     counts.write_parquet(out / USERS_FILE, statistics=True)
@@ -166,6 +168,37 @@ def _build(src: Path, out: Path, bucket_rows: int) -> dict[str, Any]:
             del frame
             spills[b].unlink()
     return {"n_users": counts.height, "n_interactions": int(counts["n"].sum() or 0), "bucket_rows": bucket_rows, "parts": parts}
+
+
+def _count_users(src: Path, *, batch_rows: int = _SPILL_BATCH_ROWS, merge_rows: int = _MERGE_ROWS) -> pl.DataFrame:
+    """(user_id, n) sorted by user, in one streaming pass whose memory grows with the users, not the rows.
+
+    polars' ``group_by`` over ``scan_parquet`` holds the scanned key column (measured with its streaming engine:
+    10.6 GB peak for 1B rows of 10M users, 320 MB for 20M rows). Here each batch is counted alone and the partial
+    counts are merged into the running ones whenever they outgrow them (and ``merge_rows``), so at most about two
+    users' worth of partial counts is held. A time-ordered log (every batch a new set of users) merges about once
+    per ``n_users`` rows (100 merges of ~2 x 10M rows for 1B rows of 10M users); a user-ordered one almost never.
+    """
+    import pyarrow.parquet as pq
+
+    running = pl.DataFrame(schema={S.USER_ID: pl.read_parquet_schema(src)[S.USER_ID], "n": pl.Int64})
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+
+    def merge() -> pl.DataFrame:
+        return pl.concat([running, *pending]).group_by(S.USER_ID).agg(pl.col("n").sum())
+
+    for batch in pq.ParquetFile(src, pre_buffer=False).iter_batches(batch_size=batch_rows, columns=[S.USER_ID]):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        part = frame.group_by(S.USER_ID).agg(pl.len().cast(pl.Int64).alias("n"))
+        pending.append(part.cast({S.USER_ID: running.schema[S.USER_ID]}))
+        pending_rows += part.height
+        if pending_rows >= max(running.height, merge_rows):
+            running, pending, pending_rows = merge(), [], 0
+    if pending:
+        running = merge()
+    return running.sort(S.USER_ID)
 
 
 def _spill(src: Path, out: Path, firsts: pl.Series) -> dict[int, Path]:
