@@ -310,7 +310,10 @@ def _ray_vs_local(job: dict, work: Path, n: int, repeats: int) -> list[str]:
     import ray
 
     t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from recsys.batch_ray import LOCAL_RAY_SYSTEM_CONFIG
+
+    system = LOCAL_RAY_SYSTEM_CONFIG if os.environ.get("BATCH_SCALE_RAY_DEFAULT_NICENESS") != "1" else {}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config=system)
     init_s = time.perf_counter() - t
     chunk = job["chunk_size"]
     R: dict[str, list[float]] = {k: [] for k in ("ray", "ray_first", "ray_steady", "local", "local_wall", "local_first", "local_steady")}
