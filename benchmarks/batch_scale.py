@@ -7,9 +7,11 @@ as the number of users grows (histories read per chunk from prepared parquet par
 2. Ray (local cluster, 2 actors) vs local engine on the same inputs; ``ray.init`` is timed on its own, and the Ray
    run's seconds include its actors' start-up and model load (the local run's service is opened before its clock
    starts, so the "local+open" column adds that for a like-for-like figure).
-3. Peak RSS of a whole ``batch-score`` run (own subprocess per size: RUSAGE_SELF of that process) at growing user
-   counts, beside the peak RSS of merely opening the service with in-memory histories (what the previous version
-   did before scoring anything).
+3. Peak RSS of a whole ``batch-score`` run (own subprocess per size: its VmHWM; RUSAGE_SELF's ru_maxrss would
+   include the parent's peak, which Linux carries across exec) at growing user counts, beside the peak RSS of merely
+   opening the service with in-memory histories (what the previous version did before scoring anything). With
+   ``--interactions-per-user N`` the datasets are streamed to disk per 100K users with exactly N interactions a
+   user (``_stream_dataset``: 10M x 100 = 1B rows never in memory), instead of the demo generator's ~42.
 
 The user side is real (a briefly trained run on a 2,000-item demo catalogue, real histories from
 ``generate_demo``); items beyond the 2,000 demo items get random unit vectors to reach ``--items`` (search cost
@@ -54,7 +56,27 @@ load average 10.4 at the start of sections 1-2, 7-12 during section 3 (other job
        1,000,000    42,197,843         373    19.6              704         900           4,770
        100x the users: batch peak +330 MB (the scoring phase adds a constant ~190 MB; the rest is the preparation's
        per-user state, ~165 B a user: user list + counts), the in-memory path +4.4 GB (~105 B an interaction).
-       Projected, not measured: 10M users x 100 interactions ~2.5 GB for batch, ~100 GB in memory.
+       (These children measured ru_maxrss; their parent then held ~250-300 MB, below every figure here, so the
+       parent's peak that ru_maxrss carries over did not show; the 10M run below did hit it, hence VmHWM now.)
+
+Measured 2026-11-29, later (same machine, --threads 1, load average 7-15 from other jobs throughout):
+10M users x 100 interactions (1,000,000,000 rows), streamed to disk and scored in bounded chunks:
+
+    python benchmarks/batch_scale.py --skip floor,ray --threads 1 --rss-sizes 10000000 --interactions-per-user 100 --rss-max-chunks 10
+    generation (parent process, 100 chunks of 100K users): 518 s, interactions.parquet 7,018 MB, 581 MB peak RSS
+         users    scored   interactions  parquet MB  prepared MB  prep s  score s  users/s  peak after prep  batch peak
+    10,000,000   100,000  1,000,000,000       7,018        2,096   1,241    100.2      998            1,717       1,717
+    (again, histories already prepared: prep 0 s, peak 283 MB after the cache check, batch peak 746 MB, 97.3 s, 1,028 users/s)
+       prep 1,241 s = user counts 7.0 min + spill into 512 user-range buckets 4.4 min (19.5 GB of lz4 Arrow IPC at
+       its peak, deleted as each bucket is sorted) + sort and write 512 parts 9.5 min; the prepared parts are 2.1 GB
+       (sorted user ids + dictionary item ids: ~2 B a row). Disk at the peak: 7.0 GB source + ~21 GB preparation.
+       Memory: 1.72 GB for 1B rows, all of it per-user state (~145 B a user over the ~280 MB base: the counts being
+       merged, the user list); the scoring phase of a 10M-user job peaks at 746 MB, about the 1M-user job's.
+       Before this run, the user counts were one polars group_by over scan_parquet (streaming engine): it held the
+       scanned key column, 10.6 GB RSS (sampled) at 1B rows, against 320 MB at 20M rows; that run was stopped and
+       ``recsys.histories._count_users`` now counts batch by batch and merges partial counts (same counts, tested),
+       ~3x slower on this log (7.0 min vs ~2.5 min wall, both at load ~13-15) but bounded by users, not rows.
+       In-memory open: not run (1B rows: ~100 GB at the ~105 B an interaction measured above).
 
 Threads: under this shared load, torch with 2 intra-op threads encoded 3.4x SLOWER than with 1 (1.07 s vs 0.30 s
 for 500 users, alternating, load average ~10), hence --threads 1 for the figures above; the default (0) keeps the
