@@ -109,6 +109,14 @@ def test_ray_engine_equals_local(retrieval_stack, reference, tmp_path):
     assert summary["engine"] == "ray"
     got = read_candidates(out)
     assert got.equals(reference)
+    # the Ray instance the engine started runs its workers at our priority (Ray's default is niceness +15)
+    import ray
+
+    assert ray.get(ray.remote(num_cpus=0)(_niceness).remote()) == os.nice(0)
+
+
+def _niceness() -> int:
+    return os.nice(0)
 
 
 def test_rerank_reorders_the_top_and_keeps_the_rest(rerank_stack, reference, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from recsys.data.dataset import Dataset
 from recsys.errors import RecsysError
-from recsys.histories import HISTORIES_KIND, HistoryStore, prepare_histories
+from recsys.histories import HISTORIES_KIND, HistoryStore, _count_users, prepare_histories
 from recsys.manifest import read_manifest
 from recsys.retrieval import UserHistories
 
@@ -67,6 +67,17 @@ def test_lazy_histories_equal_in_memory_histories(tmp_path, string_ids, bucket_r
     _assert_same(full, lazy, subset)
     assert lazy.rows(["nobody" if string_ids else -1])[0] == -1
     assert lazy.user_ids.len() == len(subset)
+
+
+@pytest.mark.parametrize("string_ids", [False, True], ids=["int-ids", "string-ids"])
+def test_user_counts_merge_partial_counts_of_every_batch(tmp_path, string_ids):
+    """Counted batch by batch (users scattered over the whole log) with many merges: the same counts as one group_by."""
+    ds = _dataset(tmp_path, string_ids=string_ids)
+    expected = ds.interactions.group_by("user_id").agg(pl.len().cast(pl.Int64).alias("n")).sort("user_id")
+    for batch_rows, merge_rows in ((7, 5), (100, 10**9), (10**6, 1)):
+        counts = _count_users(ds.interactions_file, batch_rows=batch_rows, merge_rows=merge_rows)
+        assert counts.equals(expected), (batch_rows, merge_rows)
+    assert expected["n"].sum() == ds.interactions.height and expected.height > 40
 
 
 def test_ties_follow_source_rows_not_item_ids(tmp_path):
