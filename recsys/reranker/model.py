@@ -93,12 +93,13 @@ class Reranker:
         self._scorer = None
         self.inference = "fp32"
 
-    def use(self, option: str = "fp32", *, workdir: Path | str | None = None) -> "Reranker":
+    def use(self, option: str = "fp32", *, workdir: Path | str | None = None, threads: int | None = None) -> "Reranker":
         """Switch inference to ``fp32`` (default), ``bf16``, ``onnx`` or ``onnx-int8`` (see ``recsys.reranker.fast``);
-        ONNX files are exported once per weights into the shared cache (``recsys.onnx_inference``), or ``workdir``."""
+        ONNX files are exported once per weights into the shared cache (``recsys.onnx_inference``), or ``workdir``.
+        ``threads``: onnxruntime intra-op threads (None = its default, every core), so side-by-side runs can share a CPU."""
         from recsys.reranker.fast import make_scorer
 
-        self._scorer = None if option == "fp32" else make_scorer(self.model, option, max_length=self.args.max_length, workdir=workdir)
+        self._scorer = None if option == "fp32" else make_scorer(self.model, option, max_length=self.args.max_length, workdir=workdir, threads=threads)
         self.inference = option
         return self
 

@@ -43,8 +43,8 @@ def test_onnx_fp32_and_int8_agree_with_torch(setup, tmp_path):
     int8 = make_scorer(r.model, "onnx-int8", max_length=96, workdir=tmp_path)(pairs)
     a = agreement(ref, int8)
     assert a["spearman"] > 0.8 and a["top10_overlap"] >= 0.6, a
-    # the reranker's own switch uses the same scorers
-    r.use("onnx", workdir=tmp_path)
+    # the reranker's own switch uses the same scorers (threads: onnxruntime intra-op threads, same numerics)
+    r.use("onnx", workdir=tmp_path, threads=1)
     try:
         np.testing.assert_allclose(r.predict(pairs), onnx, atol=1e-5)
     finally:
