@@ -295,15 +295,29 @@ def run_batch(
     start = time.perf_counter()
     bar = _progress(sum(chunk_size(c) for c in todo), progress)
     if job.engine == "local":
-        for c in todo:
-            ids = users.slice(c * job.chunk_size, job.chunk_size).to_list()
-            hist = store.histories(ids, service.catalogue_ids)
-            frame = score_chunk(service, ids, job.k, run.generated_at, inputs["index_fingerprint"], histories=hist)
-            write_part(job.out, c, frame)
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        def finish(pending: tuple[Future, int, int]) -> None:
+            future, c, n = pending
+            future.result()  # the part is on disk before the manifest records the chunk
             run.done(c)
-            bar.update(len(ids))
+            bar.update(n)
             if on_chunk:
                 on_chunk(c)
+
+        # a chunk's part is written by a second thread while the next chunk is scored (parquet encoding releases
+        # the GIL, so on a machine with a spare core the write costs no scoring time); at most one write in flight
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-part-writer") as writer:
+            pending: tuple[Future, int, int] | None = None
+            for c in todo:
+                ids = users.slice(c * job.chunk_size, job.chunk_size).to_list()
+                hist = store.histories(ids, service.catalogue_ids)
+                frame = score_chunk(service, ids, job.k, run.generated_at, inputs["index_fingerprint"], histories=hist)
+                if pending is not None:
+                    finish(pending)
+                pending = (writer.submit(write_part, job.out, c, frame), c, len(ids))
+            if pending is not None:
+                finish(pending)
     elif job.engine == "ray":
         from recsys.batch_ray import run_on_ray
 

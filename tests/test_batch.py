@@ -150,7 +150,9 @@ def test_rerank_reorders_the_top_and_keeps_the_rest(rerank_stack, reference, tmp
     import datetime as dt
 
     request = context_frame({}, svc.known_context_keys, now=dt.datetime.fromisoformat(GENERATED_AT)).row(0, named=True)
-    again = svc.reranker.score([hist], [g["item_id"].to_list()], contexts=[request], profiles=svc.profiles([user]))[0]
+    again = svc.reranker.score(
+        [hist], [g["item_id"].to_list()], contexts=[request], profiles=svc.profiles([user]), retrieval_scores=[g["retrieval_score"].to_numpy()]
+    )[0]
     assert again == pytest.approx(g["rerank_score"].to_list(), abs=1e-4)
 
 

@@ -125,13 +125,13 @@ def test_cooccurrence_candidates_join_the_reranked_pool(rerank_stack, tmp_path):
     from recsys.context import context_frame
 
     request = context_frame(when, svc.known_context_keys).row(0, named=True)
-    z = svc.reranker.score([hist], [pool], contexts=[request], profiles=svc.profiles([user]))[0]
+    plain = {r.item_id: r.score for r in svc.recommend(user, k=len(ds.items), rerank=False, context=when)}
+    z = svc.reranker.score([hist], [pool], contexts=[request], profiles=svc.profiles([user]), retrieval_scores=[[plain[i] for i in pool]])[0]
     assert [r.item_id for r in recs] == [pool[j] for j in np.argsort(-z, kind="stable")[:10]]
     for r in recs:
         expected = "both" if r.item_id in co_ids and r.item_id in two_tower else ("co-occurrence" if r.item_id in co_ids else "two-tower")
         assert r.reasons["source"] == expected
     # retrieval scores of co-occurrence-only items are their two-tower cosines
-    plain = {r.item_id: r.score for r in svc.recommend(user, k=len(ds.items), rerank=False, context=when)}
     assert all(r.retrieval_score == pytest.approx(plain[r.item_id], abs=1e-4) for r in recs)
 
 
