@@ -117,18 +117,22 @@ def score_chunk(
     hist, seen = zip(*(histories.history(int(r)) for r in rows)) if len(rows) else ((), ())
     when = dt.datetime.fromisoformat(generated_at)
     ctx = context_frame({}, service.context_columns, now=when)
-    contexts = pl.concat([ctx] * len(rows)) if len(rows) else None
+    contexts = ctx.select(pl.all().gather(np.zeros(len(rows), dtype=np.int64))) if len(rows) else None
     vectors = service.user_vectors(list(hist), contexts)
-    scores, items = service.index.search(vectors, k, exclude=[np.asarray(s, dtype=object) for s in seen])
+    scores, items = service.index.search(vectors, k, exclude=[np.asarray(s) if len(s) else np.zeros(0, dtype=np.int64) for s in seen])
     n = len(user_ids)
     rerank = np.full((n, k), np.nan, dtype=np.float32)
     if service.reranker is not None and n:
         scores, items, rerank = _rerank_top(service, user_ids, seen, vectors, scores, items, min(k, rerank_depth or service.reranker.depth), when)
+    item_dtype = service.dataset.items.schema[S.ITEM_ID]
+    flat_items = items.reshape(-1)
+    # numeric ids go to polars as arrays (no per-value Python objects: ~100K values a chunk)
+    item_col = pl.Series(flat_items).cast(item_dtype) if flat_items.dtype.kind in "iu" else pl.Series(flat_items.tolist(), dtype=item_dtype)
     frame = pl.DataFrame(
         {
-            "user_id": pl.Series(np.repeat(np.asarray(user_ids, dtype=object), k).tolist(), dtype=histories.user_dtype),
+            "user_id": pl.Series(user_ids, dtype=histories.user_dtype).gather(np.repeat(np.arange(n, dtype=np.int64), k)),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-            "item_id": pl.Series(items.reshape(-1).tolist(), dtype=service.dataset.items.schema[S.ITEM_ID]),
+            "item_id": item_col,
             "retrieval_score": scores.reshape(-1).astype(np.float32),
             "rerank_score": pl.Series(rerank.reshape(-1), dtype=pl.Float32).fill_nan(None),
         }

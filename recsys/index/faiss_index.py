@@ -99,6 +99,7 @@ class ItemIndex:
             self.device = "cpu"  # HNSW has no FAISS GPU implementation: "auto" searches it on the CPU
         self._search_index: Any | None = None  # GPU replica, made lazily
         self._tombstone_selector: Any | None = None
+        self._int_lookup: tuple[np.ndarray, np.ndarray] | None = None  # sorted int ids -> faiss ids, made lazily
         self._apply_search_params(self._index)
 
     # ------------------------------------------------------------------ building
@@ -276,15 +277,38 @@ class ItemIndex:
         sizes = np.fromiter((0 if e is None else len(e) for e in exclude), dtype=np.int64, count=nq)
         if not sizes.any():
             return None
-        get = self._ext_to_fid.get
-        values = [v for e in exclude if e is not None and len(e) for v in (e.tolist() if isinstance(e, (np.ndarray, pl.Series)) else e)]
-        fids = np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
+        fids = self._int_fids(exclude)
+        if fids is None:
+            get = self._ext_to_fid.get
+            values = [v for e in exclude if e is not None and len(e) for v in (e.tolist() if isinstance(e, (np.ndarray, pl.Series)) else e)]
+            fids = np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
         size = np.int64(len(self._live))
         known = fids >= 0
         keys = np.unique(np.repeat(np.arange(nq, dtype=np.int64), sizes)[known] * size + fids[known])
         if not keys.size:
             return None
         return np.split(keys % size, np.searchsorted(keys // size, np.arange(1, nq)))
+
+    def _int_fids(self, exclude: Sequence[Any]) -> np.ndarray | None:
+        """Faiss ids (-1 = not in the index) of every excluded id, in order, by one sorted lookup when the index and
+        every exclusion hold integer ids (batch scoring: ~40K ids a chunk, where a dict lookup per id showed up in
+        profiles); None otherwise (the caller falls back to the dict)."""
+        if not self.id_dtype.is_integer():
+            return None
+        arrays = [e for e in exclude if e is not None and len(e)]
+        if not all(isinstance(e, np.ndarray) and e.dtype.kind in "iu" for e in arrays):
+            return None
+        if self._int_lookup is None:
+            keys = np.fromiter(self._ext_to_fid.keys(), dtype=np.int64, count=len(self._ext_to_fid))
+            vals = np.fromiter(self._ext_to_fid.values(), dtype=np.int64, count=len(self._ext_to_fid))
+            order = np.argsort(keys, kind="stable")
+            self._int_lookup = (keys[order], vals[order])
+        keys, vals = self._int_lookup
+        values = np.concatenate(arrays).astype(np.int64, copy=False) if arrays else np.zeros(0, dtype=np.int64)
+        if not keys.size:
+            return np.full(values.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(keys, values), keys.size - 1)
+        return np.where(keys[at] == values, vals[at], -1)
 
     def _collect(self, d, i, rows, excl, k, scores, fids) -> np.ndarray:
         """Write the first ``k`` eligible hits of each searched row; return positions (in ``rows``) still short."""
@@ -411,6 +435,7 @@ class ItemIndex:
     def _changed(self) -> None:
         self._search_index = None
         self._tombstone_selector = None
+        self._int_lookup = None
         self.updated = utc_now()
 
     # ------------------------------------------------------------------ describing and persisting
