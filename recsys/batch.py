@@ -107,6 +107,27 @@ def score_chunk(
 
     ``histories``: these users' ``UserHistories`` (read per chunk by ``recsys.histories``); default the service's.
     """
+    scored = score_chunk_arrays(service, user_ids, k, generated_at, histories=histories, rerank_depth=rerank_depth)
+    return chunk_frame(service, scored, index_fp)
+
+
+@dataclass
+class ScoredChunk:
+    """One chunk's results as arrays (``(n, k)`` each, padding score ``-inf``), before they become an output frame:
+    the local engine builds and writes the frame on its writer thread while the next chunk is scored."""
+
+    user_ids: list[Any]
+    user_dtype: pl.DataType
+    scores: np.ndarray
+    items: np.ndarray
+    rerank: np.ndarray
+    generated_at: dt.datetime
+
+
+def score_chunk_arrays(
+    service: Any, user_ids: list[Any], k: int, generated_at: str, *, histories: Any = None, rerank_depth: int | None = None
+) -> ScoredChunk:
+    """The scoring half of ``score_chunk`` (encode, search, optional rerank), without the output frame."""
     from recsys.context import context_frame
 
     histories = service.histories if histories is None else histories
@@ -114,33 +135,39 @@ def score_chunk(
     unknown = [u for u, r in zip(user_ids, rows) if r < 0]
     if unknown:
         raise RecsysError(f"{len(unknown)} user(s) have no history in {service.dataset.path}, e.g. {unknown[0]!r}")
-    hist, seen = zip(*(histories.history(int(r)) for r in rows)) if len(rows) else ((), ())
+    hist, seen = histories.histories(rows)
     when = dt.datetime.fromisoformat(generated_at)
     ctx = context_frame({}, service.context_columns, now=when)
     contexts = ctx.select(pl.all().gather(np.zeros(len(rows), dtype=np.int64))) if len(rows) else None
-    vectors = service.user_vectors(list(hist), contexts)
-    scores, items = service.index.search(vectors, k, exclude=[np.asarray(s) if len(s) else np.zeros(0, dtype=np.int64) for s in seen])
+    vectors = service.user_vectors(hist, contexts)
+    scores, items = service.index.search(vectors, k, exclude=seen)
     n = len(user_ids)
     rerank = np.full((n, k), np.nan, dtype=np.float32)
     if service.reranker is not None and n:
         scores, items, rerank = _rerank_top(service, user_ids, seen, vectors, scores, items, min(k, rerank_depth or service.reranker.depth), when)
+    return ScoredChunk(list(user_ids), histories.user_dtype, scores, items, rerank, when)
+
+
+def chunk_frame(service: Any, chunk: ScoredChunk, index_fp: str) -> pl.DataFrame:
+    """The output rows (``OUTPUT_SCHEMA``) of a scored chunk; padding (fewer than k eligible items) is dropped."""
+    n, k = chunk.scores.shape
     item_dtype = service.dataset.items.schema[S.ITEM_ID]
-    flat_items = items.reshape(-1)
+    flat_items = chunk.items.reshape(-1)
     # numeric ids go to polars as arrays (no per-value Python objects: ~100K values a chunk)
     item_col = pl.Series(flat_items).cast(item_dtype) if flat_items.dtype.kind in "iu" else pl.Series(flat_items.tolist(), dtype=item_dtype)
     frame = pl.DataFrame(
         {
-            "user_id": pl.Series(user_ids, dtype=histories.user_dtype).gather(np.repeat(np.arange(n, dtype=np.int64), k)),
+            "user_id": pl.Series(chunk.user_ids, dtype=chunk.user_dtype).gather(np.repeat(np.arange(n, dtype=np.int64), k)),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
             "item_id": item_col,
-            "retrieval_score": scores.reshape(-1).astype(np.float32),
-            "rerank_score": pl.Series(rerank.reshape(-1), dtype=pl.Float32).fill_nan(None),
+            "retrieval_score": chunk.scores.reshape(-1).astype(np.float32),
+            "rerank_score": pl.Series(chunk.rerank.reshape(-1), dtype=pl.Float32).fill_nan(None),
         }
     ).filter(pl.col("retrieval_score").is_finite())
     return frame.with_columns(
         model_fingerprint=pl.lit(service.run_manifest["fingerprint"]),
         index_fingerprint=pl.lit(index_fp),
-        generated_at=pl.lit(when).dt.cast_time_unit("us"),
+        generated_at=pl.lit(chunk.generated_at).dt.cast_time_unit("us"),
     ).select(OUTPUT_SCHEMA)
 
 
@@ -309,17 +336,29 @@ def run_batch(
             if on_chunk:
                 on_chunk(c)
 
-        # a chunk's part is written by a second thread while the next chunk is scored (parquet encoding releases
-        # the GIL, so on a machine with a spare core the write costs no scoring time); at most one write in flight
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-part-writer") as writer:
+        # three stages overlap: the next chunk's histories are read (parquet, GIL released) and the previous chunk's
+        # output frame is built and written (polars + parquet) on two helper threads while this chunk is encoded and
+        # searched, so on a machine with a spare core only the scoring itself is on the critical path
+        def read(c: int) -> tuple[list[Any], Any]:
+            ids = users.slice(c * job.chunk_size, job.chunk_size).to_list()
+            return ids, store.histories(ids, service.catalogue_ids)
+
+        def write(c: int, scored: Any) -> Path:
+            return write_part(job.out, c, chunk_frame(service, scored, inputs["index_fingerprint"]))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-part-writer") as writer, ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="recsys-history-reader"
+        ) as reader:
             pending: tuple[Future, int, int] | None = None
-            for c in todo:
-                ids = users.slice(c * job.chunk_size, job.chunk_size).to_list()
-                hist = store.histories(ids, service.catalogue_ids)
-                frame = score_chunk(service, ids, job.k, run.generated_at, inputs["index_fingerprint"], histories=hist)
+            next_read = reader.submit(read, todo[0]) if todo else None
+            for pos, c in enumerate(todo):
+                ids, hist = next_read.result()  # type: ignore[union-attr]
+                if pos + 1 < len(todo):
+                    next_read = reader.submit(read, todo[pos + 1])
+                scored = score_chunk_arrays(service, ids, job.k, run.generated_at, histories=hist)
                 if pending is not None:
-                    finish(pending)
-                pending = (writer.submit(write_part, job.out, c, frame), c, len(ids))
+                    finish(pending)  # at most one write in flight
+                pending = (writer.submit(write, c, scored), c, len(ids))
             if pending is not None:
                 finish(pending)
     elif job.engine == "ray":

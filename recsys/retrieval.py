@@ -97,6 +97,21 @@ class UserHistories:
         cat = self.catalogue.items[lo:hi]
         return cat[cat >= 0], self.item_ids[lo:hi]
 
+    def histories(self, rows: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``history`` of many rows at once (batch scoring: a thousand users a chunk), split by two vectorised
+        passes instead of a Python call per user."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not rows.size:
+            return [], []
+        lo, hi = self.catalogue.indptr[rows], self.catalogue.indptr[rows + 1]
+        lengths = hi - lo
+        at = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        cat, seen = self.catalogue.items[at], self.item_ids[at]
+        cuts = np.cumsum(lengths)[:-1]
+        known = cat >= 0
+        known_before = np.concatenate([[0], np.cumsum(known)])  # known entries before each position
+        return np.split(cat[known], known_before[cuts]), np.split(seen, cuts)
+
 
 class RetrievalService:
     """Retrieve top-k items for known users, new users (history and/or profile) and any context."""

@@ -97,3 +97,23 @@ def test_single_user_lookup_agrees_with_the_join():
         probes = [*h.user_ids.to_list(), "nope" if string_ids else 10**12, "u-1" if string_ids else -1]
         assert [h.row(u) for u in probes] == [int(h.rows([u])[0]) for u in probes]
         assert h.row(probes[-1]) == -1 and h.row(probes[5]) == 5
+
+
+def test_many_user_histories_equal_one_at_a_time():
+    from types import SimpleNamespace
+
+    from recsys.data.demo import generate_demo
+    from recsys.retrieval import UserHistories
+
+    ds, _ = generate_demo(users=60, items=30, seed=4, interactions_per_user=5)
+    # a catalogue missing some items: their catalogue index is -1 and only the seen ids keep them
+    h = UserHistories(SimpleNamespace(interactions=ds.interactions, interactions_loaded=True, path=None), ds.items["item_id"].head(20))
+    assert (h.catalogue.items < 0).any()
+    rng = np.random.default_rng(0)
+    for rows in (np.arange(len(h.user_ids)), rng.permutation(len(h.user_ids))[:17], np.array([4, 4, 0]), np.zeros(0, dtype=np.int64)):
+        cats, seen = h.histories(rows)
+        assert len(cats) == len(seen) == len(rows)
+        for r, c, s in zip(rows, cats, seen):
+            want_c, want_s = h.history(int(r))
+            np.testing.assert_array_equal(c, want_c)
+            np.testing.assert_array_equal(s, want_s)

@@ -18,6 +18,7 @@ On disk an index directory holds ``index.faiss`` (``faiss.write_index`` of the C
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -50,6 +51,9 @@ TARGET_RECALL = 0.95
 MISSING_INT_ID = np.iinfo(np.int64).min
 
 _ADD_CHUNK = 65_536
+#: bytes of the per-thread scratch mask (query rows x faiss ids) that tests search hits against exclusions
+_MASK_BYTES = 1 << 23
+_scratch = threading.local()
 _NO_GPU_HNSW = "HNSW indexes have no FAISS GPU implementation: use device 'cpu' (or 'auto'), or an 'ivf'/'flat' index"
 
 
@@ -245,7 +249,7 @@ class ItemIndex:
         fids = np.full((nq, k), -1, dtype=np.int64)
         if not (nq and n_live):
             return scores, self._external(fids)
-        max_excl = max((len(e) for e in excl), default=0) if excl is not None else 0
+        max_excl = excl.longest if excl is not None else 0
         fetch = min(k + max_excl, physical)
         d, i = self._raw_search(q, fetch)
         if excl is None and fetch == k and (i >= 0).all():  # the common case: nothing to filter or pad
@@ -267,13 +271,13 @@ class ItemIndex:
             d, i = self._raw_search(q[rows], fetch, exhaustive=exhaustive)
         return scores, self._external(fids)
 
-    def _exclusions(self, exclude: Sequence[Any] | None, nq: int) -> list[np.ndarray] | None:
+    def _exclusions(self, exclude: Sequence[Any] | None, nq: int) -> "_Exclusions | None":
         if exclude is None:
             return None
         if len(exclude) != nq:
             raise RecsysError(f"exclude has {len(exclude)} entries but there are {nq} queries")
-        # one pass over every excluded id and one unique over (query, faiss id) keys: batch scoring sends
-        # thousands of queries with ~50 exclusions each, where per-query numpy calls added up
+        # one pass over every excluded id: batch scoring sends thousands of queries with ~50 exclusions each, where
+        # per-query numpy calls added up
         sizes = np.fromiter((0 if e is None else len(e) for e in exclude), dtype=np.int64, count=nq)
         if not sizes.any():
             return None
@@ -282,12 +286,13 @@ class ItemIndex:
             get = self._ext_to_fid.get
             values = [v for e in exclude if e is not None and len(e) for v in (e.tolist() if isinstance(e, (np.ndarray, pl.Series)) else e)]
             fids = np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
-        size = np.int64(len(self._live))
         known = fids >= 0
-        keys = np.unique(np.repeat(np.arange(nq, dtype=np.int64), sizes)[known] * size + fids[known])
-        if not keys.size:
+        if not known.any():
             return None
-        return np.split(keys % size, np.searchsorted(keys // size, np.arange(1, nq)))
+        rows = np.repeat(np.arange(nq, dtype=np.int64), sizes)[known]
+        starts = np.zeros(nq + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=nq), out=starts[1:])
+        return _Exclusions(fids[known], starts)
 
     def _int_fids(self, exclude: Sequence[Any]) -> np.ndarray | None:
         """Faiss ids (-1 = not in the index) of every excluded id, in order, by one sorted lookup when the index and
@@ -301,10 +306,20 @@ class ItemIndex:
         if self._int_lookup is None:
             keys = np.fromiter(self._ext_to_fid.keys(), dtype=np.int64, count=len(self._ext_to_fid))
             vals = np.fromiter(self._ext_to_fid.values(), dtype=np.int64, count=len(self._ext_to_fid))
-            order = np.argsort(keys, kind="stable")
-            self._int_lookup = (keys[order], vals[order])
-        keys, vals = self._int_lookup
+            if keys.size and int(keys.max()) - int(keys.min()) < 4 * keys.size + 1024:
+                # dense ids (the usual 0..n or 1..n): one table indexed by id
+                table = np.full(int(keys.max()) - int(keys.min()) + 1, -1, dtype=np.int64)
+                table[keys - keys.min()] = vals
+                self._int_lookup = (int(keys.min()), table)
+            else:
+                order = np.argsort(keys, kind="stable")
+                self._int_lookup = (keys[order], vals[order])
         values = np.concatenate(arrays).astype(np.int64, copy=False) if arrays else np.zeros(0, dtype=np.int64)
+        keys, vals = self._int_lookup
+        if isinstance(keys, int):  # dense table
+            at = values - keys
+            inside = (at >= 0) & (at < vals.size)
+            return np.where(inside, vals[np.where(inside, at, 0)], -1)
         if not keys.size:
             return np.full(values.shape, -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(keys, values), keys.size - 1)
@@ -314,15 +329,7 @@ class ItemIndex:
         """Write the first ``k`` eligible hits of each searched row; return positions (in ``rows``) still short."""
         keep = i >= 0
         if excl is not None:
-            # one vectorised membership test over (row position, faiss id) keys
-            size = np.int64(len(self._live))
-            pos = np.arange(len(rows), dtype=np.int64)
-            banned = [p * size + excl[r] for p, r in zip(pos.tolist(), rows.tolist()) if excl[r].size]
-            if banned:
-                keys = pos[:, None] * size + np.where(keep, i, 0)
-                ban = np.concatenate(banned)  # already sorted: positions ascend, each row's exclusions are sorted
-                at = np.minimum(np.searchsorted(ban, keys), ban.size - 1)
-                keep &= ban[at] != keys
+            keep &= ~excl.hits(i, rows, len(self._live))
         m = min(k, i.shape[1])
         if keep[:, :m].all():
             sel_d, sel_i, counts = d[:, :m], i[:, :m], np.full(len(rows), m)
@@ -799,3 +806,43 @@ def _log(progress: bool, message: str) -> None:
         import sys
 
         print(f"[index] {message}", file=sys.stderr)
+
+
+class _Exclusions:
+    """Every query's excluded faiss ids, flat: query ``q``'s are ``fids[starts[q]:starts[q + 1]]`` (duplicates allowed)."""
+
+    def __init__(self, fids: np.ndarray, starts: np.ndarray) -> None:
+        self.fids, self.starts = fids, starts
+
+    @property
+    def longest(self) -> int:
+        return int(np.diff(self.starts).max())
+
+    def hits(self, found: np.ndarray, rows: np.ndarray, id_space: int) -> np.ndarray:
+        """Which of ``found`` (faiss ids, one row per query in ``rows``) are excluded for their query.
+
+        A boolean scratch mask over (query, faiss id) is set for a block of queries, read at the found ids and
+        cleared again: ~1 ms for 1,000 queries x 166 hits x ~42 exclusions, where a sorted-key searchsorted took
+        ~20 ms (the mask is per thread, so concurrent searches never share it)."""
+        counts = self.starts[rows + 1] - self.starts[rows]
+        pos = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        first = np.cumsum(counts) - counts
+        at = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first - self.starts[rows], counts)
+        banned = self.fids[at]
+        size = max(int(id_space), 1)
+        per_block = max(1, _MASK_BYTES // size)
+        mask = getattr(_scratch, "mask", None)
+        if mask is None or mask.size < min(len(rows), per_block) * size:
+            mask = _scratch.mask = np.zeros(max(_MASK_BYTES, size), dtype=bool)
+        looked_up = np.where(found >= 0, found, 0)
+        out = np.zeros(found.shape, dtype=bool)
+        bounds = np.searchsorted(pos, np.arange(0, len(rows) + per_block, per_block))
+        for block, lo in enumerate(range(0, len(rows), per_block)):
+            hi = min(lo + per_block, len(rows))
+            keys = (pos[bounds[block] : bounds[block + 1]] - lo) * size + banned[bounds[block] : bounds[block + 1]]
+            if not keys.size:
+                continue
+            mask[keys] = True
+            out[lo:hi] = mask[np.arange(hi - lo, dtype=np.int64)[:, None] * size + looked_up[lo:hi]]
+            mask[keys] = False
+        return out & (found >= 0)

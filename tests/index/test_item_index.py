@@ -144,6 +144,31 @@ def test_excluded_ids_never_returned_and_k_still_filled(flat: ItemIndex, items: 
         assert set(got.tolist()) == set(w.tolist())
 
 
+@pytest.mark.parametrize("id_offset", [0, 10_000_000_000])  # dense ids (table lookup) and sparse ones (sorted lookup)
+@pytest.mark.parametrize("mask_bytes", [1 << 23, 3000])  # one mask block, or a block of a few queries at a time
+def test_many_query_exclusions_match_brute_force(monkeypatch: pytest.MonkeyPatch, id_offset: int, mask_bytes: int) -> None:
+    monkeypatch.setattr(fi, "_MASK_BYTES", mask_bytes)
+    monkeypatch.setattr(fi._scratch, "mask", None, raising=False)
+    rng = np.random.default_rng(3)
+    x = _random(900, seed=3)
+    ids = np.arange(900, dtype=np.int64) * 3 + id_offset
+    index = ItemIndex.build(x, ids, index_type="flat", model_fingerprint="m", device="cpu", progress=False)
+    index.remove_items(ids[:50].tolist())  # removed items leave holes in the faiss id space
+    queries = _random(120, seed=4)
+    exclude = [rng.choice(ids, size=rng.integers(0, 60), replace=True) for _ in range(120)]  # duplicates too
+    exclude[7] = np.zeros(0, dtype=np.int64)
+    exclude[8] = np.concatenate([exclude[8], np.array([id_offset + 1, -5])])  # ids not in the index are ignored
+    scores, got = index.search(queries, 25, exclude=exclude)
+    s = _normalised(queries) @ _normalised(x).T
+    s[:, :50] = -np.inf
+    for q in range(120):
+        known = exclude[q][np.isin(exclude[q], ids)]
+        s[q, (known - id_offset) // 3] = -np.inf
+    want = ids[np.argsort(-s, axis=1, kind="stable")[:, :25]]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(scores, np.take_along_axis(s, np.argsort(-s, axis=1, kind="stable")[:, :25], axis=1), atol=1e-5)
+
+
 @pytest.mark.parametrize("index_type", ["ivf", "hnsw"])
 def test_exclusions_fill_k_on_approximate_indexes(index_type: str) -> None:
     x = _clustered(1500, seed=5)
