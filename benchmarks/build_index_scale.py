@@ -20,6 +20,17 @@ Measured 2026-11-29 (``--sizes 2000,10000 --extrapolate 100000,1000000 --inferen
        100,000    6689.2     14.9            -  encoding extrapolated at 15 items/s + FAISS measured 0.8 s (flat)
      1,000,000   66890.5     14.9            -  encoding extrapolated at 15 items/s + FAISS measured 6.0 s (flat, +122 MB)
 
+Measured again on a quiet machine (2026-11-29, later; ``--sizes 2000,100000 --extrapolate 1000000 --inference
+onnx-int8 --threads 2``, load average 1.2-1.4, the ONNX export already cached):
+
+         items   seconds  items/s  peak RSS MB  how
+         2,000      21.5     92.8         1193  measured (load 1.2)
+       100,000     882.6    113.3         1559  measured (load 1.4)
+     1,000,000    8825.0    113.3            -  encoding extrapolated at 113 items/s + FAISS measured 1.4 s (flat, +165 MB)
+
+So 100K new items take 14.7 min and 1.56 GB; 1M would take ~2.5 h on these 2 cores (not run: longer than a
+session), memory growing by the vectors (1M x 64 float32 = 256 MB) plus FAISS's +165 MB.
+
 Text encoding is the whole cost: at this load 100K new items take ~1.9 h and 1M ~18.6 h on one thread (a GPU encodes
 them in minutes: ``benchmarks/gpu_check.py``). The 2,000-item child peaks higher than the 10,000-item one because the
 ONNX export and quantisation ran in it (the cache served the second).
