@@ -41,6 +41,23 @@ Int8 study for issue 3 (same data, run and queries; 2026-11-29, load 9-15; timin
     fused-smooth-rr-ffn02                      -    0.99672  0.99347       0.9752       0.9854
     fused-smooth-rr                            -    0.99403  0.98913       0.9658       0.9814
 
+Quiet machine (2026-11-29, later, load average 1-2; 1,500 items for agreement, 500 timed, median of 3/5):
+
+    path                          batch 8, 1 thread        batch 128, 2 threads
+                                  vs bare   R@100 u / i    vs bare   R@100 u / i    cos min
+    onnx (fp32)                      1.16   1.0 / 1.0         1.20   1.0 / 1.0      1.00000
+    onnx-int8:default                1.82   0.959 / 0.978     1.86   0.960 / 0.977  0.985
+    onnx-int8:fused-rr               1.72   0.961 / 0.979        -                  0.987
+    onnx-int8:fused-smooth-rr        1.75   0.966 / 0.981        -                  0.989
+    onnx-int8 (fused-smooth-rr-l0-ffn12)  1.53   0.980 / 0.988    1.60   0.980 / 0.988  0.995
+    (bare ST: 46 items/s at batch 8 / 1 thread, 64 items/s at batch 128 / 2 threads)
+
+Small batches do not rescue int8 accuracy (batch 8: default cosine mean 0.9920 vs 0.9927 at 128): the error comes
+from fixed outlier channels, not from one per-tensor scale shared by a batch. On this AVX2 CPU (no VNNI) an int8
+matmul is at most ~2x an fp32 one (vpmaddubsw + vpmaddwd), so every matmul kept in fp32 for accuracy costs speed
+that tokenisation, layer norms and softmax cannot give back: the variants that reach recall@100 >= 0.98 run at
+1.5-1.6x, the ones at >= 1.8x lose recall (0.96). Issue 3's 2.65x was measured on a VNNI / AVX-512-BF16 CPU.
+
 Where int8 loses agreement (quantising one group at a time, everything else fp32, cosine mean on 500 items): FFN
 output projections 0.9963 (layer 0 alone 0.9986, layer 5 alone 0.99996), Q/K/V 0.9983 (0.9992 smoothed), FFN input
 0.9983 (0.9989 smoothed), attention output 0.9998; by layer: layer 0 0.9977, layers 1-5 0.9989-0.9993.
