@@ -59,6 +59,22 @@ Rerankers "b" (``--set lr=2e-4``, everything else the same, trained 748 s / 666 
 only, 0.2061); counterfactual shift of the context model +0.002 ± 0.002 (mean |logit change| 0.0001); within-list
 logit std 0.0009 / 0.0008.
 
+Rerankers "c" (``--set max_steps=1000``: 6x the steps of "a", 1.33 epochs of the 12,000 training pairs, everything
+else as "a"; 2026-11-29, later, on a quiet machine: load average 1-2, the two arms side by side at 1 thread each,
+1,456 s / 1,254 s of training, 1,668 s wall in all):
+
+| reranker c | train BCE (mean of run) | label-prior entropy | win rate | HR@1 | MRR | fusion w |
+| --- | --- | --- | --- | --- | --- | --- |
+| with context | 0.5684 | 0.5623 | 0.516 | 0.17 | 0.336 | 1000 |
+| without context | 0.5686 | 0.5623 | 0.534 | 0.16 | 0.335 | 1000 |
+
+Depth 20, 150 test cases: retrieve only 0.2061 ± 0.0266; CE alone without / with context 0.1324 ± 0.0195 /
+0.1277 ± 0.0187 (paired with minus without -0.0046 ± 0.0154, 16/25 cases); served fused = retrieve only (w = 1000 on
+validation, where w = 0 / 1 / 2 gave 0.148 / 0.262 / 0.270 against 0.271). Counterfactual shift of the context
+model's top 10: -0.001 ± 0.001 (the retriever's: +0.130 ± 0.027). Six times the steps changed nothing: the mean
+training BCE stays at the prior, and what the CE alone gains over a random order of the top 20 (~0.11) it gets
+from the history (both arms alike), not from the context.
+
 Reading: neither cross-encoder learned more than the label prior in this budget. Their logits are constant to
 within 0.001-0.002 (within-list std; mean logit -1.07, sigmoid 0.25 = the 1:3 prior), swapping the context moves
 a logit by 0.0002 on average, CE-alone NDCG@10 is that of a random order of the top 20 (expected 0.109), and the
