@@ -98,7 +98,7 @@ def run_on_ray(job: Any, users: pl.Series, histories: Path, todo: list[int], gen
             job.k, generated_at, index_fp, str(job.out), rerank,
         ),
         batch_size=1,
-        concurrency=max(1, job.ray_actors),
+        compute=ray.data.ActorPoolStrategy(size=max(1, job.ray_actors)),
         num_cpus=1,
         num_gpus=gpus_per_actor(ray, job.ray_gpus),
         batch_format="numpy",
