@@ -843,6 +843,8 @@ class _Exclusions:
             if not keys.size:
                 continue
             mask[keys] = True
-            out[lo:hi] = mask[np.arange(hi - lo, dtype=np.int64)[:, None] * size + looked_up[lo:hi]]
-            mask[keys] = False
+            try:
+                out[lo:hi] = mask[np.arange(hi - lo, dtype=np.int64)[:, None] * size + looked_up[lo:hi]]
+            finally:
+                mask[keys] = False  # a stale bit would exclude an item from this thread's next search
         return out & (found >= 0)
