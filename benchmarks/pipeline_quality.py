@@ -56,6 +56,7 @@ import numpy as np
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST, _VALIDATION
 from recsys.evaluation.split import Cases, LeaveOneOutSplit, TrainData
+from recsys.manifest import write_text_atomic
 
 #: reranked candidates score LIFT + logit (as recsys.models.pipeline); retriever cosines are within [-1, 1]
 LIFT = 1000.0
@@ -71,9 +72,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _save_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, default=float))
 
 
 def _value(text: str) -> Any:

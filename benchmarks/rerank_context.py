@@ -114,6 +114,7 @@ from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST
 from recsys.evaluation.split import Cases, LeaveOneOutSplit
+from recsys.manifest import write_text_atomic
 
 #: reranked candidates score LIFT + new score (as recsys.models.pipeline): retriever cosines stay within [-1, 1]
 LIFT = 1000.0
@@ -166,9 +167,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _save_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def _say(tag: str) -> Any:
