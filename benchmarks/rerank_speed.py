@@ -42,6 +42,27 @@ GFLOP/s at load 11):
     onnx-int8           2.0 s     4.8 s     8.9 s      4.05 / 2.83 / 3.10     2.3
     onnx-int8:fused-rr  2.9 s     7.5 s    14.0 s      2.75 / 1.79 / 1.96     3.6
 
+Re-measured 2026-11-29 on a quiet machine (load 0.7-1.7) with a reranker that learned something (demo data 1,500 x
+400, 600 BCE steps against random negatives, max_length 72, ~50 tokens a pair; ``--reranker`` = rerank_context.py's
+run "e" without context, ``--dataset`` the same demo data saved, 20 agreement lists, 5 timed requests x 3 repeats):
+
+    option (onnx-int8:...)          top-10 overlap  min   Spearman
+    matmul / matmul-rr / matmul-u8      0.705 / 0.685 / 0.685  0.40-0.50  0.976-0.977
+    matmul-rr-ffn32 (previous choice)    0.73        0.50   0.985
+    fused-rr (all int8)                  0.665       0.40   0.975
+    smooth-rr-ffn012                     0.775       0.60   0.990
+    fused-smooth-rr-ffn012               0.81        0.50   0.989
+    fused-smooth-rr-l0-ffn12 (= onnx-int8 now, as the item encoder)  0.825  0.60  0.992
+
+    option             20 cands  50 cands  100 cands   vs fp32 (20/50/100)
+    fp32               196 ms    513 ms    1,237 ms    1 / 1 / 1
+    onnx               179 ms    485 ms      835 ms    1.09 / 1.06 / 1.48
+    onnx-int8          133 ms    328 ms      636 ms    1.48 / 1.56 / 1.95
+    onnx-int8:fused-rr 120 ms    280 ms      572 ms    1.63 / 1.84 / 2.16
+
+With a real spread of logits the int8 error matters less (max |diff| ~1.4 on logits spanning several units), but no
+setting keeps 9 of the top 10 and none reaches 2.5x on this AVX2 CPU; ``onnx`` stays the default fast path.
+
 torch fp32 suffers most from the oversubscribed machine (this docstring's previous run, at load ~7 on demo data, had onnx
 0.9-1.7x and int8 1.7-2.4x faster than fp32). Use ``onnx`` when the ranking must match fp32 exactly; ``onnx-int8`` is ~1.5x faster
 than ``onnx`` but, on a weakly trained model, reorders the top 10.

@@ -57,6 +57,12 @@ class RerankerTrainingArguments(TomlSettings):
     weight_decay: float = 0.01
     negatives_per_positive: int = 4
     hard_negative_fraction: float = 0.5
+    #: per positive, this many context-swapped negatives: the same user text and positive item, but the request
+    #: context of another training request (one that renders differently), labelled 0. They isolate the context:
+    #: the only thing that tells such a pair from its positive is whether the context fits the item, the
+    #: interaction a cross-encoder otherwise has to find among history and item text. Needs ``use_context`` and
+    #: the BCE loss (they are skipped without context, so the no-context ablation arm trains on the other pairs).
+    context_negatives: int = 0
     #: retriever candidates per request: the hard-negative pool at training time, the list reranked at serving time
     candidates: int = 50
     #: training positives per user (its most recent training positions; None = every position with a history)
@@ -99,6 +105,10 @@ class RerankerTrainingArguments(TomlSettings):
             raise ValueError(f"retrieval_weight must be >= 0 (or None to choose it on validation), got {self.retrieval_weight}")
         if self.fusion_cases < 1 or self.fusion_depth < 2:
             raise ValueError(f"fusion_cases must be >= 1 and fusion_depth >= 2, got {self.fusion_cases} and {self.fusion_depth}")
+        if self.context_negatives < 0:
+            raise ValueError(f"context_negatives must be >= 0, got {self.context_negatives}")
+        if self.context_negatives and self.loss != "bce":
+            raise ValueError(f"context_negatives need the bce loss (a listwise loss has one query per list), not {self.loss!r}")
         if self.candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {self.candidates}")
 

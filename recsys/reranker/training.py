@@ -139,6 +139,42 @@ def sample_negatives(
     return out
 
 
+def context_swapped_users(
+    reranker: "Reranker",
+    req: Requests,
+    hist_texts: list[str],
+    profiles: pl.DataFrame | None,
+    users: list[str],
+    n: int,
+    rng: np.random.Generator,
+    *,
+    tries: int = 10,
+) -> list[list[str]]:
+    """Per request, up to ``n`` user texts that differ from ``users[r]`` only by the request context: each takes
+    the context of another (random) training request, re-drawn up to ``tries`` times while it renders the same."""
+    out: list[list[str]] = [[] for _ in range(len(req))]
+    if req.context is None or req.context.width == 0 or n == 0:
+        return out
+    for _ in range(n):
+        pending = np.arange(len(req))
+        for _ in range(tries):
+            donors = rng.integers(len(req), size=len(pending))
+            swapped = reranker.user_texts(
+                [req.histories[r] for r in pending], hist_texts, context=req.context[donors],
+                profiles=profiles[pending] if profiles is not None else None,
+            )
+            same = []
+            for r, text in zip(pending.tolist(), swapped):
+                if text == users[r]:
+                    same.append(r)
+                else:
+                    out[r].append(text)
+            pending = np.asarray(same, dtype=np.int64)
+            if not len(pending):
+                break
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ trainer
 
 
@@ -214,7 +250,12 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
         hard = retriever_top(retriever, req.histories, req.context, profiles, a.candidates, exclude)
     negs = sample_negatives(req, data.n_items, hard, a.negatives_per_positive, a.hard_negative_fraction, rng)
     users = reranker.user_texts(req.histories, hist_texts, context=req.context, profiles=profiles)
-    say(f"reranker: {len(req)} positives x {a.negatives_per_positive} negatives, retriever {'yes' if hard is not None else 'no'}, setup {time.perf_counter() - t0:.1f}s")
+    swapped = context_swapped_users(reranker, req, hist_texts, profiles, users, a.context_negatives, rng) if a.use_context else None
+    n_swapped = sum(len(s) for s in swapped) if swapped is not None else 0
+    say(
+        f"reranker: {len(req)} positives x {a.negatives_per_positive} negatives (+{n_swapped} context-swapped), "
+        f"retriever {'yes' if hard is not None else 'no'}, setup {time.perf_counter() - t0:.1f}s"
+    )
 
     if a.loss == "bce":
         q, d, y = [], [], []
@@ -226,6 +267,10 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
                 q.append(u)
                 d.append(item_texts[n])
                 y.append(0.0)
+            for other in swapped[r] if swapped is not None else ():
+                q.append(other)
+                d.append(item_texts[req.positives[r]])
+                y.append(0.0)
         train = Dataset.from_dict({"query": q, "document": d, "label": y})
     else:
         docs, labels = [], []
@@ -235,7 +280,7 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
             labels.append([1.0] + [0.0] * len(ns))
         train = Dataset.from_dict({"query": users, "docs": docs, "labels": labels})
     model = load_cross_encoder(a.resolved_base_model, max_length=a.max_length, seed=a.seed)
-    info = {"stage": "ranking", "loss_fn": a.loss, "examples": len(train), "positives": len(req)}
+    info = {"stage": "ranking", "loss_fn": a.loss, "examples": len(train), "positives": len(req), "context_negatives": n_swapped}
     info.update(_train(model, train, _loss(a.loss, model), epochs=a.epochs, max_steps=a.max_steps, a=a))
     if D.is_distributed():
         info["world_size"] = D.world().world_size
@@ -470,4 +515,4 @@ def _evaluate_and_save(
     return {"run": str(out), "metrics": reranker.metrics, "retrieval_weight": reranker.retrieval_weight, "dataset": extra["dataset"], "retriever_run": extra["retriever_run"], "retriever_fingerprint": reranker.retriever_fingerprint}
 
 
-__all__ = ["Requests", "choose_retrieval_weight", "data_fingerprint", "fusion_table", "evaluate_reranker", "fit_reranker", "rating_metrics", "retriever_top", "sample_negatives", "train_run"]
+__all__ = ["Requests", "choose_retrieval_weight", "context_swapped_users", "data_fingerprint", "fusion_table", "evaluate_reranker", "fit_reranker", "rating_metrics", "retriever_top", "sample_negatives", "train_run"]

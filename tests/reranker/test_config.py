@@ -21,6 +21,10 @@ def test_unknown_and_bad_settings_are_errors():
         RerankerTrainingArguments(loss="hinge")
     with pytest.raises(ValueError, match="hard_negative_fraction"):
         RerankerTrainingArguments(hard_negative_fraction=1.5)
+    with pytest.raises(ValueError, match="context_negatives must be >= 0"):
+        RerankerTrainingArguments(context_negatives=-1)
+    with pytest.raises(ValueError, match="context_negatives need the bce loss"):
+        RerankerTrainingArguments(context_negatives=1, loss="listnet")
 
 
 def test_toml(tmp_path):
