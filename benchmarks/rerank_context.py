@@ -145,19 +145,20 @@ DEVICE_SWAP = {"mobile": "desktop", "desktop": "tv", "tv": "mobile"}
 RETRIEVER = dict(d_model=32, layers=1, heads=2, max_len=20, batch_size=32, lr=5e-3, epochs=40, patience=3, use_context=True, time_budget_s=600)
 
 
-def templates() -> Any:
+def templates(item_context: bool = False) -> Any:
     """Short texts (as the tests): user = bio, context, 3 newest titles; item = title and category (~60 tokens a pair)."""
     from recsys.text import TextTemplates
 
-    return TextTemplates(history_max_items=3, history_max_chars=150, profile_template="{bio}", item_fields=["title", "category"])
+    fields = ["title", "category", *(["format"] if item_context else [])]
+    return TextTemplates(history_max_items=3, history_max_chars=150, profile_template="{bio}", item_fields=fields)
 
 
-def reranker_settings(smoke: bool) -> dict[str, Any]:
+def reranker_settings(smoke: bool, item_context: bool = False) -> dict[str, Any]:
     """Identical for both arms except ``use_context``."""
     return dict(
         max_length=72, batch_size=16, max_steps=4 if smoke else 160, lr=1e-4, positives_per_user=2, negatives_per_positive=3,
         hard_negative_fraction=0.67, candidates=20, fusion_cases=10 if smoke else 100, fusion_depth=DEPTH, seed=0,
-        progress_bar=False, templates=templates(),
+        progress_bar=False, templates=templates(item_context),
     )
 
 
@@ -200,11 +201,13 @@ def load_split(a: argparse.Namespace) -> LeaveOneOutSplit:
     from recsys.data.demo import generate_demo
     from recsys.evaluation.split import encode, leave_one_out
 
-    ds, _ = generate_demo(users=a.users, items=a.items, seed=a.seed, interactions_per_user=a.interactions_per_user)
+    ds, _ = generate_demo(
+        users=a.users, items=a.items, seed=a.seed, interactions_per_user=a.interactions_per_user, item_context=getattr(a, "item_context", False)
+    )
     return leave_one_out(encode(ds))
 
 
-def load_or_fit_retriever(work: Path, split: LeaveOneOutSplit, threads: int, say: Any) -> Any:
+def load_or_fit_retriever(work: Path, split: LeaveOneOutSplit, threads: int, say: Any, use_context: bool = True) -> Any:
     import torch
 
     from recsys.retriever import TwoTowerRetriever
@@ -214,7 +217,7 @@ def load_or_fit_retriever(work: Path, split: LeaveOneOutSplit, threads: int, say
         return TwoTowerRetriever.load(path)
     torch.manual_seed(0)
     start = time.perf_counter()
-    retriever = TwoTowerRetriever(**RETRIEVER, threads=threads).fit(split.train, split.validation)
+    retriever = TwoTowerRetriever(**{**RETRIEVER, "use_context": use_context}, threads=threads).fit(split.train, split.validation)
     fit_s = time.perf_counter() - start
     say(f"retriever fitted in {fit_s:.0f}s: {retriever.metrics}")
     retriever.save(path, extra_manifest={"fit_seconds": round(fit_s, 1)})
@@ -266,12 +269,12 @@ def run_arm(a: argparse.Namespace, arm: str) -> None:
     work = a.work
     t_all = time.perf_counter()
     split = load_split(a)
-    retriever = load_or_fit_retriever(work, split, a.threads, say)
+    retriever = load_or_fit_retriever(work, split, a.threads, say, a.first_stage == "context")
     prepared, top = candidates(work, retriever, split, a.seed)
     out: dict[str, Any] = {"arm": arm, "load_average_start": os.getloadavg(), "threads": a.threads}
 
     path = work / f"reranker-{arm}"
-    settings = {**reranker_settings(a.smoke), **_overrides(a), "use_context": arm == "ctx", "threads": a.threads}
+    settings = {**reranker_settings(a.smoke, a.item_context), **_overrides(a), "use_context": arm == "ctx", "threads": a.threads}
     if path.is_dir():
         reranker = Reranker.load(path)
         reranker.args.retrieval_weight = None
@@ -400,29 +403,35 @@ def context_oracle(a: argparse.Namespace, split: LeaveOneOutSplit, retriever: An
     ``--work``), every test case. The best lambda is chosen on the test cases themselves (an optimistic bound)."""
     import torch
 
-    from recsys.data.demo import context_boost, time_of_day
+    from recsys.data.demo import FORMAT_BOOST, FORMATS, context_boost, time_of_day
     from recsys.retriever import TwoTowerRetriever
 
-    path = a.work / "retriever-noctx"
+    main_ctx = bool(retriever.args.use_context)
+    path = a.work / "retriever-other"  # the first stage with use_context flipped
     if path.is_dir():
-        plain = TwoTowerRetriever.load(path)
+        other = TwoTowerRetriever.load(path)
     else:
         torch.manual_seed(0)
-        plain = TwoTowerRetriever(**{**RETRIEVER, "use_context": False}, threads=a.threads).fit(split.train, split.validation)
-        plain.save(path)
-        say(f"context-free retriever: {plain.metrics}")
+        other = TwoTowerRetriever(**{**RETRIEVER, "use_context": not main_ctx}, threads=a.threads).fit(split.train, split.validation)
+        other.save(path)
+        say(f"retriever with use_context={not main_ctx}: {other.metrics}")
+    aware, plain = (retriever, other) if main_ctx else (other, retriever)
+    device_of_format = {v: k for k, v in FORMATS.items()}
+    formats = split.train_full.items["format"].to_list() if "format" in split.train_full.items.columns else None
     cases = split.test
     rows = np.arange(len(cases))
     cats = split.train_full.items["category"].to_list()
     ctx = cases.context.to_dicts()
     targets = cases.targets.astype(np.int64)
     body, base = [], {}
-    for name, model in (("context-aware retriever", retriever), ("context-free retriever", plain)):
+    for name, model in (("context-aware retriever", aware), ("context-free retriever", plain)):
         prepared = _prepared(model, cases)
         keys = M.tie_keys(rows + _TEST, prepared.shape[1], a.seed)
         top = M.top_k(prepared, keys, DEPTH)
         cos = prepared[rows[:, None], np.maximum(top, 0)]
         log_boost = np.array([[np.log(context_boost(cats[j], c["device"], time_of_day(c[S.TIMESTAMP].hour))) for j in t] for t, c in zip(top, ctx)])
+        if formats is not None:  # the item-level rule of the item_context variant
+            log_boost += np.array([[np.log(FORMAT_BOOST) * (device_of_format[formats[j]] == c["device"]) for j in t] for t, c in zip(top, ctx)])
         ref = ndcg10(ranks_reordered(prepared, top, None, targets, keys))
         base[name] = ref
         best = max(((lam, ndcg10(ranks_reordered(prepared, top, cos + lam * log_boost, targets, keys))) for lam in ORACLE_WEIGHTS), key=lambda x: x[1].mean())
@@ -458,7 +467,8 @@ def report(a: argparse.Namespace, seconds: float, load_start: tuple[float, ...])
     fused = {arm: logits[arm] + weights[arm] * np.nan_to_num(cos) for arm in ARMS}
 
     settings = {k: v for k, v in json.loads((work / "reranker-ctx" / "config.json").read_text()).items() if k != "templates"}
-    out = [f"reranker settings (both arms but use_context): {settings}", f"demo data: {a.users} users x {a.items} items (seed {a.seed}, {a.interactions_per_user} interactions per user); "
+    out = [f"reranker settings (both arms but use_context): {settings}", f"demo data: {a.users} users x {a.items} items (seed {a.seed}, {a.interactions_per_user} interactions per user"
+           f"{', item_context' if a.item_context else ''}); first stage: {'context-aware' if retriever.args.use_context else 'context-free'}; "
            f"retriever: {retriever.metrics}"]
     # --- evaluate_reranker
     head = ["reranker", "train BCE (mean of run)", "label-prior entropy", "win rate", "HR@1", "MRR", "cases", "fusion w (validation)", "train s"]
@@ -584,6 +594,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="a RerankerTrainingArguments field for both arms: name=value (JSON)")
     p.add_argument("--arm", choices=ARMS, default=None, help="internal: run one arm and exit")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--item-context", action="store_true", help="demo variant whose device favours items of its format (generate_demo(item_context=True))")
+    p.add_argument("--first-stage", choices=["context", "plain"], default="context", help="the retriever reads the context, or not (plain)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code path in a few minutes")
     a = p.parse_args()
     if a.smoke:
@@ -603,12 +615,13 @@ def main() -> None:
 
         torch.set_num_threads(a.threads)
         split = load_split(a)
-        retriever = load_or_fit_retriever(a.work, split, a.threads, say)
+        retriever = load_or_fit_retriever(a.work, split, a.threads, say, a.first_stage == "context")
         candidates(a.work, retriever, split, a.seed)
         args = [sys.executable, __file__, "--work", str(a.work), "--users", str(a.users), "--items", str(a.items),
                 "--interactions-per-user", str(a.interactions_per_user), "--seed", str(a.seed), "--cases", str(a.cases),
                 "--eval-cases", str(a.eval_cases), "--counterfactual-cases", str(a.counterfactual_cases), "--threads", str(a.threads),
-                "--fusion-cases", str(a.fusion_cases), "--inference", a.inference, *[f"--set={x}" for x in a.set]]
+                "--fusion-cases", str(a.fusion_cases), "--inference", a.inference, "--first-stage", a.first_stage,
+                *(["--item-context"] if a.item_context else []), *[f"--set={x}" for x in a.set]]
         procs = [subprocess.Popen([*args, "--arm", arm, *(["--smoke"] if a.smoke else [])]) for arm in ARMS]
         codes = [proc.wait() for proc in procs]
         if any(codes):

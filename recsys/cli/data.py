@@ -106,12 +106,13 @@ def demo_cmd(
     items: Annotated[int, typer.Option("--items", help="Number of items (>= 12, one per category).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (>= 0); same seed, same bytes.")] = 0,
     interactions_per_user: Annotated[int, typer.Option("--interactions-per-user", help="Mean draws per user (repeated items are dropped).")] = 30,
+    item_context: Annotated[bool, typer.Option("--item-context", help="Also give items a format that the device favours, so the context predicts items, not only categories.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
 ) -> None:
     """Generate the built-in demo dataset (categories, drifting tastes, device/time context; docs/demo-data.md)."""
     from recsys.data.demo import generate_demo
 
-    ds, source = generate_demo(users=users, items=items, seed=seed, interactions_per_user=interactions_per_user)
+    ds, source = generate_demo(users=users, items=items, seed=seed, interactions_per_user=interactions_per_user, item_context=item_context)
     saved = ds.save(out, source=source)
     if json_out:
         echo_json(saved.manifest)

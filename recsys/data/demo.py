@@ -146,6 +146,10 @@ _BIO_OPENERS = ["Big fan of", "Really into", "Passionate about", "Always looking
 DEVICE_BOOST = 2.0  # category pick weight x2 when the device is the category's preferred one
 TIME_BOOST = 1.5  # x1.5 when the time of day is the preferred one; both -> x3
 REPEAT_CATEGORY_P = 0.3  # probability that an interaction copies the previous interaction's category
+#: ``item_context=True`` only: every item has a ``format`` made for one device, and within the chosen category an
+#: item whose format suits the request's device is FORMAT_BOOST times likelier (context at the item level)
+FORMATS = {"mobile": "bite-size", "desktop": "in-depth", "tv": "big-screen"}
+FORMAT_BOOST = 4.0
 ZIPF_EXPONENT = 0.9  # popularity of the r-th most popular item of a category ~ r ** -ZIPF_EXPONENT
 FOCUS_CATEGORIES = (1, 3)  # a taste concentrates on 1..3 categories (uniform)
 FOCUS_ALPHA = 2.0  # Dirichlet concentration of focus categories
@@ -196,12 +200,16 @@ def _boost_table() -> np.ndarray:
 
 
 def generate_demo(
-    users: int = 2000, items: int = 1000, seed: int = 0, *, interactions_per_user: int = 30
+    users: int = 2000, items: int = 1000, seed: int = 0, *, interactions_per_user: int = 30, item_context: bool = False
 ) -> tuple[Dataset, dict[str, Any]]:
     """Generate the demo dataset; return it (unsaved) and its source description for ``Dataset.save``.
 
     Each user gets between ceil(L/2) and L + L//2 draws (L = ``interactions_per_user``, mean about L);
     draws that repeat a (user, item) pair are dropped, so users end with somewhat fewer interactions.
+
+    ``item_context``: items also get a ``format`` column (``FORMATS``: one per device) and the device favours the
+    items of its format within a category (x ``FORMAT_BOOST``), so the context says which item, not only which
+    category, comes next. Off by default (the default data are unchanged); the context ablations use it.
     """
     checks = (
         ("users", users, 1), ("items", items, _N_CAT), ("interactions_per_user", interactions_per_user, 1), ("seed", seed, 0)
@@ -212,7 +220,7 @@ def generate_demo(
             raise RecsysError(f"demo data: {name} must be an integer >= {low}, got {value!r}{extra}")
     users, items, seed, length = int(users), int(items), int(seed), int(interactions_per_user)
 
-    catalogue = _Catalogue(items, np.random.default_rng([seed, 0]))
+    catalogue = _Catalogue(items, np.random.default_rng([seed, 0]), formats=item_context)
     lo, hi = length - length // 2, length + length // 2
     chunk = max(1, _CELLS_PER_CHUNK // hi)
     boost = _boost_table()
@@ -229,7 +237,7 @@ def generate_demo(
         "name": "demo",
         "format": "demo",
         "version": DEMO_VERSION,
-        "params": {"users": users, "items": items, "seed": seed, "interactions_per_user": length},
+        "params": {"users": users, "items": items, "seed": seed, "interactions_per_user": length, **({"item_context": True} if item_context else {})},
     }
     return Dataset(interactions, catalogue.frame, user_frame), source
 
@@ -237,7 +245,7 @@ def generate_demo(
 class _Catalogue:
     """Items: category, Zipf popularity within the category, text from the category vocabulary."""
 
-    def __init__(self, n: int, rng: np.random.Generator) -> None:
+    def __init__(self, n: int, rng: np.random.Generator, *, formats: bool = False) -> None:
         self.n = n
         # round-robin over a random permutation: categories are balanced, ids carry no category signal,
         # and the order of an item within its category's share of the permutation is its popularity rank
@@ -253,6 +261,39 @@ class _Catalogue:
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.quality = rng.normal(0.0, 0.4, n)  # per-item rating offset
         self.frame = self._frame(rng)
+        self.format: np.ndarray | None = None
+        if formats:  # drawn after everything else, so the rest of the catalogue is the same with or without
+            self.format = rng.integers(0, len(DEVICES), n)
+            self.frame = self.frame.with_columns(format=pl.Series(list(FORMATS.values())).gather(self.format))
+            self._device_cdf = self._format_cdfs()
+
+    def _format_cdfs(self) -> np.ndarray:
+        """cdf[device, position in the sampling table]: within each category block, the cumulative Zipf x format
+        weights, normalised to end at 1 (one inverse-CDF table per device)."""
+        assert self.format is not None
+        ranks = np.concatenate([np.arange(int(k)) for k in self.sizes]) + 1.0
+        zipf = ranks**-ZIPF_EXPONENT
+        block = np.repeat(np.arange(_N_CAT), self.sizes.astype(np.int64))
+        out = np.zeros((len(DEVICES), self.n))
+        for d in range(len(DEVICES)):
+            w = zipf * np.where(self.format[self.order] == d, FORMAT_BOOST, 1.0)
+            cum = np.cumsum(w)
+            start = np.concatenate([[0.0], cum])[self.offsets[block]]
+            total = (cum - start)[self.offsets + self.sizes.astype(np.int64) - 1][block]
+            out[d] = (cum - start) / total
+        return out
+
+    def sample_for_device(self, category: np.ndarray, device: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Like ``sample``, with the items of the device's format ``FORMAT_BOOST`` times likelier."""
+        out = np.empty(category.shape, dtype=np.int64)
+        for d in range(len(DEVICES)):
+            for c in range(_N_CAT):
+                m = (category == c) & (device == d)
+                if m.any():
+                    lo, size = int(self.offsets[c]), int(self.sizes[c])
+                    pos = np.searchsorted(self._device_cdf[d, lo : lo + size], u[m], side="right")
+                    out[m] = self.order[lo + np.minimum(pos, size - 1)]
+        return out
 
     def sample(self, category: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Item index for each (category, uniform in [0, 1)) pair, Zipf within the category.
@@ -393,7 +434,8 @@ def _user_chunk(
     repeat[:, 0] = False
     last_fresh = np.maximum.accumulate(np.where(repeat, 0, pos[None, :]), axis=1)
     category = np.take_along_axis(fresh, last_fresh, axis=1)
-    item = cat.sample(category, rng.random((n, width)))
+    u_item = rng.random((n, width))
+    item = cat.sample(category, u_item) if cat.format is None else cat.sample_for_device(category, device, u_item)
 
     # rating from affinity: the taste share of the category (relative to the favourite) + item quality
     chosen = np.zeros((n, width), dtype=np.float32)

@@ -267,8 +267,40 @@ def test_cli_demo_json(tmp_path):
     assert manifest["counts"]["profiles"] == 20
 
 
+def test_cli_demo_item_context(tmp_path):
+    out = tmp_path / "d"
+    result = runner.invoke(app, ["data", "demo", "-o", str(out), "--users", "20", "--items", "30", "--item-context"])
+    assert result.exit_code == 0, result.output
+    ds = Dataset.load(out)
+    assert ds.manifest["source"]["params"]["item_context"] is True
+    expected, _ = generate_demo(users=20, items=30, item_context=True)
+    assert ds.items.equals(expected.items) and ds.interactions.equals(expected.interactions)
+
+
 def test_cli_demo_rejects_zero_users(tmp_path):
     result = runner.invoke(app, ["data", "demo", "--out", str(tmp_path / "bad"), "--users", "0"])
     assert result.exit_code != 0
     assert "users must be an integer >= 1" in result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_item_context_variant_moves_items_not_only_categories(demo_data):
+    """``item_context=True``: same catalogue plus a ``format`` per item, and within its category the request's device
+    favours the items of its format (x FORMAT_BOOST), so the context predicts the item."""
+    ds, _ = demo_data
+    var, source = generate_demo(users=600, items=1200, seed=3, interactions_per_user=24, item_context=True)
+    assert source["params"]["item_context"] is True
+    assert var.items.drop("format").equals(ds.items) and var.users.equals(ds.users)
+    assert set(var.items["format"].unique()) == set(demo.FORMATS.values())
+    device_of_format = {v: k for k, v in demo.FORMATS.items()}
+    matched = (
+        var.interactions.join(var.items.select(S.ITEM_ID, "format"), on=S.ITEM_ID)
+        .select((pl.col("format").replace_strict(device_of_format) == pl.col("device")).mean())
+        .item()
+    )
+    # a third of the items suit a device: x4 makes that 4/6 of a category's draws (less the Zipf head's luck)
+    assert 0.55 < matched < 0.8, matched
+    plain = ds.interactions.join(var.items.select(S.ITEM_ID, "format"), on=S.ITEM_ID).select(
+        (pl.col("format").replace_strict(device_of_format) == pl.col("device")).mean()
+    ).item()
+    assert abs(plain - 1 / 3) < 0.05, plain  # the default data ignore the format
