@@ -471,12 +471,13 @@ def report(a: argparse.Namespace, seconds: float, load_start: tuple[float, ...])
            f"{', item_context' if a.item_context else ''}); first stage: {'context-aware' if retriever.args.use_context else 'context-free'}; "
            f"retriever: {retriever.metrics}"]
     # --- evaluate_reranker
-    head = ["reranker", "train BCE (mean of run)", "label-prior entropy", "win rate", "HR@1", "MRR", "cases", "fusion w (validation)", "train s"]
+    head = ["reranker", "train BCE (mean of run)", "label-prior entropy", "score std (collapsed < 0.01)", "win rate", "HR@1", "MRR", "cases", "fusion w (validation)", "train s"]
     body = []
     for arm in ARMS:
         tr, ev = arms[arm]["training"][0], arms[arm]["evaluate"]
         body.append([
             "with context" if arm == "ctx" else "without context", f"{tr['loss']:.4f}", f"{arms[arm]['label_prior_entropy']:.4f}",
+            f"{tr['score_std']:.4f}" if "score_std" in tr else f"{float(np.nanstd(logits[arm], axis=1).mean()):.4f} (within lists)",
             f"{ev['win_rate']:.4f}", f"{ev['HR@1']:.4f}", f"{ev['MRR']:.4f}", str(ev["cases"]), f"{weights[arm]:g}", f"{tr['seconds']:.0f}",
         ])
     out += ["", "Target vs 10 retriever hard negatives (evaluate_reranker, test cases, histories from train_full):", "", _md(head, body)]

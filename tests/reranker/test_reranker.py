@@ -113,3 +113,27 @@ def test_save_and_load_round_trip(trained_reranker, tmp_path):
     loaded = Reranker.load(tmp_path / "rr")
     pairs = [("a user who likes jazz", "Classic Bebop Swing Vinyl"), ("morning runner", "Trail Shoe")]
     np.testing.assert_allclose(loaded.predict(pairs), trained_reranker.predict(pairs), atol=1e-5)
+
+
+
+def test_score_spread_tells_a_collapsed_model(trained_reranker):
+    """A cross-encoder whose classifier ignores its input (the collapse seen at high learning rates) scores every pair
+    alike: its spread is below COLLAPSED_STD, while the fine-tuned model's is not 0 and is what training reported."""
+    import copy
+
+    import torch
+    from datasets import Dataset
+
+    from recsys.reranker.training import COLLAPSED_STD, score_spread
+
+    assert trained_reranker.history[0]["score_std"] > 0.0
+    texts = ["A quiet cookbook about soups", "A robot starship anthology", "An oak workbench", "A yoga bolster"] * 8
+    train = Dataset.from_dict({"query": [f"user {k % 5} likes cooking" for k in range(32)], "document": texts, "label": [0.0] * 32})
+    assert score_spread(trained_reranker, train, np.random.default_rng(0)) > 0.0
+    collapsed = copy.deepcopy(trained_reranker)
+    with torch.no_grad():
+        for name, p in collapsed.model.named_parameters():
+            if "classifier" in name and name.endswith("weight"):
+                p.zero_()
+    collapsed.model = collapsed.model  # drop any fast scorer
+    assert score_spread(collapsed, train, np.random.default_rng(0)) < COLLAPSED_STD
