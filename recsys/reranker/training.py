@@ -175,7 +175,8 @@ def context_swapped_users(
     return out
 
 
-#: a trained cross-encoder whose scores vary less than this over training pairs has collapsed to a constant
+#: a trained cross-encoder whose scores vary less than this over training pairs ranks almost nothing (collapsed,
+#: or too few steps: the demo pipeline's 60-step reranker scores 0.009)
 COLLAPSED_STD = 1e-2
 
 
@@ -303,8 +304,9 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     info["score_std"] = score_spread(reranker, train, rng)
     if info["score_std"] < COLLAPSED_STD:
         log.warning(
-            "the cross-encoder collapsed to a constant score (std %.2g over training pairs): it ranks nothing; "
-            "retrain with a lower lr (BERT fine-tuning collapses this way at high learning rates) or more steps", info["score_std"]
+            "the cross-encoder's scores barely vary (std %.2g over training pairs), so it ranks almost nothing: it is "
+            "either barely trained (more steps) or collapsed to a constant (BERT fine-tuning does at high learning rates: "
+            "lower lr)", info["score_std"]
         )
     say(f"reranker: {info}")
     history = [info]
