@@ -271,16 +271,14 @@ class _Catalogue:
         """cdf[device, position in the sampling table]: within each category block, the cumulative Zipf x format
         weights, normalised to end at 1 (one inverse-CDF table per device)."""
         assert self.format is not None
-        ranks = np.concatenate([np.arange(int(k)) for k in self.sizes]) + 1.0
-        zipf = ranks**-ZIPF_EXPONENT
-        block = np.repeat(np.arange(_N_CAT), self.sizes.astype(np.int64))
         out = np.zeros((len(DEVICES), self.n))
-        for d in range(len(DEVICES)):
-            w = zipf * np.where(self.format[self.order] == d, FORMAT_BOOST, 1.0)
-            cum = np.cumsum(w)
-            start = np.concatenate([[0.0], cum])[self.offsets[block]]
-            total = (cum - start)[self.offsets + self.sizes.astype(np.int64) - 1][block]
-            out[d] = (cum - start) / total
+        for c in range(_N_CAT):
+            lo, size = int(self.offsets[c]), int(self.sizes[c])
+            zipf = np.arange(1.0, size + 1.0) ** -ZIPF_EXPONENT
+            fmt = self.format[self.order[lo : lo + size]]
+            for d in range(len(DEVICES)):
+                cum = np.cumsum(zipf * np.where(fmt == d, FORMAT_BOOST, 1.0))
+                out[d, lo : lo + size] = cum / cum[-1]
         return out
 
     def sample_for_device(self, category: np.ndarray, device: np.ndarray, u: np.ndarray) -> np.ndarray:

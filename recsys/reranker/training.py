@@ -184,10 +184,9 @@ def score_spread(reranker: "Reranker", train: Any, rng: np.random.Generator, n: 
     """Standard deviation of the fitted model's logits over ``n`` random training pairs: ~0 means it collapsed
     (every pair gets the label prior's log-odds), which the mean training loss alone does not tell apart from slow
     learning. Measured on the demo: collapsed runs 0.0002-0.004, learning ones ~0.8."""
-    rows = rng.choice(len(train), size=min(n, len(train)), replace=False)
-    first, second = ("query", "document") if "document" in train.column_names else ("query", "docs")
-    pairs = [(train[int(r)][first], d if isinstance(d := train[int(r)][second], str) else d[0]) for r in rows]
-    return round(float(np.std(reranker.predict(pairs))), 6)
+    sample = train.select(rng.choice(len(train), size=min(n, len(train)), replace=False).tolist())
+    docs = sample["document"] if "document" in sample.column_names else [d[0] for d in sample["docs"]]  # listwise: the positive
+    return round(float(np.std(reranker.predict(list(zip(sample["query"], docs))))), 6)
 
 
 # ------------------------------------------------------------------------------------------------ trainer
@@ -301,7 +300,7 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
         info["world_size"] = D.world().world_size
         info["replica_checksum"] = D.check_replicas(model.state_dict(), "reranker")
     reranker.model = model
-    info["score_std"] = score_spread(reranker, train, rng)
+    info["score_std"] = score_spread(reranker, train, np.random.default_rng(a.seed))
     if info["score_std"] < COLLAPSED_STD:
         log.warning(
             "the cross-encoder's scores barely vary (std %.2g over training pairs), so it ranks almost nothing: it is "
