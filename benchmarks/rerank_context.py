@@ -411,6 +411,34 @@ def _top10_boost(top: np.ndarray, scores: np.ndarray, category: np.ndarray, devi
     return {"boost": boost, "device_share": dev_share, "time_share": tod_share}
 
 
+def format_rule(split: LeaveOneOutSplit, rows: np.ndarray, top: np.ndarray, scorings: list[tuple[str, np.ndarray, list[str]]]) -> list[list[str]]:
+    """Item-context demo only: did a ranking pick up the generator's device -> format rule? Per scoring (name, scores
+    over the candidates, the device it is judged against): the share of its top 10 in the format that device favours,
+    and the gap between the list-centred scores of fitting and non-fitting candidates (a model that ignores the
+    rule has a gap near 0 whatever its accuracy; the fitting share of the whole candidate list is the baseline)."""
+    from recsys.data.demo import FORMATS
+
+    fmt = split.train_full.items["format"].to_numpy()
+    body = []
+    for name, scores, devices in scorings:
+        n = len(scores)
+        t = top[:n]
+        fits = (t >= 0) & (fmt[np.maximum(t, 0)] == np.array([FORMATS[d] for d in devices])[:, None])
+        share, gap = np.zeros(n), np.full(n, np.nan)
+        for r in range(n):
+            valid = (t[r] >= 0) & ~np.isnan(scores[r])
+            sc = scores[r][valid]
+            order = np.argsort(-sc, kind="stable")[:10]
+            share[r] = fits[r][valid][order].mean()
+            f = fits[r][valid]
+            if f.any() and (~f).any():
+                gap[r] = sc[f].mean() - sc[~f].mean()
+        g = gap[~np.isnan(gap)]
+        body.append([name, f"{fits.sum() / (t >= 0).sum():.3f}", f"{share.mean():.3f} ± {_se(share):.3f}",
+                     f"{g.mean():+.4f} ± {_se(g):.4f}" if len(g) > 1 else "–"])
+    return body
+
+
 ORACLE_WEIGHTS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
@@ -575,6 +603,19 @@ def report(a: argparse.Namespace, seconds: float, load_start: tuple[float, ...])
             "under the true and under the swapped context; shift = paired change of the swapped-context boost; shares of "
             "the top 10 in the swapped context's preferred device / time categories:", "",
             _md(["ranking", "context given", "boost (true ctx)", "boost (swapped ctx)", "shift ± se", "device-preferred share", "time-preferred share"], body)]
+    if a.item_context:
+        from recsys.data.demo import FORMAT_BOOST
+
+        dev_true = split.test.context["device"].to_numpy()[rows].tolist()
+        scorings = [("retriever cosine", cos, dev_true)]
+        scorings += [(f"CE alone, {'with' if arm == 'ctx' else 'without'} context", logits[arm], dev_true) for arm in ("noctx", "ctx")]
+        scorings += [(f"served fused, {'with' if arm == 'ctx' else 'without'} context", fused[arm], dev_true) for arm in ("noctx", "ctx")]
+        scorings += [("CE alone with context, given the swapped context (judged against it)", cf_logits, dev_s)]
+        out += ["", f"Device -> format rule (item-context demo; the device favours one format x{FORMAT_BOOST:g} within a "
+                "category): fitting share of the candidates, of the top 10, and the score gap fitting minus not (per list, "
+                "mean ± se over cases):", "",
+                _md(["scoring", "fitting share of the 20 candidates", "fitting share of the top 10", "score gap fitting - not"],
+                    format_rule(split, rows, top, scorings))]
     oracle, target_boost, uniform = context_oracle(a, split, retriever, _say("oracle"))
     out += ["", f"Oracle bound (all {len(split.test)} test cases): the retriever's top {DEPTH} reordered by cosine + lambda x "
             "log(context_boost), the generator's own context rule known exactly for each case's true context, best lambda of "
