@@ -110,14 +110,31 @@ oracle nothing). Rerankers as "e" (600 steps, random + 2 context-swapped negativ
 | run | lr | train BCE ctx / no ctx (prior 0.451 / 0.562) | score std ctx / no ctx | fusion w | CE alone, with minus without | served fused, with minus without | served fused with ctx vs retrieve only |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 | f | 1e-4 | 0.4638 / 0.5097 | 0.0002 / 0.80 (within lists) | 1000 / 1000 | -0.0208 ± 0.0207 | +0.0007 ± 0.0010 | +0.0000 |
-| g | 2e-5 | 0.4701 / 0.4957 | not collapsed | 2 / 100 | +0.0201 ± 0.0181 (33/19) | +0.0066 ± 0.0051 (12/9) | -0.0010 ± 0.0024 |
+| g | 2e-5 | 0.4701 / 0.4957 | 0.006 / 0.80 (within lists) | 2 / 100 | +0.0201 ± 0.0181 (33/19) | +0.0066 ± 0.0051 (12/9) | -0.0010 ± 0.0024 |
 
 In "f" (and "e") the context arm collapsed: every pair gets the same logit (std 0.0002; the log-odds of its 1-in-6
 prior), so it ranks nothing; the same collapse explains runs "a"-"c" (logits constant to 0.001). At lr 2e-5 ("g")
-it does not collapse and ranks the top 20 better than without context (CE alone 0.1484 vs 0.1283), but it has not
-learned the context: its mean logit for each (device, format) pair differs by at most 0.003 between formats, so
-the paired gains are the two training runs' difference in history matching, within 1.3 standard errors.
-``Reranker.fit`` now reports ``score_std`` and warns when it is below 0.01 (collapsed).
+it nearly collapsed too (within-list std 0.006 against 0.80 without context; predicted probability 0.148 for test
+targets and 0.147 for random items), though its near-ties still order the top 20 a little (CE alone 0.1484 vs 0.1283).
+It has not learned the context: the device -> format section (added later, run on g's cache with ``--report-only``)
+gives its top 10 a fitting share of 0.320 against 0.347 for the candidates, and a fitting-minus-not logit gap of
+-0.0004 ± 0.0003. Three runs with context-swapped negatives, three collapsed context arms, while the no-context arm,
+identical but without them, learned every time: those negatives (the positive's own text with a label 0) drive the
+collapse. ``Reranker.fit`` now reports ``score_std`` and warns when it is below 0.01 (collapsed).
+
+Run "h" (the same with 3 hard negatives, lr 3e-5, 2,000 steps) was stopped after 10 minutes, once g's collapse was
+found. Run "i" (2026-11-29, quiet machine: ``--item-context --first-stage plain --set lr=2e-5 --set max_steps=2000
+--set hard_negative_fraction=0.67 --set positives_per_user=4``; no context-swapped negatives; 23,988 pairs, 1.3
+epochs; 2,843 s / 2,496 s of training side by side at 1 thread, 3,020 s wall):
+
+| reranker i | train BCE (prior 0.562) | score std | win rate | HR@1 | MRR | fusion w | CE alone NDCG@10 | fitting share of top 10 | format gap |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| with context | 0.5630 | 0.396 | 0.557 | 0.19 | 0.366 | 200 | 0.1304 ± 0.0181 | 0.344 ± 0.012 | -0.0014 ± 0.0086 |
+| without context | 0.5632 | 0.402 | 0.534 | 0.18 | 0.341 | 200 | 0.1425 ± 0.0197 | 0.347 ± 0.014 | -0.0019 ± 0.0086 |
+
+Retrieve only 0.2178 ± 0.0255 (150 cases, target in the top 20: 0.507; fitting share of the candidates 0.347);
+served fused, both arms -0.0032 ± 0.0027 (4/2 cases); CE alone with minus without context -0.0121 ± 0.0132. Both
+arms learn to rank (score std 0.40, not collapsed) and neither reads the device -> format rule after 2,000 steps.
 
 Reading: neither cross-encoder learned more than the label prior in this budget. Their logits are constant to
 within 0.001-0.002 (within-list std; mean logit -1.07, sigmoid 0.25 = the 1:3 prior), swapping the context moves

@@ -62,6 +62,9 @@ class RerankerTrainingArguments(TomlSettings):
     #: the only thing that tells such a pair from its positive is whether the context fits the item, the
     #: interaction a cross-encoder otherwise has to find among history and item text. Needs ``use_context`` and
     #: the BCE loss (they are skipped without context, so the no-context ablation arm trains on the other pairs).
+    #: Off by default: in all three measured runs (demo data, 600 steps, 2 per positive, lr 1e-4 and 2e-5) they
+    #: collapsed the cross-encoder to one score for every pair, while the same training without them learned
+    #: (README, "Reranker context ablation"); ``Reranker.fit`` warns when that happens (``score_std``).
     context_negatives: int = 0
     #: retriever candidates per request: the hard-negative pool at training time, the list reranked at serving time
     candidates: int = 50
