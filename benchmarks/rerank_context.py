@@ -428,14 +428,14 @@ def _top10_boost(top: np.ndarray, scores: np.ndarray, category: np.ndarray, devi
     return {"boost": boost, "device_share": dev_share, "time_share": tod_share}
 
 
-def format_rule(split: LeaveOneOutSplit, rows: np.ndarray, top: np.ndarray, scorings: list[tuple[str, np.ndarray, list[str]]]) -> list[list[str]]:
+def format_rule(formats: np.ndarray, top: np.ndarray, scorings: list[tuple[str, np.ndarray, list[str]]]) -> list[list[str]]:
     """Item-context demo only: did a ranking pick up the generator's device -> format rule? Per scoring (name, scores
-    over the candidates, the device it is judged against): the share of its top 10 in the format that device favours,
-    and the gap between the list-centred scores of fitting and non-fitting candidates (a model that ignores the
-    rule has a gap near 0 whatever its accuracy; the fitting share of the whole candidate list is the baseline)."""
+    over the candidates, the device each case is judged against; ``formats`` indexed by item id): the fitting share
+    of the candidates (the baseline), of the top 10 by the scores, and the per-list gap between the mean scores of
+    fitting and non-fitting candidates (near 0 for a model that ignores the rule, whatever its accuracy)."""
     from recsys.data.demo import FORMATS
 
-    fmt = split.train_full.items["format"].to_numpy()
+    fmt = np.asarray(formats)
     body = []
     for name, scores, devices in scorings:
         n = len(scores)
@@ -632,7 +632,7 @@ def report(a: argparse.Namespace, seconds: float, load_start: tuple[float, ...])
                 "category): fitting share of the candidates, of the top 10, and the score gap fitting minus not (per list, "
                 "mean ± se over cases):", "",
                 _md(["scoring", "fitting share of the 20 candidates", "fitting share of the top 10", "score gap fitting - not"],
-                    format_rule(split, rows, top, scorings))]
+                    format_rule(split.train_full.items["format"].to_numpy(), top, scorings))]
     oracle, target_boost, uniform = context_oracle(a, split, retriever, _say("oracle"))
     out += ["", f"Oracle bound (all {len(split.test)} test cases): the retriever's top {DEPTH} reordered by cosine + lambda x "
             "log(context_boost), the generator's own context rule known exactly for each case's true context, best lambda of "

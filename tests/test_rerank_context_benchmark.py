@@ -48,3 +48,17 @@ def test_ranks_reordered_reorders_only_the_candidates():
 def test_label_prior_entropy_is_the_bce_of_the_constant_prior():
     assert math.isclose(bench.label_prior_entropy(3), -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
     assert math.isclose(bench.label_prior_entropy(1), math.log(2))
+
+
+def test_format_rule_measures_the_share_and_the_score_gap_of_fitting_items():
+    # 12 candidates, 4 of them bite-size (the format mobile favours); two identical cases judged against mobile
+    formats = np.array(["bite-size", "in-depth", "big-screen"] * 4)
+    top = np.tile(np.arange(12), (2, 1))
+    fits_first = np.where(formats == "bite-size", 1.0, 0.0)[None].repeat(2, axis=0)
+    rows = bench.format_rule(formats, top, [("likes fitting", fits_first, ["mobile", "mobile"]),
+                                            ("dislikes fitting", -fits_first, ["mobile", "mobile"]),
+                                            ("judged for tv", fits_first, ["tv", "tv"])])
+    by_name = {r[0]: r[1:] for r in rows}
+    assert by_name["likes fitting"] == ["0.333", "0.400 ± 0.000", "+1.0000 ± 0.0000"]  # all 4 fitting in the top 10
+    assert by_name["dislikes fitting"][1:] == ["0.200 ± 0.000", "-1.0000 ± 0.0000"]  # 8 others first, then 2 of 4
+    assert by_name["judged for tv"][2].startswith("-0.5000")  # big-screen items sit at 0 beside bite-size at 1
