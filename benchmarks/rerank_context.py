@@ -135,6 +135,9 @@ epochs; 2,843 s / 2,496 s of training side by side at 1 thread, 3,020 s wall):
 Retrieve only 0.2178 ± 0.0255 (150 cases, target in the top 20: 0.507; fitting share of the candidates 0.347);
 served fused, both arms -0.0032 ± 0.0027 (4/2 cases); CE alone with minus without context -0.0121 ± 0.0132. Both
 arms learn to rank (score std 0.40, not collapsed) and neither reads the device -> format rule after 2,000 steps.
+Run i's context reranker trained 2,000 steps more (4,000 in all, seed 1, from its saved cross-encoder via
+``base_model``; 1,673 s at 2 threads): BCE 0.552, CE alone 0.1438 ± 0.0200, fitting share of the top 10 0.359 ± 0.013,
+format gap -0.0026 ± 0.0077; fused, best weight picked on the test cases, +0.0004 ± 0.0076 over retrieve only.
 
 Reading: neither cross-encoder learned more than the label prior in this budget. Their logits are constant to
 within 0.001-0.002 (within-list std; mean logit -1.07, sigmoid 0.25 = the 1:3 prior), swapping the context moves
