@@ -245,12 +245,13 @@ def load_split(a: argparse.Namespace) -> LeaveOneOutSplit:
     return leave_one_out(encode(ds))
 
 
-def load_or_fit_retriever(work: Path, split: LeaveOneOutSplit, threads: int, say: Any, use_context: bool = True) -> Any:
+def load_or_fit_retriever(work: Path, split: LeaveOneOutSplit, threads: int, say: Any, use_context: bool = True, name: str = "retriever") -> Any:
+    """The fast-settings two-tower retriever cached under ``work / name`` (fitted with seed 0 when absent)."""
     import torch
 
     from recsys.retriever import TwoTowerRetriever
 
-    path = work / "retriever"
+    path = work / name
     if path.is_dir():
         return TwoTowerRetriever.load(path)
     torch.manual_seed(0)
@@ -467,20 +468,10 @@ def context_oracle(a: argparse.Namespace, split: LeaveOneOutSplit, retriever: An
     reordered by cosine + lambda x log(demo.context_boost(category, the case's true device and time of day)), i.e. by the
     generator's own truth, for the context-aware retriever and for one trained without context (cached under
     ``--work``), every test case. The best lambda is chosen on the test cases themselves (an optimistic bound)."""
-    import torch
-
     from recsys.data.demo import FORMAT_BOOST, FORMATS, context_boost, time_of_day
-    from recsys.retriever import TwoTowerRetriever
 
     main_ctx = bool(retriever.args.use_context)
-    path = a.work / "retriever-other"  # the first stage with use_context flipped
-    if path.is_dir():
-        other = TwoTowerRetriever.load(path)
-    else:
-        torch.manual_seed(0)
-        other = TwoTowerRetriever(**{**RETRIEVER, "use_context": not main_ctx}, threads=a.threads).fit(split.train, split.validation)
-        other.save(path)
-        say(f"retriever with use_context={not main_ctx}: {other.metrics}")
+    other = load_or_fit_retriever(a.work, split, a.threads, say, not main_ctx, name="retriever-other")  # use_context flipped
     aware, plain = (retriever, other) if main_ctx else (other, retriever)
     device_of_format = {v: k for k, v in FORMATS.items()}
     formats = split.train_full.items["format"].to_list() if "format" in split.train_full.items.columns else None
