@@ -1,34 +1,59 @@
-"""batch-score users/s with a reranker at different depths and inference options, beside retrieve-only, on the
-artefacts of benchmarks/serve_load.py (run it first with --index-items 100000 --rerank-depths 20: it leaves a demo
-dataset, a 100K-vector index and a briefly trained reranker in /tmp/sl).
+"""``batch-score`` users/s with a reranker at several depths and inference options, beside retrieve only.
 
-    python benchmarks/batch_rerank.py
+Runs on the artefacts ``benchmarks/serve_load.py --work DIR --index-items 100000 --rerank-depths 20`` leaves in DIR
+(a demo dataset, a 100K-vector index and a briefly trained reranker); the candidates go to a temporary directory.
 
-Measured 2026-11-29 (100 users, k 100, chunks of 50, 1 torch thread, load average 1.8-2.9):
+    python benchmarks/batch_rerank.py --work DIR [--users 100 --index-items 100000]
 
-    retrieve only       342.7 users/s
-    rerank 20, onnx       1.6 users/s   (71 s including loads and the ONNX export)
-    rerank 20, fp32       0.9 users/s
-    rerank 50, onnx       0.7 users/s
-
-Each reranked user costs `depth` cross-encoder pairs (~60 ms a pair in fp32 on this CPU, ~25 ms in onnx), so a
-nightly rerank of millions of users needs GPUs (Ray actors with --gpus-per-actor) or a small depth.
+Results: docs/batch-scoring.md ("Reranking in batch").
 """
-import json, time, shutil, sys, os
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
 from pathlib import Path
-import polars as pl, torch
-torch.set_num_threads(1)
+
+import polars as pl
+import torch
+
 from recsys.batch import BatchJob, run_batch
-root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/sl"); out = Path("/tmp/bbr"); shutil.rmtree(out, ignore_errors=True); out.mkdir()
-users = pl.read_parquet(root / "ds" / "interactions.parquet")["user_id"].unique().sort().head(100)
-pl.DataFrame({"user_id": users}).write_csv(out / "users.csv")
-rows = []
-for name, kw in [("retrieve only", {}), ("rerank 20, onnx", dict(rerank=root / "rerank", rerank_depth=20, rerank_inference="onnx")),
-                 ("rerank 20, fp32", dict(rerank=root / "rerank", rerank_depth=20, rerank_inference="fp32")),
-                 ("rerank 50, onnx", dict(rerank=root / "rerank", rerank_depth=50, rerank_inference="onnx"))]:
-    t = time.perf_counter()
-    s = run_batch(BatchJob(index=root / "index-100000", out=out / name.replace(" ", "_").replace(",", ""), users=str(out / "users.csv"), k=100, chunk_size=50,
-                           generated_at="2026-11-29T03:00:00+00:00", **kw), progress=False)
-    rows.append((name, s["users_per_second"], round(time.perf_counter() - t, 1)))
-    print(name, s["users_per_second"], "users/s (scoring)", round(time.perf_counter() - t, 1), "s incl. load", flush=True)
-print("load average", os.getloadavg())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", type=Path, required=True, help="The --work directory of a finished benchmarks/serve_load.py run.")
+    p.add_argument("--users", type=int, default=100)
+    p.add_argument("--index-items", type=int, default=100000, help="Which padded index of serve_load to use (index-N).")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    root = a.work
+    index = root / f"index-{a.index_items}"
+    for need in (root / "ds" / "interactions.parquet", index, root / "rerank"):
+        if not need.exists():
+            raise SystemExit(f"error: {need} is missing: run benchmarks/serve_load.py --work {root} --index-items {a.index_items} --rerank-depths 20 first")
+    rerank = root / "rerank"
+    settings = [
+        ("retrieve only", {}),
+        ("rerank 20, onnx", dict(rerank=rerank, rerank_depth=20, rerank_inference="onnx")),
+        ("rerank 20, fp32", dict(rerank=rerank, rerank_depth=20, rerank_inference="fp32")),
+        ("rerank 50, onnx", dict(rerank=rerank, rerank_depth=50, rerank_inference="onnx")),
+    ]
+    with tempfile.TemporaryDirectory(prefix="batch-rerank-") as tmp:
+        out = Path(tmp)
+        users = pl.read_parquet(root / "ds" / "interactions.parquet")["user_id"].unique().sort().head(a.users)
+        pl.DataFrame({"user_id": users}).write_csv(out / "users.csv")
+        for name, kw in settings:
+            t = time.perf_counter()
+            job = BatchJob(index=index, out=out / name.replace(" ", "_").replace(",", ""), users=str(out / "users.csv"), k=100,
+                           chunk_size=50, generated_at="2026-11-29T03:00:00+00:00", **kw)
+            s = run_batch(job, progress=False)
+            print(f"{name:<18} {s['users_per_second']:>8} users/s (scoring)  {time.perf_counter() - t:7.1f} s incl. loads", flush=True)
+    print("load average", os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""The pure helpers of benchmarks/rerank_context.py: the counterfactual context and the depth reordering."""
+"""The pure helpers of benchmarks/experiments/rerank_context.py: the counterfactual context and the depth reordering."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from recsys.data import schema as S
 from recsys.data.demo import TIMES_OF_DAY, time_of_day_expr
 from recsys.evaluation import metrics as M
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "rerank_context.py"
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "rerank_context.py"
 _spec = importlib.util.spec_from_file_location("rerank_context_benchmark", _PATH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
