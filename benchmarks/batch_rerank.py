@@ -26,12 +26,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="The --work directory of a finished benchmarks/serve_load.py run.")
     p.add_argument("--users", type=int, default=100)
-    p.add_argument("--index-items", type=int, default=100000, help="Which padded index of serve_load to use (index-N).")
+    p.add_argument("--index-items", type=int, default=100000, help="Which padded index of serve_load to use (index-N; 0: the unpadded one).")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     root = a.work
-    index = root / f"index-{a.index_items}"
+    index = root / (f"index-{a.index_items}" if a.index_items else "index")
     for need in (root / "ds" / "interactions.parquet", index, root / "rerank"):
         if not need.exists():
             raise SystemExit(f"error: {need} is missing: run benchmarks/serve_load.py --work {root} --index-items {a.index_items} --rerank-depths 20 first")

@@ -1,137 +1,20 @@
-"""Batch scoring at scale: throughput against its floor, the Ray engine against the local one, and peak memory
+"""Batch scoring at scale: local throughput against its floor, the Ray engine against the local one, and peak memory
 as the number of users grows (histories read per chunk from prepared parquet parts, ``recsys.histories``).
 
-1. Local users/s vs the floor of the same pipeline: the user tower alone (``service.user_vectors`` on histories
-   already in memory) + a bare FAISS search (``k`` + the chunk's longest history) of the same users in the same
-   chunks. Ours adds the per-chunk history read, seen-item filtering, the output frame and the parquet part.
-2. Ray (local cluster, 2 actors) vs local engine on the same inputs; ``ray.init`` is timed on its own, and the Ray
-   run's seconds include its actors' start-up and model load (the local run's service is opened before its clock
-   starts, so the "local+open" column adds that for a like-for-like figure).
-3. Peak RSS of a whole ``batch-score`` run (own subprocess per size: its VmHWM; RUSAGE_SELF's ru_maxrss would
-   include the parent's peak, which Linux carries across exec) at growing user counts, beside the peak RSS of merely
-   opening the service with in-memory histories (what the previous version did before scoring anything). With
-   ``--interactions-per-user N`` the datasets are streamed to disk per 100K users with exactly N interactions a
-   user (``_stream_dataset``: 10M x 100 = 1B rows never in memory), instead of the demo generator's ~42.
+1. Floor = the user tower alone (``service.user_vectors`` on histories already in memory) + a bare FAISS search of the
+   same users in the same chunks; ours adds the history read, seen-item filtering, the output frame and the part.
+2. Ray (local cluster, 2 actors) vs local engine on the same inputs; ``ray.init`` is timed on its own, and the local
+   run's "local+open" column adds the service open for a like-for-like figure.
+3. Peak RSS (VmHWM) of a whole ``batch-score`` run in its own subprocess per size, beside opening the service with
+   in-memory histories. ``--interactions-per-user N`` streams datasets to disk per 100K users (1B rows never in memory).
 
-The user side is real (a briefly trained run on a 2,000-item demo catalogue, real histories from
-``generate_demo``); items beyond the 2,000 demo items get random unit vectors to reach ``--items`` (search cost
-depends on count and dimension, not values), as in benchmarks/retrieve_latency.py.
+Items beyond the 2,000 demo items get random unit vectors (search cost depends on count and dimension only).
+``--threads 1`` is advised on a shared machine: torch's intra-op threads slow down under oversubscription.
 
     python benchmarks/batch_scale.py [--items 20000 --users 5000 --chunk 1000 --k 100 --repeats 3
                                       --rss-sizes 10000,100000,1000000 --work DIR]
 
-Measured 2026-11-29 on the shared 2-core EPYC (AVX2), --threads 1 (see below), 20,000-item flat index, k 100;
-load average 10.4 at the start of sections 1-2, 7-12 during section 3 (other jobs on the machine):
-
-    python benchmarks/batch_scale.py --users 10000 --chunk 1000 --repeats 3 --threads 1
-    1. local engine vs floor, 10,000 users, chunks of 1,000, median of 3 (alternating)
-                                   seconds   users/s
-       floor (encode + bare FAISS)   10.37       965     (runs 10.37, 10.45, 10.26)
-       ours (run_batch, local)       11.51       869     (runs 11.35, 11.51, 11.79)
-         of which history reads       0.13
-       ours/floor throughput: 0.90. Two later runs (load ~7-8): 0.885 (ours 12.41 s / floor 10.98 s) and, after
-       vectorising ItemIndex.search's seen-item exclusions, 0.890 (11.95 / 10.64). Where the rest goes, per chunk of
-       1,000 users (1 thread): seen-item filtering in ItemIndex.search ~70 ms over bare FAISS, part write ~35 ms,
-       history read ~12 ms, output frame ~15 ms, against ~1,050 ms of encode + bare search.
-
-    After three changes (2026-11-29, later, quiet machine: load average 1-2): seen-item exclusions tested with a
-    per-thread boolean mask over (query, faiss id) instead of sorted-key searchsorted (~28 -> ~6 ms a chunk over bare
-    FAISS), the next chunk's histories read on a helper thread while this one is scored, the output frame built and
-    written on the writer thread, and each chunk's histories split by two vectorised passes (no per-user call):
-       --threads 1, median of 7:  ours 4.99 s vs floor 5.04 s -> 1.010; again 5.06 / 4.98 -> 0.985
-                                  (the same code before the history split: 0.924; before all three: 0.877-0.897)
-       --threads 2, median of 7:  ours 2.85 s vs floor 2.76 s -> 0.967 (before: 0.886)
-
-    2. Ray (local Ray, 2 actors x 1 CPU) vs local, same 10,000 users in chunks of 1,000, median of 3
-       ray.init (once per process)                9.0 s
-       ray: first chunk written (actors start)   11.7 s
-       ray: whole job                            18.6 s   538 users/s   (runs 20.1, 15.0, 18.6)
-       ray steady state (after the first wave)           1430 users/s
-       local: whole job                           8.5 s  1178 users/s   (+ service open: 8.6 s)
-       local steady state                                1217 users/s
-       ray/local: whole job 2.19x (start-up dominated at this size); steady state 0.85x (Ray faster: 2 processes
-       x 1 thread beat 1 process here). A second run: whole job 1.88x, steady state 1761 vs 1258 users/s (0.71x),
-       actors' first chunk at 9.3 s, ray.init 8.1 s.
-
-    python benchmarks/batch_scale.py --skip floor,ray --threads 1 --rss-sizes 10000,100000,1000000 --rss-max-chunks 10
-    3. peak RSS (MB) of one batch-score process: preparing the histories of ALL users, then scoring up to 10 chunks
-       of 10,000 users (per-chunk memory is in steady state by then: an uninterrupted 1M-user run, with an earlier
-       preparation, sat at 1.25 GB RSS from chunk 6 to chunk 100); "in-memory open" = only opening the service
-       with every interaction in memory, as batch scoring did before (its scoring would add to it)
-           users  interactions  parquet MB  prep s  peak after prep  batch peak  in-memory open
-          10,000       422,177           4     0.3              385         570             370
-         100,000     4,213,595          37     2.9              556         764             801
-       1,000,000    42,197,843         373    19.6              704         900           4,770
-       100x the users: batch peak +330 MB (the scoring phase adds a constant ~190 MB; the rest is the preparation's
-       per-user state, ~165 B a user: user list + counts), the in-memory path +4.4 GB (~105 B an interaction).
-       (These children measured ru_maxrss; their parent then held ~250-300 MB, below every figure here, so the
-       parent's peak that ru_maxrss carries over did not show; the 10M run below did hit it, hence VmHWM now.)
-
-Measured 2026-11-29, later (same machine, --threads 1, load average 7-15 from other jobs throughout):
-10M users x 100 interactions (1,000,000,000 rows), streamed to disk and scored in bounded chunks:
-
-    python benchmarks/batch_scale.py --skip floor,ray --threads 1 --rss-sizes 10000000 --interactions-per-user 100 --rss-max-chunks 10
-    generation (parent process, 100 chunks of 100K users): 518 s, interactions.parquet 7,018 MB, 581 MB peak RSS
-         users    scored   interactions  parquet MB  prepared MB  prep s  score s  users/s  peak after prep  batch peak
-    10,000,000   100,000  1,000,000,000       7,018        2,096   1,241    100.2      998            1,717       1,717
-    (again, histories already prepared: prep 0 s, peak 283 MB after the cache check, batch peak 746 MB, 97.3 s, 1,028 users/s)
-       prep 1,241 s = user counts 7.0 min + spill into 512 user-range buckets 4.4 min (19.5 GB of lz4 Arrow IPC at
-       its peak, deleted as each bucket is sorted) + sort and write 512 parts 9.5 min; the prepared parts are 2.1 GB
-       (sorted user ids + dictionary item ids: ~2 B a row). Disk at the peak: 7.0 GB source + ~21 GB preparation.
-       Memory: 1.72 GB for 1B rows, all of it per-user state (~145 B a user over the ~280 MB base: the counts being
-       merged, the user list); the scoring phase of a 10M-user job peaks at 746 MB, about the 1M-user job's.
-       Before this run, the user counts were one polars group_by over scan_parquet (streaming engine): it held the
-       scanned key column, 10.6 GB RSS (sampled) at 1B rows, against 320 MB at 20M rows; that run was stopped and
-       ``recsys.histories._count_users`` now counts batch by batch and merges partial counts (same counts, tested),
-       ~3x slower on this log (7.0 min vs ~2.5 min wall, both at load ~13-15) but bounded by users, not rows.
-       In-memory open: not run (1B rows: ~100 GB at the ~105 B an interaction measured above).
-
-Ray vs local at 100,000 users (demo data, ~42 interactions a user), chunks of 1,000, 2 actors x 1 thread vs local
-1 thread, median of 2 alternating runs each (same inputs and chunking as the 10,000-user figures above):
-
-    python benchmarks/batch_scale.py --skip floor,rss --users 100000 --chunk 1000 --repeats 2 --threads 1 [--ray-worker-niceness 15]
-                                         B: niceness 0 (now)  C: Ray's default +15  A: +15, own 10M prep running
-    load average (start -> end)               7.6 -> 12.9          9.4 -> 10.5          11.5 -> 15.0
-    ray.init                                      10.5 s                8.6 s              22.1 s
-    ray: first chunk written                      13.0 s               13.6 s              48.7 s
-    ray: whole job                                76.3 s               80.8 s             363.9 s
-    local: whole job (+ service open)      78.8 s (79.2 s)      96.6 s (96.9 s)   195.7 s (196.0 s)
-    ray/local whole job                            0.97x                0.84x               1.86x
-    steady state users/s, ray vs local       1584 vs 1296         1485 vs 1043         313 vs 518
-
-Again on a quiet machine after this session's local-engine changes (prefetched histories, mask exclusions; load
-average 0.3 -> 2.4), 100,000 users, chunks of 1,000, median of 2 alternating runs:
-
-                                         local 1 thread       local 2 threads (same cores as Ray)
-    ray.init                                       4.1 s                4.0 s
-    ray: first chunk written                       6.6 s                7.0 s
-    ray: whole job (2 actors x 1 thread)          41.8 s               41.5 s
-    local: whole job (+ service open)      61.0 s (61.1 s)      45.4 s (45.5 s)
-    ray/local whole job                            0.68x                0.91x
-    steady state users/s, ray vs local       2817 vs 1649         2880 vs 2247
-    ray/local steady-state time                    0.82x                0.70x               1.66x
-    ray whole-job runs                        78.7, 73.9           78.0, 83.7         375.0, 352.7
-At 100K users the start-up amortises: Ray's whole job is at or below the local engine's (goal <= 1.2x: met in B
-and C), its ~13 s to the first chunk (ray.init excluded; local: 1.6-2.2 s) being paid back by 2 processes in the
-steady state. Run A is the exception that explains a library change: Ray starts its workers at niceness +15, so
-a job at the caller's priority (here this benchmark's own 10M-user preparation, nice 5 like the driver) took the
-CPU from the actors first: Ray 1.66x slower than local in the steady state. ``run_on_ray`` now starts a local Ray
-with ``worker_niceness`` 0 (``recsys.batch_ray.LOCAL_RAY_SYSTEM_CONFIG``): actors at the caller's priority, like
-the local engine. B vs C (different loads, no competing job of ours) shows no cost of it. Checked directly, one run
-each, one after the other, with a busy loop at the driver's priority (nice 5) running throughout, load 11-15:
-                                     niceness 0 (now)   Ray's default +15
-    ray.init                                15.6 s             13.1 s
-    ray: first chunk written                22.8 s             56.0 s
-    ray: whole job                         110.0 s            298.8 s
-    local: whole job                       164.7 s            196.9 s
-    ray/local whole job                      0.67x              1.52x
-    steady state users/s, ray vs local  1130 vs 618         441 vs 507
-Start-up (ray.init 8.6-15.6 s, then 13-23 s to the first chunk while 2 actors import torch/faiss and open the
-service) is not cut further here: ray.init already runs without the dashboard, and each actor loads the model once.
-
-Threads: under this shared load, torch with 2 intra-op threads encoded 3.4x SLOWER than with 1 (1.07 s vs 0.30 s
-for 500 users, alternating, load average ~10), hence --threads 1 for the figures above; the default (0) keeps the
-libraries' own setting.
+Results: docs/performance.md ("Batch scoring").
 """
 
 from __future__ import annotations

@@ -1,39 +1,13 @@
-"""``recsys build-index`` wall time and peak memory at large catalogues (issue 3: "build-index time and peak memory
-at 100K and 1M items").
+"""``recsys build-index`` wall time and peak memory at large catalogues, in the worst case: every item is new to the
+run, so its text goes through the text model, then the item tower, then FAISS.
 
-Worst case: every item is new to the retriever run (a catalogue from the demo generator that the run never saw), so
-every item's text goes through the text model, then the item tower, then FAISS. (Items the run was trained on reuse
-their stored text embeddings and skip the text model, see ``recsys.index.build``.) Each size is built by the real
-``build_index`` in its own subprocess, which reports its own peak RSS (``ru_maxrss``), so sizes do not pollute each
-other. ``--extrapolate N`` adds a row for N items made of the measured text-encoding rate of the largest built size
-plus a *measured* FAISS build of N vectors of the run's dimension (random unit vectors: FAISS cost depends on count and
-dimension only) -- for sizes whose text encoding takes hours on this CPU; the row is labelled as such.
+Each size is built by the real ``build_index`` in its own subprocess (its own ``ru_maxrss``). ``--extrapolate N`` adds
+a row from the measured encoding rate of the largest built size plus a measured FAISS build of N random unit vectors
+of the run's dimension, for sizes whose text encoding takes hours on a CPU; the row is labelled as such.
 
     python benchmarks/build_index_scale.py --sizes 2000,10000 --inference onnx-int8 --extrapolate 100000,1000000
 
-Measured 2026-11-29 (``--sizes 2000,10000 --extrapolate 100000,1000000 --inference onnx-int8 --threads 1``, shared
-2-core AVX2 EPYC, load average 8-9 from other jobs; one run):
-
-         items   seconds  items/s  peak RSS MB  how
-         2,000     155.0     12.9         1957  measured (includes the one-time ONNX export, fusion, calibration)
-        10,000     668.9     15.0         1230  measured
-       100,000    6689.2     14.9            -  encoding extrapolated at 15 items/s + FAISS measured 0.8 s (flat)
-     1,000,000   66890.5     14.9            -  encoding extrapolated at 15 items/s + FAISS measured 6.0 s (flat, +122 MB)
-
-Measured again on a quiet machine (2026-11-29, later; ``--sizes 2000,100000 --extrapolate 1000000 --inference
-onnx-int8 --threads 2``, load average 1.2-1.4, the ONNX export already cached):
-
-         items   seconds  items/s  peak RSS MB  how
-         2,000      21.5     92.8         1193  measured (load 1.2)
-       100,000     882.6    113.3         1559  measured (load 1.4)
-     1,000,000    8825.0    113.3            -  encoding extrapolated at 113 items/s + FAISS measured 1.4 s (flat, +165 MB)
-
-So 100K new items take 14.7 min and 1.56 GB; 1M would take ~2.5 h on these 2 cores (not run: longer than a
-session), memory growing by the vectors (1M x 64 float32 = 256 MB) plus FAISS's +165 MB.
-
-Text encoding is the whole cost: at this load 100K new items take ~1.9 h and 1M ~18.6 h on one thread (a GPU encodes
-them in minutes: ``benchmarks/gpu_check.py``). The 2,000-item child peaks higher than the 10,000-item one because the
-ONNX export and quantisation ran in it (the cache served the second).
+Results: docs/performance.md ("build-index at scale").
 """
 
 from __future__ import annotations

@@ -1,31 +1,15 @@
 """Recall of each candidate source and of their union on the protocol's test cases (MovieLens 100K by default).
 
-    python benchmarks/candidate_sources.py [--dataset data/movielens-100k] [--retriever /tmp/q/pq/retriever]
+    python benchmarks/candidate_sources.py [--dataset data/movielens-100k] [--retriever DIR]
                                            [--neighbours 50,200] [--sizes 20,50,100,200]
 
-Sources: the two-tower retriever (``TwoTowerRetriever.score``, fitted on the protocol's train split with early stopping
-on validation, as ``pipeline`` and SASRec are used for test), the co-occurrence source exactly as served
-(``CooccurrenceSource.candidates`` for each case's history, fitted on train + validation) and, for reference, the
-harness's EASE (l2 = 100, the tuned value). Every list excludes the case's history (the protocol's exclusions).
-recall@N = share of test cases whose held-out item is in the list (one target per case). "union a+b" merges the
-retriever's top a with the co-occurrence top b (deduplicated): "50+50" spends the same reranker budget as 100
-from one source; "100+100" is what ``--cooccurrence`` does at ``--candidates 100``.
+Sources: the two-tower retriever (fitted on the protocol's train split, early-stopped on validation), the
+co-occurrence source exactly as served (``CooccurrenceSource.candidates``, fitted on train + validation) and the
+harness's EASE for reference. Every list excludes the case's history. "union a+b" merges the retriever's top a with
+the co-occurrence top b: "50+50" spends the reranker budget of 100 from one source; "100+100" is ``--cooccurrence``
+at ``--candidates 100``.
 
-Measured 2026-11-29 on MovieLens 100K (943 test cases; retriever from benchmarks/pipeline_quality.py's work dir,
-trained on the train split with the movielens-100k.toml settings):
-
-    source                          recall@20  recall@50  recall@100  recall@200
-    two-tower                       0.3001     0.4910     0.6596      0.7943
-    EASE (harness, l2 100)          0.2280     0.3818     0.5536      0.6957
-    co-occurrence k=50              0.1888     0.3510     0.5058      0.6893   (fit 0.2 s, 4.7 ms per case)
-    co-occurrence k=200             0.1866     0.3362     0.4963      0.6766
-    union k=50, equal budget        10+10 0.2778   25+25 0.4443   50+50 0.6310   100+100 0.7932
-    union k=50, both full           20+20 0.4062   50+50 0.6310  100+100 0.7932  200+200 0.8674 (286 items)
-
-On MovieLens 100K the co-occurrence source adds nothing at an equal reranker budget (50+50 = 0.631 < the two-tower's
-0.660 at 100) and merging both full lists equals the two-tower alone at the same size (100+100 = 0.793 vs 0.794 at
-200). MovieLens is a sequential catalogue where SASRec beats EASE; the merge is for catalogues where co-occurrence
-is strong (repeat purchases, bundles). Load average 9 during the run (other jobs).
+Results: docs/results.md ("candidate sources").
 """
 
 from __future__ import annotations

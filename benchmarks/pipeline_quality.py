@@ -1,52 +1,24 @@
 """Retrieve + rerank quality on MovieLens 100K under the offline protocol (EVALUATION.md), at every rerank depth
 from one scoring pass.
 
-    python benchmarks/pipeline_quality.py --work /tmp/q/pq --split validation --users 150 --depth 20 --tag a
-    python benchmarks/pipeline_quality.py --work /tmp/q/pq --split test --tag a --time-limit 2400
+    python benchmarks/pipeline_quality.py --work DIR --split validation --users 150 --depth 20 --tag a
+    python benchmarks/pipeline_quality.py --work DIR --split test --tag a --time-limit 2400
 
 Stages, each cached under ``--work`` so that a rerun (or a longer one) reuses what is done:
 
 1. the two-tower retriever, fitted once on the protocol's train split with early stopping on validation (the
-   settings of pipelines/movielens-100k.toml), used as is for test (as ``PipelineRecommender`` and SASRec);
-2. the retriever's full-catalogue scores and its top ``--depth`` candidates per case (protocol exclusions and tie
-   keys, so depth 0 is exactly the retriever's protocol ranking);
+   settings of pipelines/movielens-100k.toml), used as is for test;
+2. its full-catalogue scores and top ``--depth`` candidates per case (protocol exclusions and tie keys, so depth 0
+   is exactly the retriever's protocol ranking);
 3. the cross-encoder reranker (``--tag`` names a setting; ``--set`` overrides RerankerTrainingArguments), fitted on
    the train split with hard negatives from that retriever;
-4. reranker scores of each case's top ``--depth`` candidates, in the order of a seeded permutation of the cases and
-   saved as it goes: every prefix is a fixed random subset, so a time-limited pass still gives a clean sample;
-5. the report: for each depth d, the retriever's top d reordered by the reranker and the rest of the catalogue left
-   in retriever order (``PipelineRecommender``'s ranking), ranked with the protocol's own functions; the paired
-   NDCG@10 difference against retrieve-only on the same cases; scoring ms per request at each depth (measured
-   separately, median over requests x repeats); NDCG@10 gain per ms; ROC AUC (rating >= 4) of the retriever's
-   cosine, of the reranker's logit for the target and, with ``--rating-steps``, of the rating head.
+4. reranker scores of each case's candidates in a seeded random order of the cases, saved as it goes, so a
+   time-limited pass still gives a clean random sample;
+5. the report per depth d (top d reordered, the rest in retriever order): NDCG@10 and its paired difference against
+   retrieve only, ms per request, gain per ms, ROC AUC (rating >= 4) of the cosine, the logit and the rating head.
+   Full JSON: ``--work``/report-<tag>-<split>-<inference>.json.
 
-Measured 2026-11-29 on the shared 2-core CPU (load average 7-19 from other jobs throughout). Retriever: defaults,
-time_budget_s 600 (pipelines/movielens-100k.toml), stopped by the budget after 10 epochs (best epoch 8, validation
-NDCG@10 0.1197). Reranker "b": defaults except max_length 128, max_steps 64, lr 2e-4 (batch 32, 4 negatives, half
-hard); "a" (lr 5e-5, 80 steps) was worse on validation. Both learned only the label prior (training BCE 0.52 = the
-entropy of 1:4 labels; logits constant to +-0.001 within a case), so reranking is a shuffle of the top d.
-Test, all 943 users, reranker b, fp32, 1 torch thread per process (two single-thread scoring processes):
-
-| depth             | recall@d | HR@10  | NDCG@10 ± se    | ΔNDCG@10 ± se (paired) | win/loss | ms/req (median of 3) |
-| ----------------- | -------- | ------ | --------------- | ---------------------- | -------- | -------------------- |
-| 0 (retrieve only) | –        | 0.1962 | 0.1042 ± 0.0078 | –                      | –        | 4 (retriever)        |
-| 5                 | 0.121    | 0.1962 | 0.0980 ± 0.0072 | -0.0062 ± 0.0038       | 37/50    | 246                  |
-| 10                | 0.196    | 0.1962 | 0.0906 ± 0.0067 | -0.0136 ± 0.0048       | 63/98    | 557                  |
-| 20                | 0.300    | 0.1516 | 0.0660 ± 0.0056 | -0.0382 ± 0.0075       | 79/146   | 1159                 |
-| 30                | 0.375    | 0.1336 | 0.0596 ± 0.0055 | -0.0446 ± 0.0084       | 83/163   | 1649                 |
-| 50                | 0.491    | 0.1029 | 0.0486 ± 0.0052 | -0.0556 ± 0.0089       | 69/172   | 3202                 |
-
-Best depth by NDCG@10 gain per ms: 0 (no depth gains). ROC AUC (rating >= 4) on the 943 test targets: retriever
-cosine 0.604, reranker logit 0.514, pipeline depth-50 score 0.519 (popularity 0.642, ItemKNN 0.537, EASE 0.579 from
-``recsys evaluate`` in the same session). Full JSON: ``--work``/report-<tag>-<split>-<inference>.json.
-
-Reranker "d" (2026-11-29, quiet machine, 2 threads): a learning rate that does not collapse and random negatives only,
-``--tag d --set max_steps=300 --set lr=2e-5 --set hard_negative_fraction=0 --set max_length=96 --set positives_per_user=2
---set templates=<c's> --inference onnx --depth 20 --users 300 --timing-requests 0`` (459 s of training). Training BCE
-0.519 (1:4 prior 0.500), ``score_std`` 0.0105 (barely above the 0.01 warning: barely trained). Test, 300 cases:
-CE alone at depth 5 / 10 / 20 +0.0005 ± 0.0073 / -0.0010 ± 0.0084 / -0.0212 ± 0.0126; served (logit + 5 x cosine, w
-chosen on validation) +0.0007 / +0.0009 / +0.0009 ± 0.0014 (7/6 cases); retrieve only 0.0947 ± 0.0125 on these cases.
-300 steps of 32 pairs are too few for this data at a stable learning rate, as 64-300 steps were at unstable ones.
+Results: docs/results.md ("retrieve + rerank at every depth").
 """
 
 from __future__ import annotations

@@ -4,68 +4,12 @@
     python benchmarks/rerank_speed.py                       # demo data, quick retriever + quick fine-tune
     python benchmarks/rerank_speed.py --reranker RUN --retriever-run RRUN --dataset DS
 
-Options: fp32 (torch), bf16 (torch autocast), onnx (fp32 graph in onnxruntime, all graph optimisations), onnx-int8
-(the chosen int8 setting) and onnx-int8:<variant> (``recsys.onnx_inference.INT8_VARIANTS``). Agreement with fp32 is
-measured on ``--agree-requests`` full top-100 lists, latency on ``--requests`` lists cut to 20/50/100 candidates.
-The compute floor is candidates x tokens per pair x ~22 MFLOP per token / the fp32 GEMM rate measured in the same
-run (4096x384 @ 384x1536). ``--requests 0`` measures agreement only. Prints one JSON line per row and a table.
+Options: fp32 (torch), bf16 (torch autocast), onnx, onnx-int8 and onnx-int8:<variant>. Agreement is measured on
+``--agree-requests`` full top-100 lists, latency on ``--requests`` lists cut to 20/50/100 candidates; the compute floor
+is candidates x tokens per pair x ~22 MFLOP per token / the fp32 GEMM rate measured in the same run. ``--requests 0``
+measures agreement only. Prints one JSON line per row and a table.
 
-Measured 2026-11-29 on MovieLens 100K (a quick retriever, a 40-step BCE fine-tune of the bundled MiniLM, max_length
-128, ~80 tokens per pair, 2 threads, shared 2-core AVX2 EPYC at load average 4-17: absolute latencies are inflated
-several-fold, ratios are indicative only).
-
-Agreement with fp32 over 10 top-100 lists (``--requests 0 --agree-requests 10 --sizes 100``, load ~11-17):
-
-    option (onnx-int8:...)      top-10 overlap  min   Spearman   max |diff|
-    default (quantiser default)      0.44       0.30    0.586     0.0128    what recsys used before
-    matmul (8-bit weights)           0.41       0.30    0.611     0.0124
-    matmul-rr (7-bit weights)        0.41       0.20    0.525     0.0110
-    matmul-u8                        0.42       0.20    0.563     0.0100
-    matmul-rr-ffn32 (= onnx-int8)    0.45       0.20    0.674     0.0090
-    matmul-rr-last32                 0.47       0.20    0.600     0.0093
-    fused-rr                         0.47       0.10    0.549     0.0120
-    fused-rr-ffn32                   0.52       0.30    0.694     0.0082
-    onnx (fp32)                      1.00       1.00    1.000     <1e-4
-
-No int8 setting keeps the top 10 of this model: its logits for one request span only 0.006-0.022 (std 0.0012-0.004;
-10th and 11th best differ by ~0.0002), while int8 moves them by 0.002-0.003 (std). Keeping int8's top 40-50 and
-re-scoring them in fp32 would reach 0.91-0.93 overlap, too little saving to be worth it. A reranker trained longer
-(wider logit spread) should be re-measured with ``--reranker RUN``.
-
-Latency, p50 per request (``--requests 2 --repeats 2``, load 4-9; the GEMM measured 46 GFLOP/s at load 4.2, 19
-GFLOP/s at load 11):
-
-    option             20 cands  50 cands  100 cands   vs fp32 (20/50/100)   x floor (100)
-    fp32                8.0 s    13.5 s    27.5 s      1 / 1 / 1              7.1
-    onnx                2.4 s     7.3 s    14.6 s      3.39 / 1.86 / 1.88     3.8
-    onnx-int8:default   2.4 s     5.4 s    10.8 s      3.34 / 2.52 / 2.55     2.8
-    onnx-int8           2.0 s     4.8 s     8.9 s      4.05 / 2.83 / 3.10     2.3
-    onnx-int8:fused-rr  2.9 s     7.5 s    14.0 s      2.75 / 1.79 / 1.96     3.6
-
-Re-measured 2026-11-29 on a quiet machine (load 0.7-1.7) with a reranker that learned something (demo data 1,500 x
-400, 600 BCE steps against random negatives, max_length 72, ~50 tokens a pair; ``--reranker`` = rerank_context.py's
-run "e" without context, ``--dataset`` the same demo data saved, 20 agreement lists, 5 timed requests x 3 repeats):
-
-    option (onnx-int8:...)          top-10 overlap  min   Spearman
-    matmul / matmul-rr / matmul-u8      0.705 / 0.685 / 0.685  0.40-0.50  0.976-0.977
-    matmul-rr-ffn32 (previous choice)    0.73        0.50   0.985
-    fused-rr (all int8)                  0.665       0.40   0.975
-    smooth-rr-ffn012                     0.775       0.60   0.990
-    fused-smooth-rr-ffn012               0.81        0.50   0.989
-    fused-smooth-rr-l0-ffn12 (= onnx-int8 now, as the item encoder)  0.825  0.60  0.992
-
-    option             20 cands  50 cands  100 cands   vs fp32 (20/50/100)
-    fp32               196 ms    513 ms    1,237 ms    1 / 1 / 1
-    onnx               179 ms    485 ms      835 ms    1.09 / 1.06 / 1.48
-    onnx-int8          133 ms    328 ms      636 ms    1.48 / 1.56 / 1.95
-    onnx-int8:fused-rr 120 ms    280 ms      572 ms    1.63 / 1.84 / 2.16
-
-With a real spread of logits the int8 error matters less (max |diff| ~1.4 on logits spanning several units), but no
-setting keeps 9 of the top 10 and none reaches 2.5x on this AVX2 CPU; ``onnx`` stays the default fast path.
-
-torch fp32 suffers most from the oversubscribed machine (this docstring's previous run, at load ~7 on demo data, had onnx
-0.9-1.7x and int8 1.7-2.4x faster than fp32). Use ``onnx`` when the ranking must match fp32 exactly; ``onnx-int8`` is ~1.5x faster
-than ``onnx`` but, on a weakly trained model, reorders the top 10.
+Results: docs/experiments/int8-study.md (summary in docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,33 +1,12 @@
-"""Retriever quality on MovieLens 100K under the offline protocol (EVALUATION.md).
+"""Retriever quality on MovieLens 100K under the offline protocol (EVALUATION.md), one configuration per run.
 
-    python benchmarks/retriever_quality.py --data /work/shared/data/movielens-100k \
-        --set use_context=true --cold --out /tmp/retriever.jsonl
+    python benchmarks/retriever_quality.py --data ../shared/data/movielens-100k --set use_context=true --cold --out retriever.jsonl
 
-One configuration per run: fit on train with the validation cases (early stopping), rank the test targets (the
-early-stopped model used as is, like SASRec), then (``--cold``) fit on the cold-start split's training data for the
-best validation epoch and rank the cold cases. Ranking, tie keys and metrics are the protocol's own.
+Fit on train with the validation cases (early stopping), rank the test targets (the early-stopped model used as is,
+like SASRec), then (``--cold``) fit on the cold-start split's training data for the best validation epoch and rank
+the cold cases. Ranking, tie keys and metrics are the protocol's own.
 
-Measured 2026-11-29 on the shared 2-core CPU (threads=1, load 7-12 from other jobs, so fit seconds are wall time
-under contention; 8-65 s an epoch). Test = last interaction of all 943 users; +- = standard error.
-Defaults = IDs + ID dropout 0.25 + context + all windows, d 64, 2 layers, 2 heads, dropout 0.2, temperature 0.07.
-
-| setting                                   | val NDCG@10 | test HR@10 | test NDCG@10     | cold HR@10     | fit s |
-| ----------------------------------------- | ----------- | ---------- | ---------------- | -------------- | ----- |
-| defaults (seed 0)                         | 0.1273      | 0.1983     | 0.1079 +- 0.0080 | 0.0260 +- .0016| 417   |
-| defaults (seed 1)                         | 0.1275      | 0.2004     | 0.1059 +- 0.0078 |                | 389   |
-| context on, no ID dropout                 | 0.1236      | 0.2089     | 0.1123 +- 0.0081 |                | 1031  |
-| context off, ID dropout 0.25              | 0.1250      | 0.2026     | 0.1038 +- 0.0076 | 0.0247 +- .0016| 1273  |
-| context off, no ID dropout *              | 0.1216      | 0.1951     | 0.1038 +- 0.0078 |                | 516   |
-|   same, temperature 0.05, patience 10 *   | 0.1202      | 0.2036     | 0.1044 +- 0.0076 |                | 1337  |
-|   same + MNRL text fine-tune 100 steps *  | 0.1171      | 0.1898     | 0.1000 +- 0.0077 |                | 3228  |
-| no ID embeddings (text only), no context  | 0.1149      | 0.1707     | 0.0885 +- 0.0072 | 0.0103 +- .0010| 1347  |
-| defaults, last window only (SASRec data)  | 0.1091      | 0.1877     | 0.0988 +- 0.0075 |                | 172   |
-| defaults, d 128, dropout 0.3              | 0.1255      | 0.2068     | 0.1058 +- 0.0077 |                | 381   |
-| zero-shot MiniLM, decay 0.5 (val-best)    | 0.0235      | 0.0530     | 0.0300 +- 0.0046 | 0.0126         | ~60   |
-
-(*) run before items without training interactions were masked out of the training softmax; that only changes
-cold-start results (cold HR@10 was ~0.0001: cold items were trained as pure negatives), not these warm numbers.
-The MNRL stage alone took 2,256 s for 100 steps (batch 64, item -> next item pairs) on this machine.
+Results: docs/results.md ("retriever settings").
 """
 
 from __future__ import annotations

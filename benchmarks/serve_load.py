@@ -4,38 +4,16 @@
         [--index-items 100000] [--requests 300] [--levels 1,8,32] [--rss-requests 2000]
         [--rerank-depths 20,50 --rerank-requests 10] [--json out.json]
 
-1. Prepares (or reuses, when ``--work`` already holds them) a demo dataset, a briefly trained retriever run, its
-   FAISS index and a copy of the index (the reload target).
+1. Prepares (or reuses from ``--work``) a demo dataset, a briefly trained retriever run, its index and a copy (the
+   reload target). ``--index-items N`` pads the index to N vectors with random unit vectors (ids from 10^9): search
+   cost depends on the vector count and dimension only. ``--rerank-depths`` also trains a brief cross-encoder.
 2. Starts ``recsys.cli.serve.serve`` in a subprocess on a free loopback port, waits for ``/ready``.
-3. For each concurrency level: ``--requests`` GET /recommend/{user} (known users, k=20, "retrieve-only") with an
-   httpx.AsyncClient; p50/p99 latency, throughput, errors. Then new users by profile text (POST, fewer requests).
-   ``--index-items N`` pads the index to N vectors with random unit vectors (ids from 10^9) after the demo's real
-   items: search cost depends on the vector count and dimension only, and encoding 100K texts takes ~20 min here.
-   ``--rerank-depths`` also trains a brief cross-encoder (``work/rerank``), serves with ``--rerank`` and measures
-   GET ``rerank=true&candidates=D`` at concurrency 1 (the retrieve-only levels then pass ``rerank=false``).
-4. Server RSS before/after ``--rss-requests`` requests; a hot reload (POST /admin/reload) in the middle of a load
-   at concurrency 8: every request must succeed.
+3. Per concurrency level: GET /recommend/{user} (known users, k=20) with an httpx.AsyncClient, p50/p99 latency,
+   throughput, errors; then new users by profile text (POST); reranked GETs at concurrency 1.
+4. Server RSS before/after ``--rss-requests`` requests; a hot reload in the middle of a load at concurrency 8:
+   every request must succeed.
 
-Everything stays on 127.0.0.1 and is bounded in count; numbers depend on what else runs on the machine.
-
-Measured 2026-11-29 (--index-items 100000 --rerank-depths 20,50 --rerank-requests 8; load average 5.6 -> 3.9):
-
-    test                     conc.  requests   p50 ms   p99 ms   req/s  errors
-    GET known user (k=20)        1       300     16.6     22.9    59.3       0
-    GET known user (k=20)        8       300     95.9    165.9    80.0       0
-    GET known user (k=20)       32       300    460.7    763.7    67.7       0
-    POST new user, profile       1        60     33.7     40.4    29.3       0
-    POST new user, profile       8        60    122.9    152.0    62.9       0
-    GET rerank 20 (fp32)         1         8   1231.7   1298.5     0.8       0
-    GET rerank 50 (fp32)         1         8   2645.3   2742.8     0.4       0
-    GET during reload            8       600    103.5    599.8    66.2       0
-    startup to /ready 12.9 s; RSS 1018 -> 1019 MiB over 2000 requests.
-    The same command at load average 13: GET c=1 p50 24.3 / p99 64.1 ms; rerank 20: 2.19 s, 50: 5.90 s.
-
-With --inference onnx --rss-requests 10000 (load average 2.2 -> 6.6): GET c=1 p50 15.6 / p99 22.6 ms, c=8 89.8 /
-142.1 ms (88.8 req/s), c=32 423.2 / 1033.8 ms; POST profile c=1 26.0 / 45.4 ms; GET rerank 20 (onnx) p50 469.8 /
-p99 498.4 ms, rerank 50 (onnx) 1323.2 / 1554.6 ms (2.6x / 2.0x the fp32 run); RSS 1323 -> 1322 MiB over 10,000
-requests, 0 errors; reload under load at c=8: HTTP 200 in 7.3 s, 600 requests, 0 failed.
+Results: docs/serving.md ("Measured latency").
 """
 
 from __future__ import annotations

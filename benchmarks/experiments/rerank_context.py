@@ -1,154 +1,21 @@
-"""Context ablation of the cross-encoder reranker on the demo data (issue 4): the same reranker trained with and
-without the request context (time of day, weekday, device) rendered into the user text.
+"""Context ablation of the cross-encoder reranker on the demo data: the same reranker trained with and without the
+request context (time of day, weekday, device) rendered into the user text.
 
-    PYTHONPATH=. python benchmarks/rerank_context.py --work /tmp/ctx     # the measured run (~1 h on 2 busy cores)
-    PYTHONPATH=. python benchmarks/rerank_context.py --work /tmp/ctx-smoke --smoke
+    PYTHONPATH=. python benchmarks/experiments/rerank_context.py --work DIR [--smoke] [--item-context --first-stage plain]
 
-(``PYTHONPATH=.``: the arm subprocesses run the script by path, so this checkout's ``recsys`` must come first.)
-Stages are cached under ``--work`` (retriever, both rerankers, scores): a rerun with other evaluation sizes reuses
-the trained models.
+(``PYTHONPATH=.``: the arm subprocesses run this script by path, so this checkout's ``recsys`` must come first.)
+Stages are cached under ``--work``: a rerun with other evaluation sizes reuses the trained models.
 
-The demo generator makes context matter by construction: each of the 12 categories has one preferred device
-(x2 pick weight) and one preferred time of day (x1.5), ``recsys.data.demo.CATEGORY_CONTEXT``. Steps:
+1. demo data (``--item-context``: items with a device-favoured format), the protocol's leave-one-out split, one
+   two-tower retriever (context-aware, or context-free with ``--first-stage plain``);
+2. two rerankers identical but for ``use_context``, trained in two single-thread processes side by side;
+3. per reranker: the fusion weight chosen on validation, ``evaluate_reranker`` on test cases, the logits of the
+   retriever's top 20 for a seeded subset of test cases;
+4. the report: NDCG@10 / HR@10 at depth 20 with paired differences; a counterfactual with the context swapped (does
+   the top 10 move toward the categories the generator boosts?); the device -> format section; an oracle that
+   reorders the top 20 by the generator's own context rule (the room any reranker has).
 
-1. demo data, the protocol's leave-one-out split; one two-tower retriever (fast test settings, context-aware,
-   early-stopped on validation NDCG@10), saved under ``--work``;
-2. two rerankers with identical settings and seed except ``use_context`` (hard negatives from that retriever),
-   trained in two single-thread processes side by side, each cached under ``--work``;
-3. per reranker: the fusion weight w (served score = logit + w x retriever cosine) chosen on validation by the
-   library (``choose_retrieval_weight``), ``evaluate_reranker`` (target vs 10 retriever hard negatives) on the test
-   cases, and the logits of the retriever's top 20 for a seeded random subset of the test cases;
-4. the report: retrieve+rerank NDCG@10 / HR@10 at depth 20 (top 20 reordered, rest in retriever order, the
-   protocol's exclusions and tie keys), paired per-case differences; and a counterfactual: the same requests with
-   the context swapped (device rotated mobile -> desktop -> tv -> mobile, the hour moved by 12 h on the same day,
-   so night <-> afternoon and morning <-> evening), same candidates, showing whether the top 10 moves toward the
-   categories the generator boosts in the swapped context. The no-context reranker reads identical text under
-   both contexts (checked), so its top 10 cannot move.
-
-Measured 2026-11-29 on the shared 2-core CPU (load average 7-14 from other jobs throughout; training ran with the
-two arms side by side at 1 torch thread each, then scoring through onnxruntime at 1 intra-op thread each, logits
-equal to torch fp32 within 1e-4). Demo data 1,500 users x 400 items (seed 0, 20 interactions per user). Retriever:
-the fast test settings (d_model 32, 1 layer, context-aware), early-stopped after 9 epochs (best 6, validation
-NDCG@10 0.1916), 39 s. Rerankers "a": the settings of ``reranker_settings`` (160 BCE steps of 16 pairs, lr 1e-4,
-max_length 72, 3 negatives per positive, 2 of them from the retriever's top 20), trained in 930 s (without context)
-and 1,435 s (with context; slowed by a concurrent smoke run). Evaluation wall 792 s (fusion on 60 validation
-cases, evaluate_reranker on 100 test cases, depth 20 on 150 test cases, counterfactual on the first 60 of them).
-
-| reranker a | train BCE (mean of run) | label-prior entropy | win rate | HR@1 | MRR | fusion w (validation) |
-| --- | --- | --- | --- | --- | --- | --- |
-| with context | 0.5804 | 0.5623 | 0.4500 | 0.1300 | 0.2749 | 1000 |
-| without context | 0.5803 | 0.5623 | 0.4990 | 0.2000 | 0.3350 | 20 |
-
-| depth 20, 150 test cases (target in the top 20: 0.480) | HR@10 | NDCG@10 ± se | Δ vs retrieve only ± se | win/loss |
-| --- | --- | --- | --- | --- |
-| retrieve only | 0.3467 | 0.2061 ± 0.0266 | – | – |
-| CE alone (w = 0), without context | 0.2600 | 0.1224 ± 0.0190 | -0.0837 ± 0.0261 | 18/42 |
-| CE alone (w = 0), with context | 0.2133 | 0.0939 ± 0.0161 | -0.1122 ± 0.0247 | 12/47 |
-| served fused (w = 20), without context | 0.3467 | 0.2061 ± 0.0266 | +0.0000 ± 0.0000 | 0/0 |
-| served fused (w = 1000), with context | 0.3467 | 0.2061 ± 0.0266 | +0.0000 ± 0.0000 | 0/0 |
-
-Paired, with minus without context: CE alone -0.0285 ± 0.0210 (24/27 cases), served fused 0 (both keep the
-retriever's order). Counterfactual (60 cases; mean generator boost of the top 10 under the swapped context, and
-its paired shift when the model is given the swapped context): retriever re-retrieving the catalogue 1.528 -> 1.658
-(+0.130 ± 0.027; device-preferred share 0.318 -> 0.415); cross-encoder with context on the same 20 candidates
-1.536 -> 1.538 (+0.002 ± 0.002); served fused 0 shift.
-
-Rerankers "b" (``--set lr=2e-4``, everything else the same, trained 748 s / 666 s, evaluation wall 1,123 s at load
-6-8): win rate with / without context 0.501 / 0.424 (HR@1 0.17 / 0.06, MRR 0.324 / 0.239); CE alone NDCG@10
-0.1444 ± 0.0210 / 0.0972 ± 0.0165, paired +0.0472 ± 0.0158 (33/12 cases); fusion w = 1000 for both (= retrieve
-only, 0.2061); counterfactual shift of the context model +0.002 ± 0.002 (mean |logit change| 0.0001); within-list
-logit std 0.0009 / 0.0008.
-
-Rerankers "c" (``--set max_steps=1000``: 6x the steps of "a", 1.33 epochs of the 12,000 training pairs, everything
-else as "a"; 2026-11-29, later, on a quiet machine: load average 1-2, the two arms side by side at 1 thread each,
-1,456 s / 1,254 s of training, 1,668 s wall in all):
-
-| reranker c | train BCE (mean of run) | label-prior entropy | win rate | HR@1 | MRR | fusion w |
-| --- | --- | --- | --- | --- | --- | --- |
-| with context | 0.5684 | 0.5623 | 0.516 | 0.17 | 0.336 | 1000 |
-| without context | 0.5686 | 0.5623 | 0.534 | 0.16 | 0.335 | 1000 |
-
-Depth 20, 150 test cases: retrieve only 0.2061 ± 0.0266; CE alone without / with context 0.1324 ± 0.0195 /
-0.1277 ± 0.0187 (paired with minus without -0.0046 ± 0.0154, 16/25 cases); served fused = retrieve only (w = 1000 on
-validation, where w = 0 / 1 / 2 gave 0.148 / 0.262 / 0.270 against 0.271). Counterfactual shift of the context
-model's top 10: -0.001 ± 0.001 (the retriever's: +0.130 ± 0.027). Six times the steps changed nothing: the mean
-training BCE stays at the prior, and what the CE alone gains over a random order of the top 20 (~0.11) it gets
-from the history (both arms alike), not from the context.
-
-Rerankers "d" (``--set max_steps=600 --set hard_negative_fraction=0``: random negatives only, same retriever as "c";
-quiet machine, 827 s / 711 s of training): mean training BCE 0.520 with context / 0.490 without (prior 0.562: both
-learn against random negatives); win rate vs 10 hard negatives 0.486 / 0.435; fusion on validation chose w = 100 /
-1000. Depth 20, 150 test cases: CE alone 0.1310 / 0.1385; served fused with context 0.2107 ± 0.0261, +0.0046 ± 0.0045
-over retrieve only (7/3 cases), without context = retrieve only. Counterfactual shift of the context model: +0.000:
-what it learns is the history's categories, not the context.
-
-Rerankers "e" (``--set max_steps=600 --set hard_negative_fraction=0 --set context_negatives=2``: as "d", plus, for
-the context arm, 2 context-swapped negatives per positive: the same user text and positive item with another
-training request's context, labelled 0; 6,000 of them beside 9,000 random negatives; quiet machine, 767 s / 654 s of
-training): mean training BCE 0.4639 with context against its own label prior 0.4506 (1 positive in 6), 0.4898
-without (prior 0.5623). Win rate 0.506 / 0.435; fusion w = 1 / 1000 (validation NDCG@10 in the top 20: w 0 0.104,
-w 1 0.282, retrieve only 0.271). Test, depth 20: CE alone 0.1137 / 0.1385; served fused with context 0.2033 ±
-0.0265 (-0.0027 ± 0.0037 vs retrieve only, 3/5 cases). Counterfactual shift of the context model: -0.001 ± 0.001.
-Negatives that differ from their positive only by the context did not teach the context either: the pairs are
-nearly inseparable for it (BCE above their prior), and the demo's effect per pick is modest (x2 device, x1.5 time
-on the weight of a fresh category, while most picks follow the history).
-
-Oracle section (added with run "e", all 1,500 test cases): the retriever's top 20 reordered by cosine + lambda x
-log(context_boost), the generator's own rule for each case's true context, best lambda chosen on the test cases:
-context-aware retriever 0.2071 -> 0.2067 (-0.0004 ± 0.0005), context-free retriever (same settings, use_context off,
-12 s to fit) 0.2072 -> 0.2081 (+0.0009 ± 0.0007); context-aware minus context-free -0.0001 ± 0.0035. The target's
-category has mean boost 1.586 under its context, a random category 1.500. So on this demo the context carries almost
-nothing about the exact next item, and no reranker, however well it reads the context, can show the gain the issue
-asks for at this depth; the ablation needs a demo whose context moves items, not only categories.
-
-Runs "f" and "g": that demo (``--item-context``: ``generate_demo(item_context=True)``, a format per item that the
-device favours x4 within the category; the item text gains "| bite-size" etc.) with a context-free first stage
-(``--first-stage plain``), where the oracle has room: context-free retriever 0.2047 -> oracle 0.2310 (+0.0263 ±
-0.0052, all 1,500 test cases; a context-aware retriever reaches 0.2289 by itself, +0.0241 ± 0.0063, and leaves the
-oracle nothing). Rerankers as "e" (600 steps, random + 2 context-swapped negatives per positive), quiet machine:
-
-| run | lr | train BCE ctx / no ctx (prior 0.451 / 0.562) | score std ctx / no ctx | fusion w | CE alone, with minus without | served fused, with minus without | served fused with ctx vs retrieve only |
-| --- | --- | --- | --- | --- | --- | --- | --- |
-| f | 1e-4 | 0.4638 / 0.5097 | 0.0002 / 0.80 (within lists) | 1000 / 1000 | -0.0208 ± 0.0207 | +0.0007 ± 0.0010 | +0.0000 |
-| g | 2e-5 | 0.4701 / 0.4957 | 0.006 / 0.80 (within lists) | 2 / 100 | +0.0201 ± 0.0181 (33/19) | +0.0066 ± 0.0051 (12/9) | -0.0010 ± 0.0024 |
-
-In "f" (and "e") the context arm collapsed: every pair gets the same logit (std 0.0002; the log-odds of its 1-in-6
-prior), so it ranks nothing; the same collapse explains runs "a"-"c" (logits constant to 0.001). At lr 2e-5 ("g")
-it nearly collapsed too (within-list std 0.006 against 0.80 without context; predicted probability 0.148 for test
-targets and 0.147 for random items), though its near-ties still order the top 20 a little (CE alone 0.1484 vs 0.1283).
-It has not learned the context: the device -> format section (added later, run on g's cache with ``--report-only``)
-gives its top 10 a fitting share of 0.320 against 0.347 for the candidates, and a fitting-minus-not logit gap of
--0.0004 ± 0.0003. Three runs with context-swapped negatives, three collapsed context arms, while the no-context arm,
-identical but without them, learned every time: those negatives (the positive's own text with a label 0) drive the
-collapse. ``Reranker.fit`` now reports ``score_std`` and warns when it is below 0.01 (collapsed).
-
-Run "h" (the same with 3 hard negatives, lr 3e-5, 2,000 steps) was stopped after 10 minutes, once g's collapse was
-found. Run "i" (2026-11-29, quiet machine: ``--item-context --first-stage plain --set lr=2e-5 --set max_steps=2000
---set hard_negative_fraction=0.67 --set positives_per_user=4``; no context-swapped negatives; 23,988 pairs, 1.3
-epochs; 2,843 s / 2,496 s of training side by side at 1 thread, 3,020 s wall):
-
-| reranker i | train BCE (prior 0.562) | score std | win rate | HR@1 | MRR | fusion w | CE alone NDCG@10 | fitting share of top 10 | format gap |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| with context | 0.5630 | 0.396 | 0.557 | 0.19 | 0.366 | 200 | 0.1304 ± 0.0181 | 0.344 ± 0.012 | -0.0014 ± 0.0086 |
-| without context | 0.5632 | 0.402 | 0.534 | 0.18 | 0.341 | 200 | 0.1425 ± 0.0197 | 0.347 ± 0.014 | -0.0019 ± 0.0086 |
-
-Retrieve only 0.2178 ± 0.0255 (150 cases, target in the top 20: 0.507; fitting share of the candidates 0.347);
-served fused, both arms -0.0032 ± 0.0027 (4/2 cases); CE alone with minus without context -0.0121 ± 0.0132. Both
-arms learn to rank (score std 0.40, not collapsed) and neither reads the device -> format rule after 2,000 steps.
-Run i's context reranker trained 2,000 steps more (4,000 in all, seed 1, from its saved cross-encoder via
-``base_model``; 1,673 s at 2 threads): BCE 0.552, CE alone 0.1438 ± 0.0200, fitting share of the top 10 0.359 ± 0.013,
-format gap -0.0026 ± 0.0077; fused, best weight picked on the test cases, +0.0004 ± 0.0076 over retrieve only.
-
-Reading: neither cross-encoder learned more than the label prior in this budget. Their logits are constant to
-within 0.001-0.002 (within-list std; mean logit -1.07, sigmoid 0.25 = the 1:3 prior), swapping the context moves
-a logit by 0.0002 on average, CE-alone NDCG@10 is that of a random order of the top 20 (expected 0.109), and the
-fusion weight chosen on validation keeps the retriever's order. The with-minus-without difference of the CE alone flips sign
-between a (-0.029 ± 0.021) and b (+0.047 ± 0.016): it is the order of near-tied logits, which differs between two
-training trajectories, not an effect of reading the context (swapping the context leaves b's ranking unchanged), and
-the per-case standard error does not cover run-to-run variance. So on this CPU budget the ablation measures no
-context gain; the demo's context effect is real and learnable (the context-aware
-retriever moves its top 10 by +0.13 boost when the context is swapped). A gain needs a cross-encoder that learns
-to rank at all here (more steps; see README "Retrieve + rerank" for the same collapse on MovieLens).
+Results: docs/experiments/context-ablation.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
-"""Starting points of a cross-encoder on the demo's context ablation cases (issue 4): does the UNTRAINED bundled
-MiniLM, run as a cross-encoder on (user text, item text), already order the retriever's top 20 when a pair is scored by
-the cosine of the two segments' mean-pooled token states from the joint forward pass? That is the starting point of a
-proposed hybrid head (logit = classifier(CLS) + scale x segment cosine), against the standard head whose trained
-versions (benchmarks/rerank_context.py) stay near a random order of the top 20.
+"""Starting points of a cross-encoder on the context ablation's cases: does the untrained bundled MiniLM, run as a
+cross-encoder, already order the retriever's top 20 when a pair is scored by the cosine of its two segments'
+mean-pooled token states? That is where a proposed hybrid head (classifier(CLS) + scale x segment cosine) would start.
 
-Needs a finished ``benchmarks/rerank_context.py --work DIR`` (its cached ``test_retriever_scores.npy`` and
-``test_top20.npy``), same demo sizes and seed:
+Needs a finished ``benchmarks/experiments/rerank_context.py --work DIR`` (its cached ``test_retriever_scores.npy``
+and ``test_top20.npy``), same demo sizes and seed:
 
-    PYTHONPATH=. python benchmarks/rerank_init_probe.py --work /tmp/ctx
+    PYTHONPATH=. python benchmarks/experiments/rerank_init_probe.py --work DIR
 
-Measured 2026-11-29 (150 test cases of the ablation, depth 20, 2 threads, quiet machine; about 1 min):
-
-    retrieve only                                      0.2061 ± 0.0266
-    random order of top 20                             0.1034 ± 0.0178
-    bi-encoder cosine (separate encodes)               0.1335 ± 0.0198
-    joint-forward segment cosine (untrained CE body)   0.1435 ± 0.0207
-    (trained standard-head CEs alone, rerank_context runs a-d: 0.094-0.139)
-
-So the untrained body's segment cosine already ranks as well as any CE trained here for up to 1,000 steps: a head
-that starts from it would begin where the standard head never arrives on this CPU budget. Not built yet.
+Results: docs/experiments/context-ablation.md ("Linear probe and starting points").
 """
 import argparse
 import sys

@@ -1,33 +1,13 @@
 """Cost of the retriever's text fine-tune options (logQ, hard negatives, cached MNRL) on MovieLens 100K.
 
-    python benchmarks/text_finetune_options.py --data /work/shared/data/movielens-100k --steps 4 --batch 32 --repeats 3
+    python benchmarks/experiments/text_finetune_options.py --data ../shared/data/movielens-100k --steps 4 --batch 32 --repeats 3
 
-Runs the text stage alone (``finetune_text_model``: pair sampling, hard-negative mining, trainer) for each option
-set, interleaved across repeats so machine load hits every option alike, and prints the median wall seconds, the
-ratio to plain MNRL and the mean training loss; first, the pretrained model's loss on the same batches under each
-correction. Measures cost only: a handful of steps says nothing about retrieval quality.
+Runs the text stage alone (``finetune_text_model``) for each option set, interleaved across repeats so machine load
+hits every option alike, and prints the median wall seconds, the ratio to plain MNRL and the mean training loss;
+first, the pretrained model's loss on the same batches under each correction. Cost only: a handful of steps says
+nothing about retrieval quality.
 
-Measured 2026-12 on the shared 2-core CPU, 1 torch thread, load average 7-15 from other jobs (wall times are noisy;
-the options ran interleaved). Catalogue embeddings for mining were already cached in the process; a cold mining run
-embeds the 1,682 items once more with the base model (~18 s here).
-
-    initial loss, pretrained MiniLM, 8 batches of 32 item -> next item pairs (ln 32 = 3.47, ln 64 = 4.16)
-    items: positives median 144 interactions, hard negatives (k=10) median 23
-    | MNRL, pairs                              | 4.813 |
-    | MNRL + hard negative                     | 6.354 |
-    | logQ, pairs                              | 5.091 |
-    | logQ + hard neg, q = interaction share   | 8.372 |   <- rare hard negatives boosted: not what we ship
-    | logQ + hard neg, q = candidate share     | 5.720 |   <- item_log_q(data, negatives), what we ship
-
-    4 steps, batch 32, item pairs, median of 3
-    | option                  | stage s (median) | x plain | dataset s (median) | mean train loss |
-    | ----------------------- | ---------------- | ------- | ------------------ | --------------- |
-    | plain MNRL              |             20.1 |    1.00 |               0.11 |           4.194 |
-    | logQ                    |             20.7 |    1.03 |               0.16 |           4.802 |
-    | hard negatives k=10     |             34.7 |    1.72 |               0.44 |           5.500 |
-    | logQ + hard negatives   |             31.6 |    1.57 |               0.52 |           5.262 |
-    | cached (mini-batch 16)  |             29.6 |    1.47 |               0.14 |           4.229 |
-    | cached + logQ           |             28.5 |    1.41 |               0.17 |           4.769 |
+Results: docs/experiments/text-finetune-options.md.
 """
 
 from __future__ import annotations
