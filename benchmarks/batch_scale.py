@@ -135,7 +135,7 @@ def _setup(work: Path, n_items: int) -> Path:
     """Train a small run on demo data and save a flat index of ``n_items`` items (demo vectors + random ones)."""
     import polars as pl
 
-    from recsys.index.faiss_index import ItemIndex
+    from recsys.index import ItemIndex
     from recsys.retriever.config import RetrieverTrainingArguments
     from recsys.retriever.run import load_run, train_run
 
@@ -192,7 +192,7 @@ def _read_seconds(out: Path, index_dir: Path, chunk: int) -> float:
 
     (prepared,) = [p for p in (out / ".histories").iterdir() if p.is_dir()]
     store = HistoryStore(prepared)
-    from recsys.index.faiss_index import ItemIndex
+    from recsys.index import ItemIndex
 
     _, catalogue_ids, _ = load_run(ItemIndex.load(index_dir).metadata["run"])
     users = store.user_ids()

@@ -51,7 +51,7 @@ def faiss_build(n: int, dim: int) -> dict[str, float]:
 
     import numpy as np
 
-    from recsys.index.faiss_index import ItemIndex
+    from recsys.index import ItemIndex
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, dim)).astype(np.float32)

@@ -43,10 +43,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from recsys.data.demo import generate_demo
     from recsys.evaluation.split import encode, leave_one_out
-    from recsys.onnx_inference import onnx_available
+    from int8_variants import register_study_variants
+    from recsys.onnx import onnx_available
     from recsys.retriever.config import RetrieverTrainingArguments, default_base_model
     from recsys.retriever.run import load_run, train_run
 
+    register_study_variants()  # onnx-int8:<variant> of the int8 study
     options = [o for o in args.options.split(",") if o]
     ok, why = onnx_available()
     if not ok:

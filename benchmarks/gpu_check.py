@@ -36,7 +36,7 @@ def main() -> int:
     import torch
 
     from recsys.index import backend
-    from recsys.index.faiss_index import ItemIndex
+    from recsys.index import ItemIndex
 
     if not backend.gpu_available():
         print(f"no GPU check: faiss GPU support {backend.faiss_has_gpu_support()}, GPUs seen {backend.num_gpus()}, "

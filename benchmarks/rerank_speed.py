@@ -4,10 +4,11 @@
     python benchmarks/rerank_speed.py                       # demo data, quick retriever + quick fine-tune
     python benchmarks/rerank_speed.py --reranker RUN --retriever-run RRUN --dataset DS
 
-Options: fp32 (torch), bf16 (torch autocast), onnx, onnx-int8 and onnx-int8:<variant>. Agreement is measured on
-``--agree-requests`` full top-100 lists, latency on ``--requests`` lists cut to 20/50/100 candidates; the compute floor
-is candidates x tokens per pair x ~22 MFLOP per token / the fp32 GEMM rate measured in the same run. ``--requests 0``
-measures agreement only. Prints one JSON line per row and a table.
+Options: fp32 (torch), bf16 (torch autocast), onnx (fp32 graph in onnxruntime, all graph optimisations), onnx-int8
+(the chosen int8 setting) and onnx-int8:<variant> (``benchmarks/int8_variants.py``). Agreement with fp32 is
+measured on ``--agree-requests`` full top-100 lists, latency on ``--requests`` lists cut to 20/50/100 candidates.
+The compute floor is candidates x tokens per pair x ~22 MFLOP per token / the fp32 GEMM rate measured in the same
+run (4096x384 @ 384x1536). ``--requests 0`` measures agreement only. Prints one JSON line per row and a table.
 
 Results: docs/experiments/int8-study.md (summary in docs/performance.md).
 """
@@ -67,6 +68,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
+    from int8_variants import register_study_variants
     from recsys.evaluation.split import encode, leave_one_out
     from recsys.reranker import Reranker, RerankerTrainingArguments
     from recsys.reranker.fast import agreement, make_scorer, onnx_available
@@ -127,6 +129,7 @@ def main() -> None:
           f"(max_length {max_length}); load average {load:.1f}", flush=True)
 
     ok, why = onnx_available()
+    register_study_variants()  # onnx-int8:<variant> of the int8 study
     options = [o for o in a.options.split(",") if o]
     ref_time: dict[int, list[np.ndarray]] = {}
     ref_agree: list[np.ndarray] = []

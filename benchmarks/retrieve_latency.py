@@ -36,7 +36,7 @@ def main() -> None:
     import polars as pl
 
     from recsys.data.demo import generate_demo
-    from recsys.index.faiss_index import ItemIndex
+    from recsys.index import ItemIndex
     from recsys.retrieval import RetrievalService
     from recsys.retriever.config import RetrieverTrainingArguments
     from recsys.retriever.run import load_run, train_run

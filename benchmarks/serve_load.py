@@ -38,7 +38,7 @@ TOKEN = "serve-load-token"
 
 def pad_index(index_dir: Path, out: Path, total: int) -> Path:
     """A copy of the index padded to ``total`` vectors with random unit vectors (ids 10^9, 10^9 + 1, ...)."""
-    from recsys.index.faiss_index import ItemIndex
+    from recsys.index import ItemIndex
 
     if (out / "manifest.json").is_file():
         return out

@@ -30,7 +30,7 @@ def resolve_inference(option: str) -> str:
     """``auto`` -> ``onnx`` when onnxruntime is importable, else ``fp32``; other options unchanged."""
     if option != "auto":
         return option
-    from recsys.onnx_inference import onnx_available
+    from recsys.onnx import onnx_available
 
     return "onnx" if onnx_available()[0] else "fp32"
 

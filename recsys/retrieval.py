@@ -20,7 +20,7 @@ from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import ManifestMismatchError, RecsysError
 from recsys.evaluation.split import Sequences
-from recsys.index.faiss_index import ItemIndex
+from recsys.index import ItemIndex
 
 
 @dataclass

@@ -147,7 +147,7 @@ def test_cooccurrence_of_another_dataset_is_refused(rerank_stack, tmp_path):
 
 
 def test_default_inference_is_onnx_when_onnxruntime_is_installed(service):
-    from recsys.onnx_inference import onnx_available
+    from recsys.onnx import onnx_available
     from recsys.reranking import resolve_inference
 
     expected = "onnx" if onnx_available()[0] else "fp32"

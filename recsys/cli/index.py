@@ -26,7 +26,7 @@ def info_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
 ) -> None:
     """Describe an index: item count, dimension, type, metric, model fingerprint, recall@100 when approximate."""
-    from recsys.index.faiss_index import read_index_info
+    from recsys.index import read_index_info
 
     info = read_index_info(index)
     if json_out:
@@ -70,7 +70,7 @@ def remove_items_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Remove items from an index without a rebuild; an id not in the index is an error and nothing changes."""
-    from recsys.index.faiss_index import parse_item_ids, read_index_info, remove_items_from_saved_index
+    from recsys.index import parse_item_ids, read_index_info, remove_items_from_saved_index
 
     id_dtype = read_index_info(index)["id_dtype"]
     item_ids = parse_item_ids(_read_id_list(ids), id_dtype)

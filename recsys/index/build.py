@@ -17,7 +17,7 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import DataValidationError, RecsysError
-from recsys.index.faiss_index import ItemIndex
+from recsys.index.item_index import ItemIndex
 from recsys.retriever.model import TwoTowerRetriever
 
 

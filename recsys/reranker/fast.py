@@ -2,7 +2,7 @@
 ``onnx`` (the classifier exported with ``torch.onnx.export`` and run by ``onnxruntime``: same scores to 1e-4, the
 fast path that keeps the ranking) and ``onnx-int8`` (int8 weights: faster still, but on a weakly trained model whose
 scores lie close together it reorders the top 10). Export, quantisation and the cache live in
-``recsys.onnx_inference``.
+``recsys.onnx``.
 
 The ONNX paths need ``pip install onnxruntime onnx`` (NOT ``sentence-transformers[onnx]`` / ``optimum``, which pull
 older sentence-transformers and transformers). A scorer takes (user text, item text) pairs and returns float32
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.onnx_inference import CLASSIFIER, export_onnx, load_onnx, onnx_available, parse_option, quantize_int8
+from recsys.onnx import CLASSIFIER, export_onnx, load_onnx, onnx_available, parse_option, quantize_int8
 
 OPTIONS = ("fp32", "bf16", "onnx", "onnx-int8")
 
@@ -81,7 +81,7 @@ class TorchScorer(Scorer):
 
 
 class OnnxScorer(Scorer):
-    """onnxruntime CPU session over the exported (optionally int8-quantised) classifier (``recsys.onnx_inference``:
+    """onnxruntime CPU session over the exported (optionally int8-quantised) classifier (``recsys.onnx``:
     exported once per weights fingerprint into the ONNX cache, or into ``workdir`` when given)."""
 
     def __init__(self, cross_encoder: Any, max_length: int, *, option: str = "onnx", workdir: Path | str | None = None, threads: int | None = None) -> None:
@@ -95,7 +95,7 @@ class OnnxScorer(Scorer):
 
 
 def make_scorer(cross_encoder: Any, option: str, *, max_length: int = 256, workdir: Path | str | None = None, threads: int | None = None) -> Scorer:
-    """A scorer for ``option`` in ``OPTIONS`` (or ``onnx-int8:<variant>``, see ``recsys.onnx_inference``);
+    """A scorer for ``option`` in ``OPTIONS`` (or ``onnx-int8:<variant>``, see ``recsys.onnx``);
     ``workdir`` replaces the shared ONNX cache directory (files there are reused when the weights match)."""
     base, _ = parse_option(option, CLASSIFIER, extra=("bf16",))
     if base in ("fp32", "bf16"):

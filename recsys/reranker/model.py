@@ -95,7 +95,7 @@ class Reranker:
 
     def use(self, option: str = "fp32", *, workdir: Path | str | None = None, threads: int | None = None) -> "Reranker":
         """Switch inference to ``fp32`` (default), ``bf16``, ``onnx`` or ``onnx-int8`` (see ``recsys.reranker.fast``);
-        ONNX files are exported once per weights into the shared cache (``recsys.onnx_inference``), or ``workdir``.
+        ONNX files are exported once per weights into the shared cache (``recsys.onnx``), or ``workdir``.
         ``threads``: onnxruntime intra-op threads (None = its default, every core), so side-by-side runs can share a CPU."""
         from recsys.reranker.fast import make_scorer
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from recsys.cli import app
 from recsys.data.dataset import Dataset
 from recsys.index import ItemIndex
-from recsys.onnx_inference import onnx_available
+from recsys.onnx import onnx_available
 
 ONNX_OK, ONNX_WHY = onnx_available()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not ONNX_OK, reason=ONNX_WHY)]

@@ -1,0 +1,103 @@
+"""Export of a transformers text model to ONNX (``torch.onnx.export``, dynamic batch and sequence axes): the
+reranker's classifier (pair logits) and the retriever's embedder (pooled sentence embedding)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+#: the two kinds of text model: a sequence classifier (output ``logits``) and a sentence embedder (``embedding``)
+CLASSIFIER, EMBEDDER = "classifier", "embedder"
+OPSET = 17
+
+
+def atomic_target(path: Path) -> Path:
+    """A fresh temporary file beside ``path`` to write into and then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+class _Classifier:
+    """torch wrapper: (input_ids, attention_mask[, token_type_ids]) -> logits."""
+
+    @staticmethod
+    def build(model: Any, names: list[str]) -> Any:
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.m = model
+
+            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+                return self.m(**dict(zip(names, inputs))).logits
+
+        return Wrapped()
+
+
+class _Embedder:
+    """torch wrapper: (input_ids, attention_mask[, token_type_ids]) -> pooled sentence embedding (mean or CLS),
+    exactly the sentence-transformers Pooling module's arithmetic (normalisation happens outside)."""
+
+    @staticmethod
+    def build(model: Any, names: list[str], pooling: str) -> Any:
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.m = model
+
+            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+                feed = dict(zip(names, inputs))
+                tokens = self.m(**feed).last_hidden_state
+                if pooling == "cls":
+                    return tokens[:, 0]
+                mask = feed["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                return (tokens * mask).sum(1) / torch.clamp(mask.sum(1), min=1e-9)
+
+        return Wrapped()
+
+
+def export_onnx(model: Any, tokenizer: Any, path: Path | str, *, kind: str, pooling: str = "mean", opset: int = OPSET) -> Path:
+    """Export a transformers model to ONNX (TorchScript exporter: no onnxscript needed), written atomically.
+
+    ``kind="classifier"``: a sequence-classification model, output ``logits``; ``kind="embedder"``: a base model,
+    output ``embedding`` (pooled ``last_hidden_state``). Batch and sequence axes are dynamic.
+    """
+    import torch
+
+    path = Path(path)
+    model.eval()
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
+    if kind == CLASSIFIER:
+        wrapped, out = _Classifier.build(model, names), "logits"
+        enc = tokenizer(["a user text"] * 2, ["an item text here"] * 2, padding=True, return_tensors="pt")
+    elif kind == EMBEDDER:
+        wrapped, out = _Embedder.build(model, names, pooling), "embedding"
+        enc = tokenizer(["a short text", "a somewhat longer item text here"], padding=True, return_tensors="pt")
+    else:
+        raise ValueError(f"kind must be {CLASSIFIER!r} or {EMBEDDER!r}, not {kind!r}")
+    args = tuple(enc[n] for n in names)
+    dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
+    dynamic[out] = {0: "batch"}
+    tmp = atomic_target(path)
+    # eager attention traces to plain ops (sdpa with masks does not always export)
+    old = getattr(model.config, "_attn_implementation", None)
+    try:
+        if old is not None:
+            model.config._attn_implementation = "eager"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(wrapped, args, str(tmp), input_names=names, output_names=[out], dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if old is not None:
+            model.config._attn_implementation = old
+    return path
