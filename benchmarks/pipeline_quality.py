@@ -63,7 +63,8 @@ import numpy as np
 
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST, _VALIDATION
-from recsys.evaluation.split import Cases, LeaveOneOutSplit, TrainData
+from recsys.data.types import Cases, TrainData
+from recsys.evaluation.split import LeaveOneOutSplit
 from recsys.manifest import write_text_atomic
 
 #: reranked candidates score LIFT + logit (as recsys.models.pipeline); retriever cosines are within [-1, 1]

@@ -170,7 +170,8 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST
-from recsys.evaluation.split import Cases, LeaveOneOutSplit
+from recsys.data.types import Cases
+from recsys.evaluation.split import LeaveOneOutSplit
 from recsys.manifest import write_text_atomic
 
 #: reranked candidates score LIFT + new score (as recsys.models.pipeline): retriever cosines stay within [-1, 1]

@@ -321,7 +321,7 @@ def rerank_candidates(
     from recsys.context import context_frame
     from recsys.data.dataset import Dataset
     from recsys.errors import RecsysError
-    from recsys.retrieval import UserHistories
+    from recsys.service.histories import UserHistories
 
     start = time.perf_counter()
     reranker, manifest = load_run(run_dir)

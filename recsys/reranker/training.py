@@ -27,7 +27,7 @@ import polars as pl
 from recsys.hf_training import trainer_defaults
 from recsys.data import schema as S
 from recsys.evaluation import metrics as M
-from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
+from recsys.data.types import Cases, TrainData, train_data_fingerprint
 from recsys.reranker.model import context_frame_of, load_cross_encoder
 
 if TYPE_CHECKING:
