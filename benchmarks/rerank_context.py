@@ -469,7 +469,8 @@ def context_oracle(a: argparse.Namespace, split: LeaveOneOutSplit, retriever: An
     reordered by cosine + lambda x log(demo.context_boost(category, the case's true device and time of day)), i.e. by the
     generator's own truth, for the context-aware retriever and for one trained without context (cached under
     ``--work``), every test case. The best lambda is chosen on the test cases themselves (an optimistic bound)."""
-    from recsys.data.demo import FORMAT_BOOST, FORMATS, context_boost, time_of_day
+    from recsys.context import time_of_day
+    from recsys.data.demo import FORMAT_BOOST, FORMATS, context_boost
 
     main_ctx = bool(retriever.args.use_context)
     other = load_or_fit_retriever(a.work, split, a.threads, say, not main_ctx, name="retriever-other")  # use_context flipped
@@ -507,7 +508,8 @@ def context_oracle(a: argparse.Namespace, split: LeaveOneOutSplit, retriever: An
 
 
 def report(a: argparse.Namespace, seconds: float, load_start: tuple[float, ...]) -> str:
-    from recsys.data.demo import CATEGORIES, time_of_day_expr
+    from recsys.context import time_of_day_expr
+    from recsys.data.demo import CATEGORIES
     from recsys.retriever import TwoTowerRetriever
 
     work = a.work
