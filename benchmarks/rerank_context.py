@@ -302,7 +302,7 @@ def run_arm(a: argparse.Namespace, arm: str) -> None:
     import torch
 
     from recsys.reranker import Reranker, RerankerTrainingArguments
-    from recsys.reranker.training import choose_retrieval_weight, evaluate_reranker
+    from recsys.reranker.evaluation import choose_retrieval_weight, evaluate_reranker
 
     torch.set_num_threads(a.threads)
     say = _say(arm)

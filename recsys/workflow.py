@@ -194,8 +194,8 @@ def _run_train(s: TrainStage, ctx: dict[str, Any], log: Log) -> str:
 def _run_rerank(s: TrainRerankerStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.data.dataset import Dataset
     from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.model import run_fingerprint
-    from recsys.reranker.training import train_run
+    from recsys.reranker.run import run_fingerprint
+    from recsys.reranker.run import train_run
 
     args = RerankerTrainingArguments.from_dict({"progress_bar": False, **s.reranker})
     summary = train_run(Dataset.load(ctx["dataset"]), ctx["run"], s.out, args, eval_cases=s.eval_cases)

@@ -1,17 +1,15 @@
-"""The protocol's data structures: encoded interactions, per-user sequences, the temporal leave-one-out split
-and the cold-start-item split (../shared/EVALUATION.md).
+"""The protocol's splits (../shared/EVALUATION.md): interactions encoded to dense indices, the temporal
+leave-one-out split and the cold-start-item split, built as the core types of ``recsys.data.types``.
 
 Per-user order is a stable sort by timestamp over the dataset's source row order, never by item id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
