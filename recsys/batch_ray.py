@@ -1,6 +1,6 @@
 """The Ray engine of batch scoring: the same chunks and the same ``score_chunk`` as the local engine, run by a
 Ray Data ``map_batches`` actor pool (one model and index load per actor). Each actor reads its chunks' histories
-from the prepared history parts (``recsys.service.histories``), never the whole log. Parts are written by the actors, so on
+from the prepared history parts (``recsys.histories``), never the whole log. Parts are written by the actors, so on
 a cluster ``--out`` (which also holds the prepared histories) must be shared storage visible to every node.
 """
 
