@@ -166,7 +166,7 @@ def _floor(index_dir: Path, ds_path: Path, k: int, chunk: int) -> tuple[float, i
     import polars as pl
 
     from recsys.context import context_frame
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
 
     svc = RetrievalService.open(index_dir, dataset_dir=ds_path)
     users = svc.histories.user_ids.sort().to_list()
@@ -187,7 +187,7 @@ def _floor(index_dir: Path, ds_path: Path, k: int, chunk: int) -> tuple[float, i
 
 def _read_seconds(out: Path, index_dir: Path, chunk: int) -> float:
     """Seconds spent reading every chunk's histories from the prepared parts (part of 'ours')."""
-    from recsys.histories import HistoryStore
+    from recsys.service.histories import HistoryStore
     from recsys.retriever.run import load_run
 
     (prepared,) = [p for p in (out / ".histories").iterdir() if p.is_dir()]
@@ -233,7 +233,7 @@ def throughput(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, re
 def ray_only(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, repeats: int, niceness: int | None = None) -> list[str]:
     """Section 2 without section 1: prepare both output directories' histories first (outside every clock)."""
     from recsys.data.dataset import Dataset
-    from recsys.histories import HISTORIES_DIR, prepare_histories
+    from recsys.service.histories import HISTORIES_DIR, prepare_histories
 
     ds_path = _dataset(work, n_users)
     for name in (f"cand-{n_users}", "cand-ray"):
@@ -320,7 +320,7 @@ if threads:
 t = time.perf_counter()
 if mode == "batch":
     from recsys.batch import BatchJob, run_batch
-    from recsys.histories import HISTORIES_DIR, prepare_histories
+    from recsys.service.histories import HISTORIES_DIR, prepare_histories
     from recsys.data.dataset import Dataset
     t0 = time.perf_counter()
     prepare_histories(Dataset.load(ds, with_interactions=False), out / HISTORIES_DIR)
@@ -341,7 +341,7 @@ if mode == "batch":
         scored, secs = len(done) * chunk, time.perf_counter() - t1
     extra = {"prep_s": prep, "prep_peak_mb": prep_peak, "score_s": secs, "users": scored}
 else:
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
     svc = RetrievalService.open(index, dataset_dir=ds)
     extra = {"users": len(svc.histories.user_ids)}
 print(json.dumps({"peak_mb": peak_mb(), "wall_s": time.perf_counter() - t, **extra}))

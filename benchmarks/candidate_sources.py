@@ -54,7 +54,7 @@ def main() -> None:
 
     import torch
 
-    from recsys.cooccurrence import CooccurrenceSource
+    from recsys.service.cooccurrence import CooccurrenceSource
     from recsys.data.dataset import Dataset
     from recsys.evaluation.split import encode, leave_one_out
     from recsys.models.ease import EASE

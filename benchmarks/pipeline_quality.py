@@ -35,7 +35,8 @@ import numpy as np
 
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST, _VALIDATION
-from recsys.evaluation.split import Cases, LeaveOneOutSplit, TrainData
+from recsys.data.types import Cases, TrainData
+from recsys.evaluation.split import LeaveOneOutSplit
 from recsys.manifest import write_text_atomic
 
 #: reranked candidates score LIFT + logit (as recsys.models.pipeline); retriever cosines are within [-1, 1]
@@ -321,14 +322,15 @@ def fit_rating_head(work: Path, tag: str, reranker: Any, split: LeaveOneOutSplit
     """A rating head (rating / 5 regressed with BCE on the training positives, as ``fit_reranker`` does) for a
     reranker that was trained without one; saved next to it."""
     path = work / f"rating-{tag}-{steps}"
-    from recsys.reranker.model import load_cross_encoder
+    from recsys.reranker.backbone import load_cross_encoder
 
     if path.is_dir():
         return load_cross_encoder(str(path), max_length=reranker.args.max_length)
     from datasets import Dataset
     from sentence_transformers.cross_encoder import losses
 
-    from recsys.reranker.training import Requests, _train
+    from recsys.reranker.examples import Requests
+    from recsys.reranker.training import _train
 
     a = reranker.args
     req = Requests(split.train, a.positives_per_user)
@@ -474,7 +476,7 @@ def main() -> None:
             logits = target_logits(a.work, a.tag, a.split, reranker, cases, data, say)
             auc["reranker_logit_all_cases"] = M.roc_auc(logits, label)
         if a.rating_steps:
-            from recsys.reranker.training import rating_metrics
+            from recsys.reranker.evaluation import rating_metrics
 
             reranker.rating_model = fit_rating_head(a.work, a.tag, reranker, split, a.rating_steps, say)
             auc["rating_head"] = {"steps": a.rating_steps, **rating_metrics(reranker, data, cases)}

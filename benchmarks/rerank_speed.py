@@ -72,8 +72,8 @@ def main() -> None:
     from recsys.evaluation.split import encode, leave_one_out
     from recsys.reranker import Reranker, RerankerTrainingArguments
     from recsys.reranker.fast import agreement, make_scorer, onnx_available
-    from recsys.reranker.model import context_frame_of
-    from recsys.reranker.training import retriever_top
+    from recsys.reranker.features import context_frame_of
+    from recsys.reranker.examples import retriever_top
     from recsys.retriever import TwoTowerRetriever
 
     if a.dataset:
@@ -95,7 +95,7 @@ def main() -> None:
         if a.save_retriever:
             retriever.save(a.save_retriever)
     if a.reranker:
-        from recsys.reranker.model import load_run as load_reranker_run
+        from recsys.reranker.run import load_run as load_reranker_run
 
         reranker = load_reranker_run(a.reranker)[0]
     else:

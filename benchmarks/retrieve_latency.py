@@ -37,7 +37,7 @@ def main() -> None:
 
     from recsys.data.demo import generate_demo
     from recsys.index import ItemIndex
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
     from recsys.retriever.config import RetrieverTrainingArguments
     from recsys.retriever.run import load_run, train_run
 

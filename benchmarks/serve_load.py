@@ -62,7 +62,7 @@ def prepare_reranker(work: Path, steps: int) -> Path:
     """A briefly fine-tuned cross-encoder on the benchmark's demo data (work/rerank)."""
     from recsys.data.dataset import Dataset
     from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.training import train_run as train_reranker
+    from recsys.reranker.run import train_run as train_reranker
 
     out = work / "rerank"
     if not (out / "manifest.json").is_file():

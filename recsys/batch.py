@@ -23,7 +23,7 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.errors import DataValidationError, RecsysError
-from recsys.histories import HISTORIES_DIR
+from recsys.service.histories import HISTORIES_DIR
 from recsys.manifest import fingerprint_bytes, read_manifest, utc_now, write_manifest
 
 CANDIDATES_KIND = "candidates"
@@ -284,8 +284,8 @@ def run_batch(
     on_chunk: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Score every chunk not yet completed; return a summary (users, rows, seconds, users/s)."""
-    from recsys.histories import prepare_histories
-    from recsys.retrieval import RetrievalService
+    from recsys.service.histories import prepare_histories
+    from recsys.service.retrieval import RetrievalService
 
     if job.k <= 0 or job.chunk_size <= 0:
         raise RecsysError("k and chunk size must be positive")

@@ -37,8 +37,8 @@ class _ChunkScorer:
         self, index: str, dataset: str | None, histories: str, users: list[Any], chunk_size: int,
         k: int, generated_at: str, index_fp: str, out: str, rerank: dict[str, Any] | None = None,
     ) -> None:
-        from recsys.histories import HistoryStore
-        from recsys.retrieval import RetrievalService
+        from recsys.service.histories import HistoryStore
+        from recsys.service.retrieval import RetrievalService
 
         ray = _ray()
         rerank = rerank or {}

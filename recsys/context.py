@@ -13,9 +13,33 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.errors import RecsysError
 
-#: representative hour of each time-of-day bucket (the text module's buckets: night 0, morning 6, afternoon 12, evening 18)
+#: start hour of each part of the day (UTC unless the timestamps carry a zone): the one time-of-day rule that
+#: request parsing, the rendered texts (``recsys.text``) and the demo data (``recsys.data.demo``) share
+TIME_OF_DAY_STARTS = {"night": 0, "morning": 6, "afternoon": 12, "evening": 18}
+TIMES_OF_DAY = list(TIME_OF_DAY_STARTS)
+#: representative hour of each time-of-day bucket (what ``time=evening`` in a request sets the hour to)
 TIME_OF_DAY_HOURS = {"night": 2, "morning": 9, "afternoon": 15, "evening": 20}
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def time_of_day(hour: int, starts: Mapping[str, int] | None = None) -> str:
+    """The part of the day an hour falls in: the bucket with the latest start at or before ``hour`` (before the
+    earliest start: the last bucket, wrapping over midnight). ``starts`` defaults to ``TIME_OF_DAY_STARTS``."""
+    ordered = sorted((starts or TIME_OF_DAY_STARTS).items(), key=lambda kv: kv[1])
+    name = ""
+    for label, start in ordered:
+        if hour % 24 >= start:
+            name = label
+    return name or ordered[-1][0]
+
+
+#: UTC hour (0-23) -> its part of the day under the default starts
+HOUR_TO_TIME_OF_DAY = [time_of_day(h) for h in range(24)]
+
+
+def time_of_day_expr(col: str = S.TIMESTAMP) -> pl.Expr:
+    """Polars expression mapping a timestamp column to its part of the day (String), by the default starts."""
+    return pl.col(col).dt.hour().cast(pl.Int64).replace_strict(list(range(24)), HOUR_TO_TIME_OF_DAY, return_dtype=pl.String)
 TIME_KEYS = ("time", "time_of_day", "hour", "weekday", "timestamp")
 
 

@@ -18,17 +18,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys.context import TIME_OF_DAY_STARTS, WEEKDAYS
+from recsys.context import time_of_day as _time_of_day
 from recsys.settings import TomlSettings
 from recsys.data import schema as S
 
 #: pseudo-field of ``item_fields``: every other non-id column, rendered "name: value"
 ATTRIBUTES = "attributes"
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_WEEKDAYS = tuple(d.capitalize() for d in WEEKDAYS)
 
 
 def _default_times_of_day() -> dict[str, int]:
-    # start hour of each part of the day (UTC unless the timestamps carry a zone)
-    return {"night": 0, "morning": 6, "afternoon": 12, "evening": 18}
+    return dict(TIME_OF_DAY_STARTS)
 
 
 @dataclass
@@ -152,12 +153,8 @@ def render_profile(profile: Mapping[str, Any] | None, templates: TextTemplates |
 
 
 def time_of_day(hour: int, templates: TextTemplates | None = None) -> str:
-    t = templates or TextTemplates()
-    name = ""
-    for label, start in sorted(t.times_of_day.items(), key=lambda kv: kv[1]):
-        if hour >= start:
-            name = label
-    return name or max(t.times_of_day.items(), key=lambda kv: kv[1])[0]
+    """The part of the day of ``hour`` under the templates' ``times_of_day`` (``recsys.context.time_of_day``)."""
+    return _time_of_day(hour, (templates or TextTemplates()).times_of_day)
 
 
 def render_context(context: Mapping[str, Any] | None, templates: TextTemplates | None = None) -> str:

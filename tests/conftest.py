@@ -107,7 +107,7 @@ def rerank_stack(retrieval_stack):
     Returns (root, dataset). Short texts (max 64 tokens) keep scoring fast on 2 cores. Tests must not modify it.
     """
     from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.training import train_run
+    from recsys.reranker.run import train_run
     from recsys.text import TextTemplates
 
     root, ds = retrieval_stack

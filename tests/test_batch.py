@@ -141,7 +141,7 @@ def test_rerank_reorders_the_top_and_keeps_the_rest(rerank_stack, reference, tmp
     assert manifest["inputs"]["rerank_depth"] == 4 and manifest["inputs"]["reranker_fingerprint"]
     # the scores are the stage's own
     from recsys.context import context_frame
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
 
     svc = RetrievalService.open(root / "index", rerank_run=root / "rerank")
     user = got["user_id"][0]
@@ -178,7 +178,7 @@ def test_ray_engine_with_rerank_equals_local(rerank_stack, tmp_path):
 def test_lazy_histories_equal_the_in_memory_service(retrieval_stack, reference):
     """The per-chunk prepared histories give byte for byte what scoring with the full in-memory histories gives."""
     from recsys.manifest import read_manifest
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
 
     root, _ = retrieval_stack
     service = RetrievalService.open(root / "index")  # histories=True: every interaction in memory, as before

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.data.demo import TIMES_OF_DAY, time_of_day_expr
+from recsys.context import TIMES_OF_DAY, time_of_day_expr
 from recsys.evaluation import metrics as M
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "rerank_context.py"

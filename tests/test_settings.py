@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from recsys.errors import RecsysError
-from recsys.pipeline import load_pipeline
+from recsys.workflow import load_pipeline
 
 
 def _write(tmp_path: Path, text: str) -> Path:

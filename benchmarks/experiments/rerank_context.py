@@ -37,7 +37,8 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST
-from recsys.evaluation.split import Cases, LeaveOneOutSplit
+from recsys.data.types import Cases
+from recsys.evaluation.split import LeaveOneOutSplit
 from recsys.manifest import write_text_atomic
 
 #: reranked candidates score LIFT + new score (as recsys.models.pipeline): retriever cosines stay within [-1, 1]
@@ -168,7 +169,7 @@ def run_arm(a: argparse.Namespace, arm: str) -> None:
     import torch
 
     from recsys.reranker import Reranker, RerankerTrainingArguments
-    from recsys.reranker.training import choose_retrieval_weight, evaluate_reranker
+    from recsys.reranker.evaluation import choose_retrieval_weight, evaluate_reranker
 
     torch.set_num_threads(a.threads)
     say = _say(arm)
@@ -335,7 +336,8 @@ def context_oracle(a: argparse.Namespace, split: LeaveOneOutSplit, retriever: An
     reordered by cosine + lambda x log(demo.context_boost(category, the case's true device and time of day)), i.e. by the
     generator's own truth, for the context-aware retriever and for one trained without context (cached under
     ``--work``), every test case. The best lambda is chosen on the test cases themselves (an optimistic bound)."""
-    from recsys.data.demo import FORMAT_BOOST, FORMATS, context_boost, time_of_day
+    from recsys.context import time_of_day
+    from recsys.data.demo import FORMAT_BOOST, FORMATS, context_boost
 
     main_ctx = bool(retriever.args.use_context)
     other = load_or_fit_retriever(a.work, split, a.threads, say, not main_ctx, name="retriever-other")  # use_context flipped
@@ -373,7 +375,8 @@ def context_oracle(a: argparse.Namespace, split: LeaveOneOutSplit, retriever: An
 
 
 def report(a: argparse.Namespace, seconds: float, load_start: tuple[float, ...]) -> str:
-    from recsys.data.demo import CATEGORIES, time_of_day_expr
+    from recsys.context import time_of_day_expr
+    from recsys.data.demo import CATEGORIES
     from recsys.retriever import TwoTowerRetriever
 
     work = a.work

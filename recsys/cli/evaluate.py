@@ -30,7 +30,7 @@ def evaluate(
     params: dict = {}
     grids: dict = {}
     if config is not None:
-        from recsys.pipeline import load_pipeline
+        from recsys.workflow import load_pipeline
 
         stage = load_pipeline(config).evaluate
         if stage is not None:

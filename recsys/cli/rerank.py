@@ -42,7 +42,7 @@ def train_reranker_cmd(
     """Fine-tune the context-aware cross-encoder on (user + context, next item) pairs with retriever hard negatives."""
     from recsys.data.dataset import Dataset
     from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.training import train_run
+    from recsys.reranker.run import train_run
 
     args = RerankerTrainingArguments.from_toml(config) if config else RerankerTrainingArguments()
     flags = {
@@ -84,7 +84,7 @@ def rerank_cmd(
 ) -> None:
     """Rerank candidate lists with the cross-encoder (user history + profile + request context)."""
     from recsys.context import parse_context
-    from recsys.reranker.model import rerank_candidates
+    from recsys.service.rerank import rerank_candidates
 
     summary = rerank_candidates(
         run, candidates, out, dataset=dataset, context=parse_context(context) if context else None, top=top, inference=inference, explain=explain

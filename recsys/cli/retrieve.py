@@ -43,7 +43,7 @@ def build_cooccurrence(
 ) -> None:
     """Fit the co-occurrence candidate source (item-item cosine of who consumed what), merged with the two-tower's
     candidates before reranking (--cooccurrence on retrieve, batch-score and serve)."""
-    from recsys.cooccurrence import CooccurrenceSource
+    from recsys.service.cooccurrence import CooccurrenceSource
     from recsys.data.dataset import Dataset
 
     source = CooccurrenceSource.fit(Dataset.load(dataset), neighbours=neighbours)
@@ -74,7 +74,7 @@ def retrieve(
     """Recommend k items: encode the user (history + context), search the index, drop items already seen, and with
     --rerank reorder the top candidates with the context-aware cross-encoder."""
     from recsys.context import parse_context
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
 
     if cooccurrence is not None and rerank is None:
         raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")

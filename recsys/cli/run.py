@@ -18,7 +18,7 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary of what ran and what was skipped.")] = False,
 ) -> None:
     """Run the stages of PIPELINE in order (data, evaluate, ...); a stage whose inputs, settings and code are unchanged is skipped."""
-    from recsys.pipeline import load_pipeline, run_pipeline
+    from recsys.workflow import load_pipeline, run_pipeline
 
     settings = load_pipeline(pipeline, set_ or [])
     outcomes = run_pipeline(settings, force=force or [], log=(lambda m: typer.echo(m, err=json_out)))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys.context import HOUR_TO_TIME_OF_DAY, TIMES_OF_DAY
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import RecsysError
@@ -24,9 +25,8 @@ from recsys.errors import RecsysError
 DEMO_VERSION = 1
 
 DEVICES = ["mobile", "desktop", "tv"]
-TIMES_OF_DAY = ["night", "morning", "afternoon", "evening"]
-#: UTC hour -> time of day: night 00-05, morning 06-11, afternoon 12-17, evening 18-23.
-HOUR_TO_TIME_OF_DAY = [TIMES_OF_DAY[h // 6] for h in range(24)]
+#: UTC hour -> index into TIMES_OF_DAY (the parts of the day of ``recsys.context``)
+_HOUR_TO_TOD_INDEX = np.array([TIMES_OF_DAY.index(t) for t in HOUR_TO_TIME_OF_DAY], dtype=np.int64)
 
 # category -> (preferred device, preferred time of day, product nouns, topic words, brand suffix)
 _CATEGORY_SPEC: dict[str, tuple[str, str, list[str], list[str], str]] = {
@@ -176,17 +176,6 @@ def context_boost(category: str, device: str, time_of_day: str) -> float:
         raise KeyError(f"unknown demo category {category!r}")
     dev, tod = CATEGORY_CONTEXT[category]
     return (DEVICE_BOOST if device == dev else 1.0) * (TIME_BOOST if time_of_day == tod else 1.0)
-
-
-def time_of_day(hour: int) -> str:
-    """Time-of-day bucket of a UTC hour (the demo's context uses the interaction timestamp's hour)."""
-    return HOUR_TO_TIME_OF_DAY[int(hour) % 24]
-
-
-def time_of_day_expr(col: str = S.TIMESTAMP) -> pl.Expr:
-    """Polars expression mapping a timestamp column to its time-of-day bucket (String)."""
-    bucket = pl.col(col).dt.hour().cast(pl.Int64).floordiv(6)
-    return bucket.replace_strict(list(range(len(TIMES_OF_DAY))), TIMES_OF_DAY, return_dtype=pl.String)
 
 
 def _boost_table() -> np.ndarray:
@@ -404,7 +393,7 @@ def _user_chunk(
 
     ts = _timestamps(rng, n, width, valid)
     hour = (ts // 3_600_000_000) % 24
-    tod = hour // 6  # index into TIMES_OF_DAY
+    tod = _HOUR_TO_TOD_INDEX[hour]
     device = (rng.random((n, width))[:, :, None] > np.cumsum(device_mix, axis=1)[:, None, :-1]).sum(axis=2)
 
     # taste drifts linearly from start to end over the user's sequence: taste_c = start_c + w * (end_c - start_c);

@@ -12,7 +12,8 @@ import numpy as np
 
 from recsys.data.dataset import Dataset
 from recsys.evaluation import metrics as M
-from recsys.evaluation.split import Cases, TrainData, cold_start, encode, leave_one_out
+from recsys.data.types import Cases, TrainData
+from recsys.evaluation.split import cold_start, encode, leave_one_out
 from recsys.models import Recommender, get_model_class
 
 METRIC_KEYS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "MRR@10", "coverage@10", "cold_HR@10", "cold_HR@20", "cold_NDCG@10", "AUC")

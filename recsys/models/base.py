@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recsys.evaluation.split import Cases, TrainData
+from recsys.data.types import Cases, TrainData
 
 
 class Recommender(ABC):

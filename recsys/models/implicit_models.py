@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import RecsysError
-from recsys.evaluation.split import Cases, TrainData
+from recsys.data.types import Cases, TrainData
 from recsys.models.base import Recommender
 
 _MISSING = "the '{name}' baseline needs the 'implicit' package: pip install 'recsys[ials]'"

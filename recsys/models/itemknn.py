@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.evaluation.split import Cases, TrainData
+from recsys.data.types import Cases, TrainData
 from recsys.models.base import Recommender
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.evaluation.split import Cases, TrainData
+from recsys.data.types import Cases, TrainData
 from recsys.models.base import Recommender
 
 #: reranked candidates score LIFT + logit; retriever cosines are within [-1, 1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.evaluation.split import Cases, TrainData
+from recsys.data.types import Cases, TrainData
 from recsys.models.base import Recommender
 
 

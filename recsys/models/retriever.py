@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.evaluation.split import Cases, TrainData
+from recsys.data.types import Cases, TrainData
 from recsys.models.base import Recommender
 
 

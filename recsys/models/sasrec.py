@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.evaluation.split import Cases, Sequences, TrainData
+from recsys.data.types import Cases, Sequences, TrainData
 from recsys.models.base import Recommender
 
 

@@ -11,7 +11,6 @@ An optional second ``CrossEncoder`` (``rating_model``) regresses rating / 5 on t
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,41 +18,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recsys.data import schema as S
 from recsys.manifest import atomic_directory, read_manifest, write_manifest
+from recsys.reranker.backbone import load_cross_encoder
 from recsys.reranker.config import RerankerTrainingArguments
+from recsys.reranker.features import context_frame_of
 from recsys.text import history_item_texts, render_items, render_users
 
 MANIFEST_KIND = "reranker"
 RANKER_DIR = "cross_encoder"
 RATING_DIR = "rating_model"
-#: columns of an event/case frame that are never request context
-NON_CONTEXT = ("u", "i", "pos", "len", S.RATING, S.WEIGHT, S.USER_ID, S.ITEM_ID)
-
-_LOCK = threading.Lock()
-
-
-def load_cross_encoder(name_or_path: str, *, max_length: int = 256, num_labels: int = 1, seed: int | None = 0):
-    """A CPU ``CrossEncoder`` with one output. A SentenceTransformer checkpoint (the bundled MiniLM) gets a new
-    classification head, initialised from ``seed`` (without touching the global torch RNG); a local path never
-    touches the hub."""
-    import os
-
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    local = os.path.isdir(name_or_path)
-    with _LOCK, torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return CrossEncoder(name_or_path, num_labels=num_labels, max_length=max_length, device="cpu", local_files_only=local)
-
-
-def context_frame_of(frame: pl.DataFrame | None) -> pl.DataFrame | None:
-    """The request-context columns (timestamp + context columns) of an event or case frame."""
-    if frame is None:
-        return None
-    return frame.select([c for c in frame.columns if c not in NON_CONTEXT])
 
 
 def _identity():
@@ -256,162 +229,4 @@ class Reranker:
         return self
 
 
-
-
-# ------------------------------------------------------------------------------------------------ runs
-
-
-def run_fingerprint(run_dir: Path | str) -> str:
-    """Fingerprint of what determines the run's scores: the settings and every weight/tokenizer file."""
-    from recsys.manifest import fingerprint_bytes, fingerprint_file
-
-    run_dir = Path(run_dir)
-    files = [run_dir / "config.json", *sorted(p for d in (RANKER_DIR, RATING_DIR) for p in (run_dir / d).rglob("*") if p.is_file())]
-    return fingerprint_bytes(*(f"{p.relative_to(run_dir)}:{fingerprint_file(p)}".encode() for p in files if p.exists()))
-
-
-def load_run(run_dir: Path | str) -> tuple[Reranker, dict[str, Any]]:
-    """(reranker, manifest) of a run written by ``recsys train reranker``; ``manifest["fingerprint"]`` is the run's."""
-    from recsys.errors import RecsysError
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RecsysError(f"reranker run {run_dir} does not exist (train one with `recsys train reranker`)")
-    manifest = read_manifest(run_dir, MANIFEST_KIND)
-    manifest["fingerprint"] = run_fingerprint(run_dir)
-    return Reranker.load(run_dir), manifest
-
-
-def _read_candidates(path: Path) -> pl.DataFrame:
-    from recsys.errors import RecsysError
-
-    if path.is_dir():
-        parts = sorted(path.glob("part-*.parquet"))
-        if not parts:
-            raise RecsysError(f"{path} holds no part-*.parquet candidate files")
-        frame = pl.read_parquet(parts)
-    elif path.exists():
-        frame = pl.read_parquet(path)
-    else:
-        raise RecsysError(f"candidates {path} do not exist")
-    missing = [c for c in (S.USER_ID, S.ITEM_ID) if c not in frame.columns]
-    if missing:
-        raise RecsysError(f"candidates {path} lack column(s) {', '.join(missing)}")
-    return frame
-
-
-def rerank_candidates(
-    run_dir: Path | str,
-    candidates: Path | str,
-    out: Path | str,
-    *,
-    dataset: Path | str | None = None,
-    context: Mapping[str, Any] | None = None,
-    top: int | None = None,
-    inference: str = "fp32",
-    explain: bool = False,
-    batch_size: int = 64,
-) -> dict[str, Any]:
-    """``recsys rerank``: score every (user, candidate item) row, reorder per user by ``rerank_score`` and write
-    parquet (``rank`` = new rank, ``retrieval_rank`` = the old one). The request context is ``context`` when given,
-    else the candidates' own ``timestamp``/context columns when present, else now. With ``explain`` a JSON
-    ``reasons`` column holds the supporting history items and context effects."""
-    import time
-
-    from recsys.context import context_frame
-    from recsys.data.dataset import Dataset
-    from recsys.errors import RecsysError
-    from recsys.retrieval import UserHistories
-
-    start = time.perf_counter()
-    reranker, manifest = load_run(run_dir)
-    if inference != "fp32":
-        reranker.use(inference)
-    data_dir = dataset or (manifest.get("dataset") or {}).get("path")
-    if not data_dir:
-        raise RecsysError(f"reranker run {run_dir} does not record its dataset; pass --dataset")
-    ds = Dataset.load(data_dir)
-    frame = _read_candidates(Path(candidates))
-    items = ds.items
-    catalogue_ids = items[S.ITEM_ID]
-    item_texts = reranker.render_items(items)
-    hist_texts = reranker.history_texts(items)
-    lookup = pl.DataFrame({S.ITEM_ID: catalogue_ids, "__cat": np.arange(len(catalogue_ids), dtype=np.int64)})
-    frame = frame.with_row_index("__row").join(
-        lookup.with_columns(pl.col(S.ITEM_ID).cast(frame.schema[S.ITEM_ID], strict=False)), on=S.ITEM_ID, how="left", maintain_order="left"
-    )
-    if frame["__cat"].null_count():
-        raise RecsysError(f"{frame['__cat'].null_count()} candidate item(s) are not in the dataset's catalogue")
-    histories = UserHistories(ds, catalogue_ids)
-    groups = frame.partition_by(S.USER_ID, maintain_order=True, as_dict=False)
-    users = pl.Series(S.USER_ID, [g[S.USER_ID][0] for g in groups], dtype=frame.schema[S.USER_ID])
-    rows = histories.rows(users)
-    profiles_frame = ds.users
-    prof_lookup: dict[Any, dict[str, Any]] = {}
-    if profiles_frame is not None:
-        prof_lookup = {r[S.USER_ID]: r for r in profiles_frame.to_dicts()}
-    ctx_cols = list(ds.context_columns)
-    own_ctx = [c for c in (S.TIMESTAMP, *ctx_cols) if c in frame.columns]
-    fixed = None
-    if context is not None or not own_ctx:
-        fixed = context_frame(context, ctx_cols).to_dicts()[0]
-    item_vectors = None
-    if explain:
-        from recsys.retriever.run import load_run as load_retriever
-
-        rdir = manifest.get("retriever_run")
-        if rdir and Path(rdir).is_dir():
-            retriever, _, _ = load_retriever(rdir)
-            item_vectors = retriever.encode_items()
-    scores_all = np.zeros(frame.height, dtype=np.float32)
-    reasons_all: list[str | None] = [None] * frame.height
-    hist_list, cand_list, ctx_list, prof_list = [], [], [], []
-    for user, row, g in zip(users.to_list(), rows, groups):
-        h = histories.history(int(row))[0] if row >= 0 else np.zeros(0, dtype=np.int32)
-        hist_list.append(h)
-        cand_list.append(g["__cat"].to_numpy())
-        ctx_list.append(fixed if fixed is not None else g.select(own_ctx).row(0, named=True))
-        prof_list.append({k: v for k, v in prof_lookup.get(user, {}).items() if k != S.USER_ID} or None)
-    # a retrieval_score column (batch-score output) is fused with the logits by the run's retrieval weight
-    fused = [g["retrieval_score"].cast(pl.Float32).to_numpy() for g in groups] if "retrieval_score" in frame.columns else None
-    scores = reranker.score_candidates(
-        hist_list, cand_list, item_texts, hist_texts, context=ctx_list, profiles=prof_list, batch_size=batch_size, retrieval_scores=fused
-    )
-    for g, s in zip(groups, scores):
-        scores_all[g["__row"].to_numpy()] = s
-    if explain:
-        import json as _json
-
-        from recsys.reranker.explain import explain as explain_one
-
-        titles = items["title"].cast(pl.String).to_list() if "title" in items.columns else None
-        for g, h, c, p in zip(groups, hist_list, ctx_list, prof_list):
-            for r, i in zip(g["__row"].to_list(), g["__cat"].to_list()):
-                e = explain_one(reranker, int(i), h, item_vectors=item_vectors, item_texts=item_texts, history_texts=hist_texts, context=c, profile=p, item_ids=catalogue_ids.to_list(), titles=titles)
-                reasons_all[r] = _json.dumps(e, default=str)
-    result = frame.with_columns(rerank_score=pl.Series(scores_all, dtype=pl.Float32))
-    if explain:
-        result = result.with_columns(reasons=pl.Series(reasons_all, dtype=pl.String))
-    if "rank" in result.columns:
-        result = result.rename({"rank": "retrieval_rank"})
-    result = result.sort([S.USER_ID, "rerank_score", "__row"], descending=[False, True, False], maintain_order=True)
-    result = result.with_columns(rank=pl.int_range(1, pl.len() + 1).over(S.USER_ID).cast(pl.Int32))
-    if top is not None:
-        result = result.filter(pl.col("rank") <= top)
-    # users keep their first-seen order
-    order = pl.DataFrame({S.USER_ID: users, "__u": np.arange(len(users))})
-    result = result.join(order, on=S.USER_ID, how="left").sort(["__u", "rank"]).drop(["__u", "__row", "__cat"])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    result.write_parquet(tmp)
-    tmp.replace(out)
-    seconds = time.perf_counter() - start
-    return {
-        "out": str(out), "users": len(users), "rows": int(frame.height), "written": int(result.height), "inference": inference,
-        "seconds": round(seconds, 1), "pairs_per_second": round(frame.height / seconds, 1) if seconds > 0 else None,
-        "reranker_run": str(run_dir), "dataset": str(data_dir),
-    }
-
-
-__all__ = ["MANIFEST_KIND", "Reranker", "context_frame_of", "load_cross_encoder", "load_run", "rerank_candidates", "run_fingerprint"]
+__all__ = ["MANIFEST_KIND", "RANKER_DIR", "RATING_DIR", "Reranker"]

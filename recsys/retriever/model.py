@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from recsys.data import schema as S
-from recsys.evaluation.split import Cases, Sequences, TrainData
+from recsys.data.types import Cases, Sequences, TrainData
 from recsys.manifest import atomic_directory, fingerprint_json, read_manifest, write_manifest
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.text import render_items, render_profile

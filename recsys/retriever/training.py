@@ -49,7 +49,7 @@ from torch import nn
 
 from recsys.hf_training import trainer_defaults
 from recsys.evaluation import metrics as M
-from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
+from recsys.data.types import Cases, TrainData, train_data_fingerprint
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.model import context_columns_of, context_features
 from recsys.text import render_profile, render_users

@@ -224,7 +224,7 @@ def load_service(
     """Open the service and warm it up (text model loaded, one search run, one rerank), so the first request is not
     slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`)."""
     from recsys.manifest import read_manifest
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
 
     service = RetrievalService.open(
         index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_inference=rerank_inference, rerank_depth=rerank_depth,

@@ -15,7 +15,8 @@ from recsys.cli import app
 from recsys.data import demo
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
-from recsys.data.demo import CATEGORIES, CATEGORY_CONTEXT, context_boost, generate_demo, time_of_day_expr
+from recsys.context import TIMES_OF_DAY, time_of_day, time_of_day_expr
+from recsys.data.demo import CATEGORIES, CATEGORY_CONTEXT, context_boost, generate_demo
 from recsys.data.validate import validate_dataset
 from recsys.errors import RecsysError
 
@@ -192,13 +193,13 @@ def test_context_boost_truth():
     pairs = set(CATEGORY_CONTEXT.values())
     assert len(pairs) == len(CATEGORIES)  # every category has its own (device, time of day)
     for c, (dev, tod) in CATEGORY_CONTEXT.items():
-        assert dev in demo.DEVICES and tod in demo.TIMES_OF_DAY
+        assert dev in demo.DEVICES and tod in TIMES_OF_DAY
         assert context_boost(c, dev, tod) == pytest.approx(3.0)
         other_dev = next(d for d in demo.DEVICES if d != dev)
-        other_tod = next(t for t in demo.TIMES_OF_DAY if t != tod)
+        other_tod = next(t for t in TIMES_OF_DAY if t != tod)
         assert context_boost(c, other_dev, other_tod) == 1.0
         assert 1.0 < context_boost(c, dev, other_tod) < 3.0
-    assert [demo.time_of_day(h) for h in (0, 5, 6, 11, 12, 17, 18, 23)] == [
+    assert [time_of_day(h) for h in (0, 5, 6, 11, 12, 17, 18, 23)] == [
         "night", "night", "morning", "morning", "afternoon", "afternoon", "evening", "evening"
     ]
 

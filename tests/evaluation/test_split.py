@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from recsys.data.dataset import Dataset
-from recsys.evaluation.split import Sequences, cold_start, encode, leave_one_out
+from recsys.data.types import Sequences
+from recsys.evaluation.split import cold_start, encode, leave_one_out
 
 
 def _ds(rows: list[tuple[int, int, int]], n_items: int = 10) -> Dataset:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from recsys.evaluation.split import Cases, Sequences, TrainData
+from recsys.data.types import Cases, Sequences, TrainData
 from recsys.models.base import Recommender
 
 N_ITEMS = 22

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recsys.errors import RecsysError
-from recsys.evaluation.split import Cases
+from recsys.data.types import Cases
 from recsys.models import get_model_class
 from recsys.models.implicit_models import BPR, IALS
 from tests.models.contract import UNSEEN, RecommenderContract, cases_for, synthetic_train

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from recsys.evaluation.split import Cases, Sequences, TrainData
+from recsys.data.types import Cases, Sequences, TrainData
 from recsys.models import get_model_class
 from recsys.models.sasrec import SASRec, _left_padded, _ndcg_at, _training_windows
 from tests.models.contract import UNSEEN, RecommenderContract, cases_for, synthetic_train

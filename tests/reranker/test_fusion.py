@@ -7,7 +7,7 @@ import pytest
 
 from recsys.reranker import Reranker, RerankerTrainingArguments
 from recsys.reranker.config import FUSION_GRID
-from recsys.reranker.training import choose_retrieval_weight, fusion_table
+from recsys.reranker.evaluation import choose_retrieval_weight, fusion_table
 
 
 def _case(target_logit_rank: int, target_cos_rank: int, n: int = 12, seed: int = 0):

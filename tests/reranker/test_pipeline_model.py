@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.evaluation.split import Cases, Sequences
+from recsys.data.types import Cases, Sequences
 from recsys.models.pipeline import LIFT, rerank_top
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recsys.data.demo import context_boost
-from recsys.reranker.training import evaluate_reranker
+from recsys.reranker.evaluation import evaluate_reranker
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.reranker import Reranker, RerankerTrainingArguments
-from recsys.reranker.training import Requests, context_swapped_users
+from recsys.reranker.examples import Requests, context_swapped_users
 from recsys.text import render_context
 
 from .conftest import FAST

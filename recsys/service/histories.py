@@ -21,7 +21,7 @@ import contextlib
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -30,9 +30,7 @@ from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import DataValidationError, RecsysError
 from recsys.manifest import MANIFEST_NAME, atomic_directory, read_manifest, write_manifest
-
-if TYPE_CHECKING:
-    from recsys.retrieval import UserHistories
+from recsys.data.types import Sequences
 
 HISTORIES_KIND = "histories"
 #: Directory under a batch output directory that holds prepared histories (one sub-directory per dataset).
@@ -49,6 +47,80 @@ _BUCKET = "__bucket"
 _SPILL_BATCH_ROWS = 262_144
 #: Partial per-user counts held before they are merged (at least; more when there are more users than this).
 _MERGE_ROWS = 4_000_000
+
+
+class UserHistories:
+    """Every user's interactions in time order (stable over source rows), as catalogue indices and raw ids."""
+
+    def __init__(self, dataset: Dataset, catalogue_ids: pl.Series) -> None:
+        if not dataset.interactions_loaded:
+            raise RecsysError(f"dataset {dataset.path} was loaded without its interactions; load it in full to build histories")
+        inter = dataset.interactions
+        events = inter.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP).with_row_index("__src").sort([S.USER_ID, S.TIMESTAMP, "__src"])
+        self._build(events.select(S.USER_ID, S.ITEM_ID), catalogue_ids, inter.schema[S.USER_ID])
+
+    @classmethod
+    def from_sorted(cls, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> "UserHistories":
+        """Histories from (user_id, item_id) rows already in history order (user, time, source row), e.g. one chunk
+        of users read from a prepared file: the same indexing as the full build, so both give identical histories."""
+        out = cls.__new__(cls)
+        out._build(events, catalogue_ids, user_dtype)
+        return out
+
+    def _build(self, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> None:
+        id_type = events.schema[S.ITEM_ID]
+        lookup = pl.DataFrame({S.ITEM_ID: catalogue_ids.cast(id_type, strict=False), "__cat": np.arange(len(catalogue_ids), dtype=np.int32)})
+        events = events.select(S.USER_ID, S.ITEM_ID).join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")
+        users = events.group_by(S.USER_ID, maintain_order=True).len()
+        self.user_ids = users[S.USER_ID]
+        self._row = pl.DataFrame({S.USER_ID: self.user_ids, "__row": np.arange(users.height)})
+        indptr = np.zeros(users.height + 1, dtype=np.int64)
+        np.cumsum(users["len"].to_numpy(), out=indptr[1:])
+        self.catalogue = Sequences(indptr, events["__cat"].fill_null(-1).to_numpy().astype(np.int32))
+        self.item_ids = events[S.ITEM_ID].to_numpy()
+        self.user_dtype = user_dtype
+        self._sorted: Any = None  # the user ids as a sorted numpy array (built on first ``row``), False if unsorted
+
+    def row(self, user_id: Any) -> int:
+        """Row of one user id (-1 when unknown): a binary search, no dataframe work on the request path."""
+        if self._sorted is None:
+            self._sorted = self.user_ids.to_numpy() if self.user_ids.is_sorted() else False
+        if self._sorted is False:
+            return int(self.rows([user_id])[0])
+        try:
+            key = int(user_id) if self.user_dtype.is_integer() else str(user_id)
+        except (TypeError, ValueError):
+            return -1
+        if self.user_dtype.is_integer() and isinstance(user_id, str) and str(key) != user_id.strip():
+            return -1
+        i = int(np.searchsorted(self._sorted, key))
+        return i if i < len(self._sorted) and self._sorted[i] == key else -1
+
+    def rows(self, user_ids: Sequence[Any] | pl.Series) -> np.ndarray:
+        """Row per user id, -1 for unknown users."""
+        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids) if not isinstance(user_ids, pl.Series) else user_ids).cast(self.user_dtype, strict=False)})
+        return q.join(self._row, on=S.USER_ID, how="left", maintain_order="left")["__row"].fill_null(-1).to_numpy()
+
+    def history(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(catalogue indices the model knows, every seen raw item id) for one user row."""
+        lo, hi = self.catalogue.indptr[row], self.catalogue.indptr[row + 1]
+        cat = self.catalogue.items[lo:hi]
+        return cat[cat >= 0], self.item_ids[lo:hi]
+
+    def histories(self, rows: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``history`` of many rows at once (batch scoring: a thousand users a chunk), split by two vectorised
+        passes instead of a Python call per user."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not rows.size:
+            return [], []
+        lo, hi = self.catalogue.indptr[rows], self.catalogue.indptr[rows + 1]
+        lengths = hi - lo
+        at = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        cat, seen = self.catalogue.items[at], self.item_ids[at]
+        cuts = np.cumsum(lengths)[:-1]
+        known = cat >= 0
+        known_before = np.concatenate([[0], np.cumsum(known)])  # known entries before each position
+        return np.split(cat[known], known_before[cuts]), np.split(seen, cuts)
 
 
 class HistoryStore:
@@ -90,8 +162,6 @@ class HistoryStore:
 
     def histories(self, user_ids: Sequence[Any] | pl.Series, catalogue_ids: pl.Series) -> "UserHistories":
         """The ``UserHistories`` of just these users: the same (catalogue indices, seen ids) as the full build."""
-        from recsys.retrieval import UserHistories
-
         return UserHistories.from_sorted(self.read(user_ids), catalogue_ids, self.user_dtype)
 
 

@@ -19,8 +19,8 @@ from recsys.context import context_frame
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import ManifestMismatchError, RecsysError
-from recsys.evaluation.split import Sequences
 from recsys.index import ItemIndex
+from recsys.service.histories import UserHistories
 
 
 @dataclass
@@ -39,80 +39,6 @@ class Recommendation:
         return asdict(self)
 
 
-class UserHistories:
-    """Every user's interactions in time order (stable over source rows), as catalogue indices and raw ids."""
-
-    def __init__(self, dataset: Dataset, catalogue_ids: pl.Series) -> None:
-        if not dataset.interactions_loaded:
-            raise RecsysError(f"dataset {dataset.path} was loaded without its interactions; load it in full to build histories")
-        inter = dataset.interactions
-        events = inter.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP).with_row_index("__src").sort([S.USER_ID, S.TIMESTAMP, "__src"])
-        self._build(events.select(S.USER_ID, S.ITEM_ID), catalogue_ids, inter.schema[S.USER_ID])
-
-    @classmethod
-    def from_sorted(cls, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> "UserHistories":
-        """Histories from (user_id, item_id) rows already in history order (user, time, source row), e.g. one chunk
-        of users read from a prepared file: the same indexing as the full build, so both give identical histories."""
-        out = cls.__new__(cls)
-        out._build(events, catalogue_ids, user_dtype)
-        return out
-
-    def _build(self, events: pl.DataFrame, catalogue_ids: pl.Series, user_dtype: pl.DataType) -> None:
-        id_type = events.schema[S.ITEM_ID]
-        lookup = pl.DataFrame({S.ITEM_ID: catalogue_ids.cast(id_type, strict=False), "__cat": np.arange(len(catalogue_ids), dtype=np.int32)})
-        events = events.select(S.USER_ID, S.ITEM_ID).join(lookup, on=S.ITEM_ID, how="left", maintain_order="left")
-        users = events.group_by(S.USER_ID, maintain_order=True).len()
-        self.user_ids = users[S.USER_ID]
-        self._row = pl.DataFrame({S.USER_ID: self.user_ids, "__row": np.arange(users.height)})
-        indptr = np.zeros(users.height + 1, dtype=np.int64)
-        np.cumsum(users["len"].to_numpy(), out=indptr[1:])
-        self.catalogue = Sequences(indptr, events["__cat"].fill_null(-1).to_numpy().astype(np.int32))
-        self.item_ids = events[S.ITEM_ID].to_numpy()
-        self.user_dtype = user_dtype
-        self._sorted: Any = None  # the user ids as a sorted numpy array (built on first ``row``), False if unsorted
-
-    def row(self, user_id: Any) -> int:
-        """Row of one user id (-1 when unknown): a binary search, no dataframe work on the request path."""
-        if self._sorted is None:
-            self._sorted = self.user_ids.to_numpy() if self.user_ids.is_sorted() else False
-        if self._sorted is False:
-            return int(self.rows([user_id])[0])
-        try:
-            key = int(user_id) if self.user_dtype.is_integer() else str(user_id)
-        except (TypeError, ValueError):
-            return -1
-        if self.user_dtype.is_integer() and isinstance(user_id, str) and str(key) != user_id.strip():
-            return -1
-        i = int(np.searchsorted(self._sorted, key))
-        return i if i < len(self._sorted) and self._sorted[i] == key else -1
-
-    def rows(self, user_ids: Sequence[Any] | pl.Series) -> np.ndarray:
-        """Row per user id, -1 for unknown users."""
-        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids) if not isinstance(user_ids, pl.Series) else user_ids).cast(self.user_dtype, strict=False)})
-        return q.join(self._row, on=S.USER_ID, how="left", maintain_order="left")["__row"].fill_null(-1).to_numpy()
-
-    def history(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """(catalogue indices the model knows, every seen raw item id) for one user row."""
-        lo, hi = self.catalogue.indptr[row], self.catalogue.indptr[row + 1]
-        cat = self.catalogue.items[lo:hi]
-        return cat[cat >= 0], self.item_ids[lo:hi]
-
-    def histories(self, rows: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``history`` of many rows at once (batch scoring: a thousand users a chunk), split by two vectorised
-        passes instead of a Python call per user."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if not rows.size:
-            return [], []
-        lo, hi = self.catalogue.indptr[rows], self.catalogue.indptr[rows + 1]
-        lengths = hi - lo
-        at = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
-        cat, seen = self.catalogue.items[at], self.item_ids[at]
-        cuts = np.cumsum(lengths)[:-1]
-        known = cat >= 0
-        known_before = np.concatenate([[0], np.cumsum(known)])  # known entries before each position
-        return np.split(cat[known], known_before[cuts]), np.split(seen, cuts)
-
-
 class RetrievalService:
     """Retrieve top-k items for known users, new users (history and/or profile) and any context."""
 
@@ -128,12 +54,12 @@ class RetrievalService:
             )
         self.run_dir = Path(run_dir)
         self.dataset = dataset
-        # batch scoring opens the service without histories and reads them per chunk (recsys.histories)
+        # batch scoring opens the service without histories and reads them per chunk (recsys.service.histories)
         self.histories: UserHistories | None = UserHistories(dataset, self.catalogue_ids) if histories else None
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
-        self.reranker = reranker  # a recsys.reranking.RerankStage, or None (retrieve only)
-        self.cooccurrence: Any = None  # a recsys.cooccurrence.CooccurrenceSource merged into the rerank candidates
+        self.reranker = reranker  # a recsys.service.rerank.RerankStage, or None (retrieve only)
+        self.cooccurrence: Any = None  # a recsys.service.cooccurrence.CooccurrenceSource merged into the rerank candidates
         self._profiles = None
         if dataset.users is not None:
             self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(dataset.interactions.schema[S.USER_ID], strict=False))
@@ -174,14 +100,14 @@ class RetrievalService:
 
     def attach_cooccurrence(self, directory: Path | str) -> Any:
         """Load a co-occurrence source fitted on this service's dataset; reranked requests then read its candidates too."""
-        from recsys.cooccurrence import CooccurrenceSource
+        from recsys.service.cooccurrence import CooccurrenceSource
 
         self.cooccurrence = CooccurrenceSource.load(directory, dataset_fingerprint=self.dataset.fingerprint)
         return self.cooccurrence
 
     def attach_reranker(self, run_dir: Path | str, *, inference: str = "auto", depth: int | None = None) -> Any:
         """Load a reranker run for this catalogue (the dataset's items plus any added to the index) and use it."""
-        from recsys.reranking import RerankStage, items_with_added
+        from recsys.service.rerank import RerankStage, items_with_added
 
         items = items_with_added(self.dataset.items, self.index.metadata.get("added_items"))
         self.reranker = RerankStage.open(

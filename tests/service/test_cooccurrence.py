@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import recsys.cooccurrence as co
-from recsys.cooccurrence import CooccurrenceSource
+import recsys.service.cooccurrence as co
+from recsys.service.cooccurrence import CooccurrenceSource
 from recsys.data.demo import generate_demo
 from recsys.errors import ManifestMismatchError
 

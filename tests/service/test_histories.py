@@ -1,4 +1,4 @@
-"""Prepared per-chunk histories (recsys.histories): exactly ``UserHistories``' histories, built atomically, reused
+"""Prepared per-chunk histories (recsys.service.histories): exactly ``UserHistories``' histories, built atomically, reused
 while the dataset is unchanged and rebuilt when it changes."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 from recsys.data.dataset import Dataset
 from recsys.errors import RecsysError
-from recsys.histories import HISTORIES_KIND, HistoryStore, _count_users, prepare_histories
+from recsys.service.histories import HISTORIES_KIND, HistoryStore, _count_users, prepare_histories
 from recsys.manifest import read_manifest
-from recsys.retrieval import UserHistories
+from recsys.service.histories import UserHistories
 
 SOURCE = {"name": "histories-test"}
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from recsys.errors import ManifestMismatchError, RecsysError
-from recsys.retrieval import RetrievalService
+from recsys.service.retrieval import RetrievalService
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def test_added_item_is_rerankable_by_its_text(rerank_stack, tmp_path):
 
 
 def test_cooccurrence_candidates_join_the_reranked_pool(rerank_stack, tmp_path):
-    from recsys.cooccurrence import CooccurrenceSource
+    from recsys.service.cooccurrence import CooccurrenceSource
 
     root, ds = rerank_stack
     CooccurrenceSource.fit(ds, neighbours=20).save(tmp_path / "co")
@@ -136,7 +136,7 @@ def test_cooccurrence_candidates_join_the_reranked_pool(rerank_stack, tmp_path):
 
 
 def test_cooccurrence_of_another_dataset_is_refused(rerank_stack, tmp_path):
-    from recsys.cooccurrence import CooccurrenceSource
+    from recsys.service.cooccurrence import CooccurrenceSource
     from recsys.data.demo import generate_demo
 
     root, _ = rerank_stack
@@ -148,7 +148,7 @@ def test_cooccurrence_of_another_dataset_is_refused(rerank_stack, tmp_path):
 
 def test_default_inference_is_onnx_when_onnxruntime_is_installed(service):
     from recsys.onnx import onnx_available
-    from recsys.reranking import resolve_inference
+    from recsys.service.rerank import resolve_inference
 
     expected = "onnx" if onnx_available()[0] else "fp32"
     assert resolve_inference("auto") == expected and service.reranker.inference == expected

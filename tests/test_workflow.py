@@ -7,7 +7,7 @@ import json
 import pytest
 
 from recsys.errors import RecsysError
-from recsys.pipeline import load_pipeline, run_pipeline
+from recsys.workflow import load_pipeline, run_pipeline
 
 PIPELINE = """
 [pipeline]

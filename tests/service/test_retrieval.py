@@ -8,7 +8,7 @@ import pytest
 
 from recsys.errors import ManifestMismatchError, RecsysError
 from recsys.index.build import add_items
-from recsys.retrieval import RetrievalService
+from recsys.service.retrieval import RetrievalService
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.run import run_fingerprint, train_run
 
@@ -88,7 +88,7 @@ def test_single_user_lookup_agrees_with_the_join():
     from types import SimpleNamespace
 
     from recsys.data.demo import generate_demo
-    from recsys.retrieval import UserHistories
+    from recsys.service.histories import UserHistories
 
     ds, _ = generate_demo(users=40, items=15, seed=2, interactions_per_user=4)
     for inter in (ds.interactions, ds.interactions.with_columns(("u" + pl.col("user_id").cast(pl.String)).alias("user_id"))):
@@ -103,7 +103,7 @@ def test_many_user_histories_equal_one_at_a_time():
     from types import SimpleNamespace
 
     from recsys.data.demo import generate_demo
-    from recsys.retrieval import UserHistories
+    from recsys.service.histories import UserHistories
 
     ds, _ = generate_demo(users=60, items=30, seed=4, interactions_per_user=5)
     # a catalogue missing some items: their catalogue index is -1 and only the seen ids keep them

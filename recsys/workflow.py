@@ -1,5 +1,5 @@
-"""Pipelines: a TOML file declares stages and their settings; ``run_pipeline`` runs them in order and skips a
-stage whose output manifest records the same settings, input fingerprints and code version.
+"""Workflows behind ``recsys run``: a TOML file declares stages and their settings; ``run_pipeline`` runs them in
+order and skips a stage whose output manifest records the same settings, input fingerprints and code version.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class TrainStage:
 
 
 @dataclass
-class RerankStage:
+class TrainRerankerStage:
     """Fine-tune the cross-encoder reranker on the retriever's candidates; ``reranker`` holds
     RerankerTrainingArguments fields. Later retrieve/batch stages rerank with it when they say so."""
 
@@ -114,7 +114,7 @@ class PipelineSettings:
     name: str = "pipeline"
     data: DataStage | None = None
     train: TrainStage | None = None
-    rerank: RerankStage | None = None
+    rerank: TrainRerankerStage | None = None
     index: IndexStage | None = None
     retrieve: RetrieveStage | None = None
     evaluate: EvaluateStage | None = None
@@ -123,7 +123,7 @@ class PipelineSettings:
 
 STAGE_ORDER = ("data", "train", "rerank", "index", "retrieve", "evaluate", "batch")
 _STAGE_CLASSES: dict[str, type] = {
-    "data": DataStage, "train": TrainStage, "rerank": RerankStage, "index": IndexStage, "retrieve": RetrieveStage,
+    "data": DataStage, "train": TrainStage, "rerank": TrainRerankerStage, "index": IndexStage, "retrieve": RetrieveStage,
     "evaluate": EvaluateStage, "batch": BatchStage,
 }
 #: what each stage consumes from the stages before it
@@ -191,11 +191,11 @@ def _run_train(s: TrainStage, ctx: dict[str, Any], log: Log) -> str:
     return summary["fingerprint"]
 
 
-def _run_rerank(s: RerankStage, ctx: dict[str, Any], log: Log) -> str:
+def _run_rerank(s: TrainRerankerStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.data.dataset import Dataset
     from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.model import run_fingerprint
-    from recsys.reranker.training import train_run
+    from recsys.reranker.run import run_fingerprint
+    from recsys.reranker.run import train_run
 
     args = RerankerTrainingArguments.from_dict({"progress_bar": False, **s.reranker})
     summary = train_run(Dataset.load(ctx["dataset"]), ctx["run"], s.out, args, eval_cases=s.eval_cases)
@@ -216,7 +216,7 @@ def _run_index(s: IndexStage, ctx: dict[str, Any], log: Log) -> str:
 
 def _run_retrieve(s: RetrieveStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.context import parse_context
-    from recsys.retrieval import RetrievalService
+    from recsys.service.retrieval import RetrievalService
 
     rerank = ctx.get("rerank") if s.rerank else None
     service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"], rerank_run=rerank, rerank_depth=s.candidates)
