@@ -214,7 +214,7 @@ def _stream_dataset(work: Path, users: int, per_user: int, n_items: int, seed: i
     schema = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("timestamp", pa.timestamp("us", tz="UTC"))])
     a = 1.0 - STREAM_ZIPF
     t0 = time.perf_counter()
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "dataset") as tmp:
         items.write_parquet(tmp / "items.parquet")
         # user ids step by 1 within a position-major chunk: delta encoding stores them in ~nothing
         with pq.ParquetWriter(tmp / "interactions.parquet", schema, compression="zstd", use_dictionary=["item_id"],

@@ -125,7 +125,7 @@ def prepare_histories(dataset: Dataset, root: Path | str, *, bucket_rows: int = 
             if store.manifest.get("source") == key:
                 return store
     src = dataset.interactions_file
-    with atomic_directory(final, overwrite=True) as tmp:
+    with atomic_directory(final, HISTORIES_KIND, overwrite=True) as tmp:
         try:
             manifest = _build(src, tmp, bucket_rows)
         except RecsysError:

@@ -470,8 +470,9 @@ class ItemIndex:
             out["updated"] = self.updated
         return out
 
-    def save(self, directory: Path | str, *, overwrite: bool = True) -> Path:
-        """Write the index directory atomically: a failed save leaves any existing index there untouched."""
+    def save(self, directory: Path | str, *, overwrite: bool = False) -> Path:
+        """Write the index directory atomically: a failed save leaves any existing index there untouched.
+        ``directory`` may hold an index (replaced); another kind of artefact only with ``overwrite``."""
         directory = Path(directory)
         live = np.flatnonzero(self._live)
         table = pl.DataFrame(
@@ -484,7 +485,7 @@ class ItemIndex:
                 FAISS_ID_COLUMN: pl.Series(FAISS_ID_COLUMN, live, dtype=pl.Int64),
             }
         )
-        with atomic_directory(directory, overwrite=overwrite) as tmp:
+        with atomic_directory(directory, INDEX_KIND, overwrite=overwrite) as tmp:
             faiss.write_index(backend.to_cpu(self._index), str(tmp / INDEX_FILE))
             table.write_parquet(tmp / IDS_FILE)
             files = {name: {"fingerprint": fingerprint_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in (INDEX_FILE, IDS_FILE)}
