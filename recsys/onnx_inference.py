@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -59,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import RecsysError
+from recsys.manifest import atomic_file
 
 #: inference options of the text models (the reranker adds ``bf16``)
 OPTIONS = ("fp32", "onnx", "onnx-int8")
@@ -189,13 +189,6 @@ def weights_fingerprint(module: Any, kind: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
 class _Classifier:
     """torch wrapper: (input_ids, attention_mask[, token_type_ids]) -> logits."""
 
@@ -260,18 +253,15 @@ def export_onnx(model: Any, tokenizer: Any, path: Path | str, *, kind: str, pool
     args = tuple(enc[n] for n in names)
     dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
     dynamic[out] = {0: "batch"}
-    tmp = _atomic_target(path)
     # eager attention traces to plain ops (sdpa with masks does not always export)
     old = getattr(model.config, "_attn_implementation", None)
     try:
         if old is not None:
             model.config._attn_implementation = "eager"
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_file(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(wrapped, args, str(tmp), input_names=names, output_names=[out], dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-        tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
         if old is not None:
             model.config._attn_implementation = old
     return path
@@ -292,20 +282,18 @@ def quantize_int8(src: Path | str, dst: Path | str, settings: QuantSettings | No
     extra = dict(settings.extra_options)
     if settings.fuse:
         extra.setdefault("DefaultTensorType", onnx.TensorProto.FLOAT)  # fused contrib ops have no inferred types
-    tmp = _atomic_target(dst)
     root = logging.getLogger()
     level = root.level
     try:
         root.setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" note on every call
-        quantize_dynamic(
-            str(src), str(tmp), per_channel=settings.per_channel, reduce_range=settings.reduce_range,
-            weight_type=getattr(QuantType, settings.weight_type), op_types_to_quantize=list(settings.op_types) or None,
-            nodes_to_exclude=exclude, extra_options=extra or None,
-        )
-        tmp.replace(dst)
+        with atomic_file(dst) as tmp:
+            quantize_dynamic(
+                str(src), str(tmp), per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                weight_type=getattr(QuantType, settings.weight_type), op_types_to_quantize=list(settings.op_types) or None,
+                nodes_to_exclude=exclude, extra_options=extra or None,
+            )
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -371,16 +359,14 @@ def fuse_bert(src: Path | str, dst: Path | str, *, num_heads: int, hidden_size: 
     from onnxruntime.transformers import optimizer
 
     dst = Path(dst)
-    tmp = _atomic_target(dst)
     root = logging.getLogger()
     level = root.level
     try:
         root.setLevel(logging.ERROR)
-        optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0).save_model_to_file(str(tmp))
-        tmp.replace(dst)
+        with atomic_file(dst) as tmp:
+            optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0).save_model_to_file(str(tmp))
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -462,12 +448,8 @@ def smooth_activations(src: Path | str, dst: Path | str, batches: Sequence[Mappi
     del graph.node[:]
     graph.node.extend(nodes_out)
     dst = Path(dst)
-    tmp = _atomic_target(dst)
-    try:
+    with atomic_file(dst) as tmp:
         onnx.save(model, str(tmp))
-        tmp.replace(dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 

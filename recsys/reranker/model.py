@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.manifest import atomic_directory, read_manifest, write_manifest
+from recsys.manifest import atomic_directory, read_manifest, write_manifest, write_parquet_atomic
 from recsys.reranker.config import RerankerTrainingArguments
 from recsys.text import history_item_texts, render_items, render_users
 
@@ -402,10 +402,7 @@ def rerank_candidates(
     order = pl.DataFrame({S.USER_ID: users, "__u": np.arange(len(users))})
     result = result.join(order, on=S.USER_ID, how="left").sort(["__u", "rank"]).drop(["__u", "__row", "__cat"])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    result.write_parquet(tmp)
-    tmp.replace(out)
+    write_parquet_atomic(out, result)
     seconds = time.perf_counter() - start
     return {
         "out": str(out), "users": len(users), "rows": int(frame.height), "written": int(result.height), "inference": inference,

@@ -11,7 +11,6 @@ message that says how to import a manually downloaded copy instead.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any
 from recsys.data.dataset import Dataset
 from recsys.data.importers.movielens import detect_variant, import_movielens
 from recsys.errors import RecsysError
+from recsys.manifest import atomic_file, write_text_atomic
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 BASE_URL_ENV = "RECSYS_MOVIELENS_BASE_URL"
@@ -77,16 +77,15 @@ def download_movielens(
     if not cached:
         md5_text = _fetch(md5_url, timeout).decode("utf-8", errors="replace")
         expected = _expected_md5(md5_text, md5_url)
-        tmp = _fetch_to_file(url, cache, timeout)
-        got_md5, _ = _digests(tmp)
-        if got_md5 != expected:
-            tmp.unlink(missing_ok=True)
-            raise RecsysError(
-                f"checksum mismatch for {url}: MD5 {got_md5}, but {md5_url} says {expected}; "
-                "the download is corrupt or was tampered with (nothing was kept; try again)"
-            )
-        os.replace(tmp, zip_path)
-        _write_atomic(md5_path, md5_text)
+        with atomic_file(zip_path) as tmp:  # kept only once its checksum matches
+            _fetch_to_file(url, tmp, timeout)
+            got_md5, _ = _digests(tmp)
+            if got_md5 != expected:
+                raise RecsysError(
+                    f"checksum mismatch for {url}: MD5 {got_md5}, but {md5_url} says {expected}; "
+                    "the download is corrupt or was tampered with (nothing was kept; try again)"
+                )
+        write_text_atomic(md5_path, md5_text)
     md5, sha256 = _digests(zip_path)
 
     src = _unpack(zip_path, cache, top_dir, md5)
@@ -153,18 +152,12 @@ def _fetch(url: str, timeout: float) -> bytes:
             raise _offline_error(url, exc) from None
 
 
-def _fetch_to_file(url: str, directory: Path, timeout: float) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=".part")
+def _fetch_to_file(url: str, path: Path, timeout: float) -> None:
     try:
-        with os.fdopen(fd, "wb") as out, _open(url, timeout) as resp:
+        with open(path, "wb") as out, _open(url, timeout) as resp:
             shutil.copyfileobj(resp, out, 1 << 20)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, RecsysError):
-            raise _offline_error(url, exc) from None
-        raise
-    return Path(tmp)
+    except (OSError, TimeoutError) as exc:
+        raise _offline_error(url, exc) from None
 
 
 def _expected_md5(text: str, where: str) -> str:
@@ -182,13 +175,6 @@ def _digests(path: Path) -> tuple[str, str]:
             md5.update(block)
             sha.update(block)
     return md5.hexdigest(), sha.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _unpack(zip_path: Path, cache: Path, top_dir: str, md5: str) -> Path:
