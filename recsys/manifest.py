@@ -24,6 +24,17 @@ from typing import Any
 from recsys.errors import ManifestMismatchError, RecsysError
 
 MANIFEST_NAME = "manifest.json"
+CACHE_ENV = "RECSYS_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where recsys keeps files it can rebuild (downloads, ONNX exports, prepared histories): ``$RECSYS_CACHE``,
+    else ``$XDG_CACHE_HOME/recsys``, else ``~/.cache/recsys``; ``parts`` name a sub-directory."""
+    if os.environ.get(CACHE_ENV):
+        root = Path(os.environ[CACHE_ENV])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recsys"
+    return root.joinpath(*parts)
 
 
 def utc_now() -> str:

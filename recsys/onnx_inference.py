@@ -46,7 +46,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import re
 import threading
 import warnings
@@ -59,6 +58,7 @@ import numpy as np
 
 from recsys.errors import RecsysError
 from recsys.manifest import atomic_file
+from recsys.manifest import cache_dir as recsys_cache_dir
 
 #: inference options of the text models (the reranker adds ``bf16``)
 OPTIONS = ("fp32", "onnx", "onnx-int8")
@@ -168,10 +168,7 @@ def parse_option(option: str, kind: str, extra: Sequence[str] = ()) -> tuple[str
 
 def cache_root(cache_dir: Path | str | None = None) -> Path:
     """Where exported models live: ``cache_dir``, else ``$RECSYS_CACHE/onnx``, else ``~/.cache/recsys/onnx``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("RECSYS_CACHE")
-    return (Path(env) if env else Path.home() / ".cache" / "recsys") / "onnx"
+    return Path(cache_dir) if cache_dir is not None else recsys_cache_dir("onnx")
 
 
 def weights_fingerprint(module: Any, kind: str) -> str:

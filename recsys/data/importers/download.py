@@ -27,11 +27,10 @@ from typing import Any
 from recsys.data.dataset import Dataset
 from recsys.data.importers.movielens import detect_variant, import_movielens
 from recsys.errors import RecsysError
-from recsys.manifest import atomic_file, write_text_atomic
+from recsys.manifest import atomic_file, cache_dir, write_text_atomic
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 BASE_URL_ENV = "RECSYS_MOVIELENS_BASE_URL"
-CACHE_ENV = "RECSYS_CACHE"
 DEFAULT_TIMEOUT_S = 10.0
 
 #: dataset name -> (archive file name, top-level directory inside it, MovieLens variant detected by the importer)
@@ -45,10 +44,7 @@ _MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "recsys"
+    return cache_dir()
 
 
 def archive_url(name: str, base_url: str | None = None) -> str:
