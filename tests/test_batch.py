@@ -252,3 +252,19 @@ def test_string_user_ids(retrieval_stack, reference, tmp_path):
 def test_job_paths_may_be_strings(tmp_path):
     job = BatchJob(index=str(tmp_path / "i"), out=str(tmp_path / "o"), rerank=str(tmp_path / "r"))
     assert job.out / "x" == tmp_path / "o" / "x" and job.rerank == tmp_path / "r" and job.dataset is None
+
+
+def test_the_engines_share_chunk_scoring_without_importing_each_other():
+    """``batch`` imports ``batch_ray``; neither ``batch_ray`` nor ``batch_chunks`` imports ``batch`` (not even inside a
+    function), so there is no cycle."""
+    import ast
+    from pathlib import Path
+
+    import recsys
+
+    root = Path(recsys.__file__).parent
+    for name in ("batch_ray.py", "batch_chunks.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "recsys.batch" not in imported, name
