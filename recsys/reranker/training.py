@@ -28,6 +28,8 @@ from recsys.hf_training import trainer_defaults
 from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
+from recsys.manifest import check_replaceable
+from recsys.reranker.model import MANIFEST_KIND as RERANKER_KIND
 from recsys.reranker.model import context_frame_of, load_cross_encoder
 
 if TYPE_CHECKING:
@@ -495,6 +497,7 @@ def train_run(
     from recsys.retriever.run import load_run
 
     args = args or RerankerTrainingArguments()
+    check_replaceable(out, RERANKER_KIND)  # before training, not after it
     D.init_if_launched()  # before any model loads: "cuda" must mean this rank's GPU
     retriever, catalogue_ids, rmanifest = load_run(retriever_run)
     enc = encode(dataset)

@@ -59,3 +59,11 @@ def test_build_index_refuses_a_directory_it_did_not_write(retrieval_stack, tmp_p
     result = runner.invoke(app, ["build-index", str(root / "run"), "-d", str(root / "ds"), "--out", str(root / "ds"), "--device", "cpu"])
     assert result.exit_code == 2 and "holds a recsys 'dataset' artefact" in result.output
     assert json.loads((root / "ds" / "manifest.json").read_text())["kind"] == "dataset"
+
+
+def test_training_refuses_a_directory_it_did_not_write_before_training(retrieval_stack, tmp_path) -> None:
+    root, _ = retrieval_stack
+    precious = _precious(tmp_path / "precious_run")
+    result = runner.invoke(app, ["train", "retriever", str(root / "ds"), "--out", str(precious)])
+    assert result.exit_code == 2 and f"{precious} is not a recsys artefact" in result.output, result.output
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
