@@ -97,7 +97,7 @@ def _stream_dataset(work: Path, users: int, per_user: int, n_items: int, seed: i
     schema = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("timestamp", pa.timestamp("us", tz="UTC"))])
     a = 1.0 - STREAM_ZIPF
     t0 = time.perf_counter()
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "dataset") as tmp:
         items.write_parquet(tmp / "items.parquet")
         # user ids step by 1 within a position-major chunk: delta encoding stores them in ~nothing
         with pq.ParquetWriter(tmp / "interactions.parquet", schema, compression="zstd", use_dictionary=["item_id"],
@@ -185,12 +185,12 @@ def _floor(index_dir: Path, ds_path: Path, k: int, chunk: int) -> tuple[float, i
     return time.perf_counter() - start, len(users)
 
 
-def _read_seconds(out: Path, index_dir: Path, chunk: int) -> float:
+def _read_seconds(histories: Path, index_dir: Path, chunk: int) -> float:
     """Seconds spent reading every chunk's histories from the prepared parts (part of 'ours')."""
     from recsys.service.histories import HistoryStore
     from recsys.retriever.run import load_run
 
-    (prepared,) = [p for p in (out / ".histories").iterdir() if p.is_dir()]
+    (prepared,) = [p for p in histories.iterdir() if p.is_dir() and not p.name.startswith(".")]
     store = HistoryStore(prepared)
     from recsys.index import ItemIndex
 
@@ -208,14 +208,14 @@ def throughput(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, re
 
     ds_path = _dataset(work, n_users)
     out = work / f"cand-{n_users}"
-    job = dict(index=index_dir, dataset=ds_path, k=k, chunk_size=chunk, generated_at=GENERATED_AT)
+    job = dict(index=index_dir, dataset=ds_path, k=k, chunk_size=chunk, generated_at=GENERATED_AT, histories_cache=work / "histories")
     run_batch(BatchJob(out=out, **job), overwrite=True, progress=False)  # warm-up; prepares the histories once
     ours, floor = [], []
     for _ in range(repeats):  # alternate, so load changes hit both sides alike
         ours.append(run_batch(BatchJob(out=out, **job), overwrite=True, progress=False)["seconds"])
         f, n = _floor(index_dir, ds_path, k, chunk)
         floor.append(f)
-    read = statistics.median(_read_seconds(out, index_dir, chunk) for _ in range(repeats))
+    read = statistics.median(_read_seconds(work / "histories", index_dir, chunk) for _ in range(repeats))
     o, fl = statistics.median(ours), statistics.median(floor)
     lines = [
         f"1. local engine vs floor: {n} users, chunk {chunk}, k {k}, median of {repeats} (alternating)",
@@ -231,14 +231,13 @@ def throughput(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, re
 
 
 def ray_only(work: Path, index_dir: Path, n_users: int, k: int, chunk: int, repeats: int, niceness: int | None = None) -> list[str]:
-    """Section 2 without section 1: prepare both output directories' histories first (outside every clock)."""
+    """Section 2 without section 1: prepare the histories both engines read first (outside every clock)."""
     from recsys.data.dataset import Dataset
-    from recsys.service.histories import HISTORIES_DIR, prepare_histories
+    from recsys.service.histories import prepare_histories
 
     ds_path = _dataset(work, n_users)
-    for name in (f"cand-{n_users}", "cand-ray"):
-        prepare_histories(Dataset.load(ds_path, with_interactions=False), work / name / HISTORIES_DIR)
-    job = dict(index=index_dir, dataset=ds_path, k=k, chunk_size=chunk, generated_at=GENERATED_AT)
+    prepare_histories(Dataset.load(ds_path, with_interactions=False), work / "histories")
+    job = dict(index=index_dir, dataset=ds_path, k=k, chunk_size=chunk, generated_at=GENERATED_AT, histories_cache=work / "histories")
     return _ray_vs_local(job, work, n_users, repeats, niceness)
 
 
@@ -320,10 +319,11 @@ if threads:
 t = time.perf_counter()
 if mode == "batch":
     from recsys.batch import BatchJob, run_batch
-    from recsys.service.histories import HISTORIES_DIR, prepare_histories
+    from recsys.service.histories import prepare_histories
     from recsys.data.dataset import Dataset
     t0 = time.perf_counter()
-    prepare_histories(Dataset.load(ds, with_interactions=False), out / HISTORIES_DIR)
+    histories = out.with_name(out.name + "-histories")
+    prepare_histories(Dataset.load(ds, with_interactions=False), histories)
     prep = time.perf_counter() - t0
     prep_peak = peak_mb()
     class Enough(Exception):
@@ -335,7 +335,7 @@ if mode == "batch":
             raise Enough
     t1 = time.perf_counter()
     try:
-        s = run_batch(BatchJob(index=index, out=out, dataset=ds, k=k, chunk_size=chunk, generated_at="2026-11-29T03:00:00+00:00"), overwrite=True, progress=False, on_chunk=stop)
+        s = run_batch(BatchJob(index=index, out=out, dataset=ds, k=k, chunk_size=chunk, generated_at="2026-11-29T03:00:00+00:00", histories_cache=histories), overwrite=True, progress=False, on_chunk=stop)
         scored, secs = s["users"], s["seconds"]
     except Enough:
         scored, secs = len(done) * chunk, time.perf_counter() - t1
@@ -379,7 +379,7 @@ def memory(work: Path, index_dir: Path, sizes: list[int], k: int, chunk: int, th
         mb = (ds / "interactions.parquet").stat().st_size / 2**20
         out = work / f"rss-{ds.name}"
         b = _child("batch", index_dir, ds, out, k, chunk, threads, max_chunks)
-        prepared = _du_mb(out / ".histories")
+        prepared = _du_mb(out.with_name(out.name + "-histories"))
         o = _child("open", index_dir, ds, out, k, chunk, threads) if rows <= open_max_rows else {"peak_mb": float("nan")}
         lines.append(f"{n:>10,} {b['users']:>9,} {rows:>13,} {mb:>10,.0f} {prepared:>11,.0f} {b['prep_s']:>7.1f} {b['score_s']:>8.1f} "
                      f"{b['users'] / b['score_s']:>8.0f} {b['prep_peak_mb']:>18,.0f} {b['peak_mb']:>13,.0f} {o['peak_mb']:>17,.0f}")

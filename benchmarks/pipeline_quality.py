@@ -37,7 +37,7 @@ from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST, _VALIDATION
 from recsys.data.types import Cases, TrainData
 from recsys.evaluation.split import LeaveOneOutSplit
-from recsys.manifest import write_text_atomic
+from recsys.manifest import atomic_file, write_text_atomic
 
 #: reranked candidates score LIFT + logit (as recsys.models.pipeline); retriever cosines are within [-1, 1]
 LIFT = 1000.0
@@ -47,9 +47,8 @@ SASREC_NDCG10, SASREC_SE = 0.1118, 0.0081
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """np.save through a temp file + rename, so a killed run never leaves a torn file."""
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def _save_json(path: Path, obj: Any) -> None:

@@ -4,30 +4,34 @@ The job is a list of fixed user chunks. Each chunk is scored (encode users -> ba
 filtering) and written atomically as ``part-NNNNN.parquet``; the manifest records the completed chunks and the
 fingerprints of every input, so ``resume`` continues exactly where a killed run stopped and refuses changed inputs.
 Engines: ``local`` (this process) and ``ray`` (a Ray Data pipeline with one model load per actor); both run the
-same ``score_chunk``, so their outputs are identical. Neither holds the interaction log: its histories are prepared
-once under ``OUT/.histories`` and read per chunk (``recsys.histories``), so memory stays flat as users grow.
+same ``score_chunk`` (``recsys.batch_chunks``), so their outputs are identical. Neither holds the interaction log:
+its histories are prepared once in a cache directory (``$RECSYS_CACHE/histories`` unless the job names one) and read
+per chunk (``recsys.histories``), so memory stays flat as users grow and ``OUT`` holds only the candidates and their
+manifest (``pl.read_parquet("OUT/**/*.parquet")`` reads the candidates and nothing else).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
+from recsys.batch_chunks import OUTPUT_SCHEMA, chunk_frame, score_chunk_arrays, write_part
+from recsys.batch_ray import run_on_ray
 from recsys.data import schema as S
 from recsys.errors import DataValidationError, RecsysError
 from recsys.service.histories import HISTORIES_DIR
-from recsys.manifest import fingerprint_bytes, read_manifest, utc_now, write_manifest
+from recsys.manifest import cache_dir, check_replaceable, fingerprint_bytes, read_manifest, utc_now, write_manifest
 
 CANDIDATES_KIND = "candidates"
-OUTPUT_SCHEMA = ["user_id", "rank", "item_id", "retrieval_score", "rerank_score", "model_fingerprint", "index_fingerprint", "generated_at"]
+#: where earlier versions prepared histories, inside the output directory
+_LEGACY_HISTORIES_DIR = ".histories"
 
 
 @dataclass
@@ -48,11 +52,12 @@ class BatchJob:
     rerank_depth: int | None = None  # default: the reranker's ``candidates`` setting (at most k)
     rerank_inference: str = "auto"
     cooccurrence: Path | None = None  # a co-occurrence source merged into the rerank pool (needs rerank)
+    histories_cache: Path | None = None  # where histories are prepared (default: $RECSYS_CACHE/histories); shared storage for Ray on a cluster
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
     def __post_init__(self) -> None:
         # paths may be given as strings from Python
-        for name in ("index", "out", "dataset", "rerank", "cooccurrence"):
+        for name in ("index", "out", "dataset", "rerank", "cooccurrence", "histories_cache"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
@@ -77,14 +82,18 @@ def read_user_list(spec: str, user_dtype: pl.DataType) -> pl.Series:
     lazy = pl.scan_parquet(path) if path.suffix.lower() == ".parquet" else pl.scan_csv(path, infer_schema_length=10_000)
     try:
         names = lazy.collect_schema().names()
-    except (pl.exceptions.ComputeError, OSError) as exc:
+    except pl.exceptions.NoDataError:
+        raise DataValidationError("the user list is empty (expected a user_id column and at least one user)", file=str(path)) from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataValidationError(f"cannot read: {str(exc).splitlines()[0]}", file=str(path)) from None
     if S.USER_ID not in names:
         raise DataValidationError(f"a user list needs a '{S.USER_ID}' column (found: {', '.join(names)})", file=str(path), column=S.USER_ID)
     try:
         users = lazy.select(pl.col(S.USER_ID)).collect()[S.USER_ID]
-    except pl.exceptions.ComputeError as exc:
+    except pl.exceptions.PolarsError as exc:
         raise DataValidationError(f"cannot read: {str(exc).splitlines()[0]}", file=str(path), column=S.USER_ID) from None
+    if users.is_empty():
+        raise DataValidationError("the user list has no users", file=str(path), column=S.USER_ID)
     if users.null_count():
         row = int(users.is_null().arg_max()) + 1
         raise DataValidationError("user id is null", file=str(path), column=S.USER_ID, row=row)
@@ -99,162 +108,42 @@ def read_user_list(spec: str, user_dtype: pl.DataType) -> pl.Series:
     return cast
 
 
-def score_chunk(
-    service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str, *, histories: Any = None, rerank_depth: int | None = None
-) -> pl.DataFrame:
-    """Top-k for one chunk of known users (encode -> search, seen items excluded); with a reranker attached to the
-    service, each user's top ``rerank_depth`` are reordered by it (``rerank_score``), the rest keep retrieval order.
-
-    ``histories``: these users' ``UserHistories`` (read per chunk by ``recsys.histories``); default the service's.
-    """
-    scored = score_chunk_arrays(service, user_ids, k, generated_at, histories=histories, rerank_depth=rerank_depth)
-    return chunk_frame(service, scored, index_fp)
-
-
-@dataclass
-class ScoredChunk:
-    """One chunk's results as arrays (``(n, k)`` each, padding score ``-inf``), before they become an output frame:
-    the local engine builds and writes the frame on its writer thread while the next chunk is scored."""
-
-    user_ids: list[Any]
-    user_dtype: pl.DataType
-    scores: np.ndarray
-    items: np.ndarray
-    rerank: np.ndarray
-    generated_at: dt.datetime
-
-
-def score_chunk_arrays(
-    service: Any, user_ids: list[Any], k: int, generated_at: str, *, histories: Any = None, rerank_depth: int | None = None
-) -> ScoredChunk:
-    """The scoring half of ``score_chunk`` (encode, search, optional rerank), without the output frame."""
-    from recsys.context import context_frame
-
-    histories = service.histories if histories is None else histories
-    rows = histories.rows(user_ids)
-    unknown = [u for u, r in zip(user_ids, rows) if r < 0]
-    if unknown:
-        raise RecsysError(f"{len(unknown)} user(s) have no history in {service.dataset.path}, e.g. {unknown[0]!r}")
-    hist, seen = histories.histories(rows)
-    when = dt.datetime.fromisoformat(generated_at)
-    ctx = context_frame({}, service.context_columns, now=when)
-    contexts = ctx.select(pl.all().gather(np.zeros(len(rows), dtype=np.int64))) if len(rows) else None
-    vectors = service.user_vectors(hist, contexts)
-    scores, items = service.index.search(vectors, k, exclude=seen)
-    n = len(user_ids)
-    rerank = np.full((n, k), np.nan, dtype=np.float32)
-    if service.reranker is not None and n:
-        scores, items, rerank = _rerank_top(service, user_ids, seen, vectors, scores, items, min(k, rerank_depth or service.reranker.depth), when)
-    return ScoredChunk(list(user_ids), histories.user_dtype, scores, items, rerank, when)
-
-
-def chunk_frame(service: Any, chunk: ScoredChunk, index_fp: str) -> pl.DataFrame:
-    """The output rows (``OUTPUT_SCHEMA``) of a scored chunk; padding (fewer than k eligible items) is dropped."""
-    n, k = chunk.scores.shape
-    item_dtype = service.dataset.items.schema[S.ITEM_ID]
-    flat_items = chunk.items.reshape(-1)
-    # numeric ids go to polars as arrays (no per-value Python objects: ~100K values a chunk)
-    item_col = pl.Series(flat_items).cast(item_dtype) if flat_items.dtype.kind in "iu" else pl.Series(flat_items.tolist(), dtype=item_dtype)
-    frame = pl.DataFrame(
-        {
-            "user_id": pl.Series(chunk.user_ids, dtype=chunk.user_dtype).gather(np.repeat(np.arange(n, dtype=np.int64), k)),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-            "item_id": item_col,
-            "retrieval_score": chunk.scores.reshape(-1).astype(np.float32),
-            "rerank_score": pl.Series(chunk.rerank.reshape(-1), dtype=pl.Float32).fill_nan(None),
-        }
-    ).filter(pl.col("retrieval_score").is_finite())
-    return frame.with_columns(
-        model_fingerprint=pl.lit(service.run_manifest["fingerprint"]),
-        index_fingerprint=pl.lit(index_fp),
-        generated_at=pl.lit(chunk.generated_at).dt.cast_time_unit("us"),
-    ).select(OUTPUT_SCHEMA)
-
-
-def _rerank_top(
-    service: Any, user_ids: list[Any], seen: Any, vectors: np.ndarray, scores: np.ndarray, items: np.ndarray, depth: int, when: dt.datetime
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rerank each row's pool (its first ``depth`` candidates, plus the co-occurrence source's top ``depth`` when the
-    service has one) by the cross-encoder: the pool in rerank order, then the rest in retrieval order, cut at k.
-    Returns (retrieval scores, items, rerank scores), rerank scores NaN outside the pool."""
-    from recsys.context import context_frame
-
-    k = scores.shape[1]
-    request = context_frame({}, service.known_context_keys, now=when).row(0, named=True)
-    pools: list[list[Any]] = []
-    pool_scores: list[np.ndarray] = []
-    for r in range(len(user_ids)):
-        finite = int(np.isfinite(scores[r]).sum())
-        pool = items[r, : min(depth, finite)].tolist()
-        cos = scores[r, : len(pool)].astype(np.float64)
-        if service.cooccurrence is not None:
-            history = seen[r].tolist()
-            pool, cos, _ = service.merge_cooccurrence(vectors[r], history, history, pool, cos, depth)
-        pools.append(pool)
-        pool_scores.append(cos)
-    logits = service.reranker.score(
-        [s.tolist() for s in seen], pools, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids), retrieval_scores=pool_scores
-    )
-    out_scores = np.full(scores.shape, -np.inf, dtype=np.float32)
-    out_items = items.copy()
-    rerank = np.full(scores.shape, np.nan, dtype=np.float32)
-    for r, (pool, cos, z) in enumerate(zip(pools, pool_scores, logits)):
-        order = np.argsort(-z, kind="stable")[:k]
-        in_pool = set(pool)
-        rest = [j for j in range(k) if np.isfinite(scores[r, j]) and items[r, j] not in in_pool]
-        m = len(order)
-        taken = rest[: k - m]
-        out_items[r, :m] = np.asarray([pool[j] for j in order], dtype=items.dtype)
-        out_scores[r, :m] = cos[order]
-        rerank[r, :m] = z[order]
-        out_items[r, m : m + len(taken)] = items[r, taken]
-        out_scores[r, m : m + len(taken)] = scores[r, taken]
-    return out_scores, out_items, rerank
-
-
-def write_part(out: Path, chunk: int, frame: pl.DataFrame) -> Path:
-    """Write a part atomically (temporary file, then rename)."""
-    path = out / f"part-{chunk:05d}.parquet"
-    tmp = out / f".part-{chunk:05d}.parquet.tmp-{os.getpid()}"
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def _holds_output(out: Path) -> bool:
-    """Anything in ``out`` besides the prepared histories (which are keyed by their dataset and safe to reuse)."""
-    return out.exists() and any(p.name != HISTORIES_DIR for p in out.iterdir())
+def _previous_run(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest of the candidates already in ``out`` when they may be resumed or replaced; None when ``out`` is
+    free. Refuses, before anything is written: a directory recsys did not write (always), another kind of artefact
+    (without ``overwrite``), candidates (without ``resume`` or ``overwrite``)."""
+    if not check_replaceable(out, CANDIDATES_KIND, overwrite=overwrite) or not any(out.iterdir()):
+        return None
+    old = read_manifest(out)
+    if old.get("kind") != CANDIDATES_KIND:
+        return old  # another kind, replaced (overwrite)
+    if not (resume or overwrite):
+        raise RecsysError(f"{out} already holds candidates; pass --resume to continue that run or --overwrite to replace it")
+    return old
 
 
 class _Run:
-    """Manifest bookkeeping of one output directory."""
+    """Manifest bookkeeping of one output directory (``old``: what ``_previous_run`` found there)."""
 
-    def __init__(self, out: Path, inputs: dict[str, Any], n_chunks: int, generated_at: str, resume: bool, overwrite: bool) -> None:
+    def __init__(
+        self, out: Path, old: dict[str, Any] | None, inputs: dict[str, Any], n_chunks: int, generated_at: str, resume: bool
+    ) -> None:
         self.out = out
-        if _holds_output(out):
-            try:
-                old = read_manifest(out, CANDIDATES_KIND)
-            except RecsysError:
-                old = None
-            if resume and old is not None:
-                if old.get("inputs") != inputs:
-                    changed = sorted(k for k in set(inputs) | set(old.get("inputs", {})) if inputs.get(k) != old.get("inputs", {}).get(k))
-                    raise RecsysError(
-                        f"cannot resume {out}: its inputs changed ({', '.join(changed)}); "
-                        "start a new output directory or pass --overwrite"
-                    )
-                self.completed = set(old.get("completed", []))
-                self.generated_at = old["generated_at"]
-                self.created = old.get("created")
-            elif overwrite:
-                for p in out.glob("*part-*.parquet*"):
-                    p.unlink()
-                self.completed, self.generated_at, self.created = set(), generated_at, None
-            else:
-                raise RecsysError(f"{out} already holds candidates; pass --resume to continue that run or --overwrite to replace it")
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            self.completed, self.generated_at, self.created = set(), generated_at, None
+        self.completed, self.generated_at, self.created = set(), generated_at, None
+        if old is not None and old.get("kind") != CANDIDATES_KIND:
+            shutil.rmtree(out)  # a recsys artefact of another kind, replaced with --overwrite
+        elif old is not None and resume:
+            if old.get("inputs") != inputs:
+                changed = sorted(k for k in set(inputs) | set(old.get("inputs", {})) if inputs.get(k) != old.get("inputs", {}).get(k))
+                raise RecsysError(f"cannot resume {out}: its inputs changed ({', '.join(changed)}); start a new output directory or pass --overwrite")
+            self.completed = set(old.get("completed", []))
+            self.generated_at = old["generated_at"]
+            self.created = old.get("created")
+        elif old is not None:  # --overwrite: our parts go (and prepared histories that older versions kept here)
+            for part in [*out.glob("part-*.parquet"), *out.glob(".part-*.parquet.tmp-*")]:
+                part.unlink()
+            shutil.rmtree(out / _LEGACY_HISTORIES_DIR, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
         self.inputs, self.n_chunks = inputs, n_chunks
         self.save("running")
 
@@ -289,17 +178,24 @@ def run_batch(
 
     if job.k <= 0 or job.chunk_size <= 0:
         raise RecsysError("k and chunk size must be positive")
-    if not (resume or overwrite) and _holds_output(job.out):  # before the (long) history preparation
-        raise RecsysError(f"{job.out} already holds candidates; pass --resume to continue that run or --overwrite to replace it")
+    if job.engine not in ("local", "ray"):
+        raise RecsysError(f"engine must be local or ray, not {job.engine!r}")
+    previous = _previous_run(job.out, resume=resume, overwrite=overwrite)  # before the (long) history preparation
     if job.cooccurrence is not None and job.rerank is None:
         raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
-    # no interactions in memory: histories are prepared once under the output dir and read per chunk
+    # nothing is written to job.out until every input is checked: a refused run leaves it as it was
+    # no interactions in memory: histories are prepared once in the cache and read per chunk
     service = RetrievalService.open(
         job.index, dataset_dir=job.dataset, histories=False, rerank_run=job.rerank, rerank_inference=job.rerank_inference,
         rerank_depth=job.rerank_depth, cooccurrence=job.cooccurrence,
     )
-    store = prepare_histories(service.dataset, job.out / HISTORIES_DIR)
+    store = prepare_histories(service.dataset, job.histories_cache or cache_dir(HISTORIES_DIR))
     users = store.user_ids() if job.users == "all" else read_user_list(job.users, store.user_dtype)
+    unknown = users.filter(~users.is_in(store.user_ids().implode()))
+    if len(unknown):
+        raise DataValidationError(
+            f"{len(unknown)} listed user(s) have no history in dataset {service.dataset.path}", file=job.users, column=S.USER_ID, value=unknown[0]
+        )
     index_manifest = read_manifest(job.index)
     inputs = {
         "index_fingerprint": index_manifest.get("fingerprint"),
@@ -321,7 +217,7 @@ def run_batch(
     def chunk_size(c: int) -> int:
         return min(job.chunk_size, len(users) - c * job.chunk_size)
 
-    run = _Run(job.out, inputs, n_chunks, job.generated_at, resume, overwrite)
+    run = _Run(job.out, previous, inputs, n_chunks, job.generated_at, resume)
     todo = [c for c in range(n_chunks) if c not in run.completed]
     start = time.perf_counter()
     bar = _progress(sum(chunk_size(c) for c in todo), progress)
@@ -361,16 +257,12 @@ def run_batch(
                 pending = (writer.submit(write, c, scored), c, len(ids))
             if pending is not None:
                 finish(pending)
-    elif job.engine == "ray":
-        from recsys.batch_ray import run_on_ray
-
+    else:
         for c in run_on_ray(job, users, store.path, todo, run.generated_at, inputs["index_fingerprint"]):
             run.done(c)
             bar.update(chunk_size(c))
             if on_chunk:
                 on_chunk(c)
-    else:
-        raise RecsysError(f"engine must be local or ray, not {job.engine!r}")
     bar.close()
     seconds = time.perf_counter() - start
     scored = sum(chunk_size(c) for c in todo)

@@ -1,7 +1,7 @@
 """The Ray engine of batch scoring: the same chunks and the same ``score_chunk`` as the local engine, run by a
 Ray Data ``map_batches`` actor pool (one model and index load per actor). Each actor reads its chunks' histories
 from the prepared history parts (``recsys.histories``), never the whole log. Parts are written by the actors, so on
-a cluster ``--out`` (which also holds the prepared histories) must be shared storage visible to every node.
+a cluster ``--out`` and the histories cache (``BatchJob.histories_cache``) must be shared storage visible to every node.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from recsys.batch_chunks import score_chunk, write_part
 from recsys.errors import RecsysError
 
 
@@ -52,8 +53,6 @@ class _ChunkScorer:
         self.chunk_size, self.k, self.generated_at, self.index_fp, self.out = chunk_size, k, generated_at, index_fp, out
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from recsys.batch import score_chunk, write_part
-
         done = []
         for chunk in batch["chunk"]:
             c = int(chunk)

@@ -2,7 +2,8 @@
 
 Every artefact directory holds a ``manifest.json``; loaders compare fingerprints and refuse mismatched pairs.
 Artefact directories are written to a sibling temporary path and renamed into place, so a failure never leaves
-a half-written or clobbered artefact behind.
+a half-written or clobbered artefact behind; a writer only ever replaces an artefact of its own kind (another kind
+with ``overwrite``), never a directory recsys did not write. Files go through ``atomic_file`` the same way.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,17 @@ from typing import Any
 from recsys.errors import ManifestMismatchError, RecsysError
 
 MANIFEST_NAME = "manifest.json"
+CACHE_ENV = "RECSYS_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where recsys keeps files it can rebuild (downloads, ONNX exports, prepared histories): ``$RECSYS_CACHE``,
+    else ``$XDG_CACHE_HOME/recsys``, else ``~/.cache/recsys``; ``parts`` name a sub-directory."""
+    if os.environ.get(CACHE_ENV):
+        root = Path(os.environ[CACHE_ENV])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recsys"
+    return root.joinpath(*parts)
 
 
 def utc_now() -> str:
@@ -67,7 +79,7 @@ def _library_versions() -> dict[str, str]:
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     body = {"created": utc_now(), "versions": library_versions(), **manifest}
-    write_text_atomic(Path(directory) / MANIFEST_NAME, json.dumps(body, indent=2, sort_keys=True, default=str))
+    write_json_atomic(Path(directory) / MANIFEST_NAME, body, sort_keys=True)
 
 
 def read_manifest(directory: Path, kind: str | None = None) -> dict[str, Any]:
@@ -83,13 +95,23 @@ def read_manifest(directory: Path, kind: str | None = None) -> dict[str, Any]:
     return manifest
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def _tmp_sibling(path: Path) -> Path:
+    """A hidden, unique sibling name for work in progress (same filesystem, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; on success it replaces ``path``, on failure it is removed.
+
+    The one way recsys writes a file: a reader never sees a torn file and a failure leaves ``path`` as it was. The
+    file gets the process umask's permissions (``tempfile.mkstemp`` would make it 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    tmp = _tmp_sibling(path)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -97,21 +119,69 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def write_text_atomic(path: Path | str, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: Path | str, obj: Any, **dumps: Any) -> None:
+    """``obj`` as JSON (``dumps`` go to ``json.dumps``; default: indent 2, ``default=str``)."""
+    write_text_atomic(path, json.dumps(obj, **{"indent": 2, "default": str, **dumps}))
+
+
+def write_parquet_atomic(path: Path | str, frame: Any, **options: Any) -> None:
+    """A polars DataFrame as parquet (``options`` go to ``DataFrame.write_parquet``)."""
+    with atomic_file(path) as tmp:
+        frame.write_parquet(tmp, **options)
+
+
+def check_replaceable(path: Path | str, kind: str, *, overwrite: bool = False) -> bool:
+    """May a writer of a ``kind`` artefact put its output at ``path``? True when something is there to replace.
+
+    Free: a missing path or an empty directory. Replaced: an artefact of the same kind (its ``manifest.json`` says
+    so); with ``overwrite``, an artefact of another kind too. Never replaced: a file, or a directory that is not a
+    recsys artefact (no or unreadable manifest), since recsys never deletes what it did not write.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return False
+    if not path.is_dir() or path.is_symlink():
+        raise RecsysError(f"{path} is a file, not a recsys {kind} directory; refusing to replace it (choose another path)")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return True
+    try:
+        found = json.loads((path / MANIFEST_NAME).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found is None:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise RecsysError(
+            f"{path} is not a recsys artefact (it holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: {shown}; "
+            f"no valid {MANIFEST_NAME}); refusing to replace it{' even with --overwrite' if overwrite else ''}: "
+            "recsys never deletes files it did not write (choose another path, or empty it)"
+        )
+    if found != kind and not overwrite:
+        raise RecsysError(f"{path} holds a recsys '{found}' artefact, not a '{kind}' one; pass --overwrite to replace it")
+    return True
+
+
 @contextlib.contextmanager
-def atomic_directory(final: Path, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_directory(final: Path | str, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``final``, on failure it is removed.
 
-    An existing ``final`` survives any failure untouched.
+    ``final`` must be free or replaceable by a ``kind`` artefact (``check_replaceable``; checked before any work and
+    again before the swap). An existing ``final`` survives any failure untouched.
     """
     final = Path(final)
-    if final.exists() and not overwrite:
-        raise RecsysError(f"{final} already exists (pass --overwrite to replace it)")
+    check_replaceable(final, kind, overwrite=overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    tmp = _tmp_sibling(final)
+    tmp.mkdir()  # umask permissions (tempfile.mkdtemp would make it 0700)
     try:
         yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if check_replaceable(final, kind, overwrite=overwrite):
+            old = _tmp_sibling(final.with_name(f"{final.name}.old"))
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

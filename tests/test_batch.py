@@ -11,11 +11,17 @@ import time
 import numpy as np
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
-from recsys.batch import BatchJob, read_candidates, run_batch, score_chunk
+from recsys.batch import BatchJob, read_candidates, run_batch
+from recsys.batch_chunks import score_chunk
+from recsys.cli import app
 from recsys.errors import DataValidationError, RecsysError
+from recsys.histories import HISTORIES_DIR
+from recsys.manifest import cache_dir
 
 pytestmark = pytest.mark.slow
+runner = CliRunner()
 GENERATED_AT = "2026-11-29T03:00:00+00:00"
 
 
@@ -54,7 +60,7 @@ def test_sigkill_then_resume_equals_uninterrupted(retrieval_stack, reference, tm
     proc.wait()
     parts_before = len(list(out.glob("part-*.parquet")))
     assert parts_before >= 3
-    (prepared,) = (out / ".histories").iterdir()
+    (prepared,) = cache_dir(HISTORIES_DIR).iterdir()
     prepared_at = __import__("json").loads((prepared / "manifest.json").read_text())["created"]
     manifest = __import__("json").loads((out / "manifest.json").read_text())
     assert manifest["status"] == "running", "the run finished before it could be killed; make the test data larger"
@@ -64,8 +70,10 @@ def test_sigkill_then_resume_equals_uninterrupted(retrieval_stack, reference, tm
     assert __import__("json").loads(done.stdout)["resumed_chunks"] >= 1
     assert resumed.equals(reference)
     assert resumed["user_id"].n_unique() * 10 == resumed.height
-    # the killed run's prepared histories were reused, not rebuilt
-    assert [p.name for p in (out / ".histories").iterdir()] == [prepared.name]
+    # the killed run's prepared histories were reused, not rebuilt; the output directory holds only candidates
+    assert [p.name for p in cache_dir(HISTORIES_DIR).iterdir()] == [prepared.name]
+    assert {p.name for p in out.iterdir()} == {"manifest.json", *(f"part-{c:05d}.parquet" for c in range(manifest["n_chunks"]))}
+    assert pl.read_parquet(str(out / "**" / "*.parquet")).sort(["user_id", "rank"]).equals(reference)
     assert __import__("json").loads((prepared / "manifest.json").read_text())["created"] == prepared_at
 
 
@@ -96,9 +104,44 @@ def test_user_file_subset_and_malformed_files(retrieval_stack, tmp_path):
     with pytest.raises(DataValidationError, match=r"bad.csv.*row 2.*'abc'"):
         run_batch(_job(root, tmp_path / "o2", users=str(bad_id)), progress=False)
     unknown = tmp_path / "unknown.csv"
-    unknown.write_text("user_id\n99999999\n")
-    with pytest.raises(RecsysError, match="no history"):
+    unknown.write_text(f"user_id\n{users[0]}\n99999999\n")
+    with pytest.raises(DataValidationError, match=r"unknown.csv, column 'user_id', value 99999999: 1 listed user\(s\) have no history"):
         run_batch(_job(root, tmp_path / "o3", users=str(unknown)), progress=False)
+
+
+def test_refused_runs_write_nothing_and_exit_2(retrieval_stack, tmp_path):
+    """Through the CLI: an empty user list and unknown users are clear errors (exit 2) that leave no output behind,
+    so the corrected run needs no --overwrite; a directory recsys did not write is never touched."""
+    root, ds = retrieval_stack
+    out = tmp_path / "cand"
+    base = ["batch-score", "-i", str(root / "index"), "-o", str(out), "-k", "5", "--generated-at", GENERATED_AT, "--json"]
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    result = runner.invoke(app, [*base, "--users", str(empty)])
+    assert result.exit_code == 2, result.output
+    assert f"file {empty}: the user list is empty" in result.output and "Traceback" not in result.output
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("user_id\n")
+    result = runner.invoke(app, [*base, "--users", str(header_only)])
+    assert result.exit_code == 2 and "has no users" in result.output
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("user_id\n99999999\n")
+    result = runner.invoke(app, [*base, "--users", str(unknown)])
+    assert result.exit_code == 2 and "have no history" in result.output
+    assert not out.exists()
+    good = tmp_path / "users.csv"
+    pl.DataFrame({"user_id": ds.interactions["user_id"].unique().sort().head(2)}).write_csv(good)
+    result = runner.invoke(app, [*base, "--users", str(good)])
+    assert result.exit_code == 0, result.output
+    assert read_candidates(out)["user_id"].n_unique() == 2
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "part-00000.parquet").write_bytes(b"mine")
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        result = runner.invoke(app, [*base[:3], "-o", str(precious), *base[5:], *extra])
+        assert result.exit_code == 2 and "is not a recsys artefact" in result.output, result.output
+    assert [p.name for p in precious.iterdir()] == ["part-00000.parquet"] and (precious / "part-00000.parquet").read_bytes() == b"mine"
 
 
 def test_ray_engine_equals_local(retrieval_stack, reference, tmp_path):
@@ -209,3 +252,19 @@ def test_string_user_ids(retrieval_stack, reference, tmp_path):
 def test_job_paths_may_be_strings(tmp_path):
     job = BatchJob(index=str(tmp_path / "i"), out=str(tmp_path / "o"), rerank=str(tmp_path / "r"))
     assert job.out / "x" == tmp_path / "o" / "x" and job.rerank == tmp_path / "r" and job.dataset is None
+
+
+def test_the_engines_share_chunk_scoring_without_importing_each_other():
+    """``batch`` imports ``batch_ray``; neither ``batch_ray`` nor ``batch_chunks`` imports ``batch`` (not even inside a
+    function), so there is no cycle."""
+    import ast
+    from pathlib import Path
+
+    import recsys
+
+    root = Path(recsys.__file__).parent
+    for name in ("batch_ray.py", "batch_chunks.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "recsys.batch" not in imported, name

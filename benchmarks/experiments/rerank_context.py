@@ -39,7 +39,7 @@ from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _TEST
 from recsys.data.types import Cases
 from recsys.evaluation.split import LeaveOneOutSplit
-from recsys.manifest import write_text_atomic
+from recsys.manifest import atomic_file, write_text_atomic
 
 #: reranked candidates score LIFT + new score (as recsys.models.pipeline): retriever cosines stay within [-1, 1]
 LIFT = 1000.0
@@ -87,9 +87,8 @@ def label_prior_entropy(negatives: float) -> float:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def _save_text(path: Path, text: str) -> None:

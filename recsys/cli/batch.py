@@ -27,6 +27,7 @@ def batch_score(
     rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="How many of each user's k candidates get reranked (default: the reranker's setting).")] = None,
     inference: Annotated[str, typer.Option("--inference", help="Reranker inference: auto (onnx when onnxruntime is installed, else fp32), fp32, bf16, onnx or onnx-int8.")] = "auto",
     cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source whose candidates join each user's rerank pool (needs --rerank).", envvar="RECSYS_COOCCURRENCE")] = None,
+    histories_cache: Annotated[Path | None, typer.Option("--histories-cache", help="Where the users' histories are prepared once per dataset and reused (default: $RECSYS_CACHE/histories; shared storage for --engine ray on a cluster).", envvar="RECSYS_BATCH__HISTORIES_CACHE")] = None,
     generated_at: Annotated[str | None, typer.Option("--generated-at", help="Request time the candidates are for (ISO 8601; default: now). Context-aware models read its hour and weekday.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -35,7 +36,8 @@ def batch_score(
     from recsys.batch import BatchJob, parse_time, run_batch
 
     job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors, ray_gpus=gpus_per_actor,
-                   rerank=rerank, rerank_depth=rerank_depth, rerank_inference=inference, cooccurrence=cooccurrence)
+                   rerank=rerank, rerank_depth=rerank_depth, rerank_inference=inference, cooccurrence=cooccurrence,
+                   histories_cache=histories_cache)
     if generated_at is not None:
         job.generated_at = parse_time(generated_at)
     summary = run_batch(job, resume=resume, overwrite=overwrite, progress=not json_out)

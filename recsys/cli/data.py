@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from recsys.cli.common import echo_json
+from recsys.cli.common import OverwriteOpt, echo_json
 
 app = typer.Typer(help="Create, import and inspect datasets (interactions, items, users as parquet).", no_args_is_help=True)
 import_app = typer.Typer(help="Import third-party formats into a dataset directory.", no_args_is_help=True)
@@ -20,13 +20,14 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to 
 def import_movielens_cmd(
     src: Annotated[Path, typer.Argument(help="MovieLens directory: 100K (u.data), 1M (*.dat) or latest/25M/32M (*.csv).")],
     out: OutOpt,
+    overwrite: OverwriteOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
 ) -> None:
     """Import a MovieLens release (variant auto-detected) into a dataset directory."""
     from recsys.data.importers.movielens import import_movielens
 
     ds, source = import_movielens(src)
-    saved = ds.save(out, source=source)
+    saved = ds.save(out, source=source, overwrite=overwrite)
     if json_out:
         echo_json(saved.manifest)
     else:
@@ -43,6 +44,7 @@ def import_table_cmd(
     mapping: Annotated[Optional[list[str]], typer.Option("--map", help="Rename columns: user_id=COL,item_id=COL,timestamp=COL,... (prefix items./users./interactions. to scope one file; repeatable).", metavar="CANONICAL=COLUMN,...")] = None,
     order_column: Annotated[Optional[str], typer.Option("--order-column", help="Numeric interactions column that defines time order when there is no timestamp column (default: row order).", metavar="COLUMN")] = None,
     timestamp_format: Annotated[Optional[str], typer.Option("--timestamp-format", help="strftime pattern for string timestamps, e.g. '%d/%m/%Y %H:%M' (default: unix epoch numbers or ISO 8601).", metavar="FMT")] = None,
+    overwrite: OverwriteOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
 ) -> None:
     """Import CSV/parquet tables (interactions, items, optional users) into a dataset directory."""
@@ -51,7 +53,7 @@ def import_table_cmd(
     ds, source = import_table(
         interactions, items, users, mapping=parse_mapping(mapping), order_column=order_column, timestamp_format=timestamp_format
     )
-    saved = ds.save(out, source=source)
+    saved = ds.save(out, source=source, overwrite=overwrite)
     if json_out:
         echo_json(saved.manifest)
     else:
@@ -66,6 +68,7 @@ def download_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Dataset directory to write (default: data/NAME; replaced atomically).")] = None,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Where archives are kept and unpacked (default: $RECSYS_CACHE or ~/.cache/recsys).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Network timeout in seconds.")] = 10.0,
+    overwrite: OverwriteOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
 ) -> None:
     """Download an official GroupLens MovieLens archive, verify its checksum and import it."""
@@ -73,7 +76,7 @@ def download_cmd(
 
     ds, source = download_movielens(name, cache=cache, timeout=timeout)
     target = out if out is not None else Path("data") / name
-    saved = ds.save(target, source=source)
+    saved = ds.save(target, source=source, overwrite=overwrite)
     if json_out:
         echo_json(saved.manifest)
     else:
@@ -107,13 +110,14 @@ def demo_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (>= 0); same seed, same bytes.")] = 0,
     interactions_per_user: Annotated[int, typer.Option("--interactions-per-user", help="Mean draws per user (repeated items are dropped).")] = 30,
     item_context: Annotated[bool, typer.Option("--item-context", help="Also give items a format that the device favours, so the context predicts items, not only categories.")] = False,
+    overwrite: OverwriteOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
 ) -> None:
     """Generate the built-in demo dataset (categories, drifting tastes, device/time context; docs/demo-data.md)."""
     from recsys.data.demo import generate_demo
 
     ds, source = generate_demo(users=users, items=items, seed=seed, interactions_per_user=interactions_per_user, item_context=item_context)
-    saved = ds.save(out, source=source)
+    saved = ds.save(out, source=source, overwrite=overwrite)
     if json_out:
         echo_json(saved.manifest)
     else:

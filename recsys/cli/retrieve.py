@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli.common import echo_json
+from recsys.cli.common import OverwriteOpt, echo_json
 from recsys.errors import RecsysError
 
 
@@ -20,13 +20,14 @@ def build_index(
     inference: Annotated[
         str, typer.Option("--inference", help="How item text is embedded: fp32 (torch), onnx or onnx-int8 (onnxruntime; exported once, cached).")
     ] = "fp32",
+    overwrite: OverwriteOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the index description as JSON.")] = False,
 ) -> None:
     """Encode every item with the run's item tower into a FAISS inner-product index of L2-normalised vectors."""
     from recsys.data.dataset import Dataset
     from recsys.index.build import build_index as build
 
-    index = build(run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out, inference=inference)
+    index = build(run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out, inference=inference, overwrite=overwrite)
     info = index.info()
     if json_out:
         echo_json(info)
@@ -39,6 +40,7 @@ def build_cooccurrence(
     dataset: Annotated[Path, typer.Argument(help="Dataset whose interactions to count.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (atomically).")],
     neighbours: Annotated[int, typer.Option("--neighbours", help="Most similar items kept per item (ItemKNN's k).")] = 50,
+    overwrite: OverwriteOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Fit the co-occurrence candidate source (item-item cosine of who consumed what), merged with the two-tower's
@@ -47,7 +49,7 @@ def build_cooccurrence(
     from recsys.data.dataset import Dataset
 
     source = CooccurrenceSource.fit(Dataset.load(dataset), neighbours=neighbours)
-    source.save(out)
+    source.save(out, overwrite=overwrite)
     summary = {"out": str(out), "items": len(source.item_ids), "pairs": int(source.matrix.nnz), "neighbours": neighbours, "fingerprint": source.fingerprint}
     if json_out:
         echo_json(summary)

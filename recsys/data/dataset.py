@@ -57,11 +57,13 @@ class Dataset:
     def item_id_from_text(self, raw: str) -> int | str:
         return _parse_id(raw, self.items.schema[S.ITEM_ID], "item")
 
-    def save(self, path: Path, *, source: dict[str, Any], overwrite: bool = True, extra: dict[str, Any] | None = None) -> "Dataset":
-        """Validate, then write atomically: a failed save leaves any existing dataset at ``path`` untouched."""
+    def save(self, path: Path, *, source: dict[str, Any], overwrite: bool = False, extra: dict[str, Any] | None = None) -> "Dataset":
+        """Validate, then write atomically: a failed save leaves any existing dataset at ``path`` untouched.
+
+        ``path`` may hold a dataset (replaced); another kind of artefact only with ``overwrite``; never anything else."""
         validate_dataset(self.interactions, self.items, self.users, origin=source.get("files", {}))
         path = Path(path)
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, DATASET_KIND, overwrite=overwrite) as tmp:
             self.interactions.write_parquet(tmp / S.INTERACTIONS_FILE, statistics=True)
             self.items.write_parquet(tmp / S.ITEMS_FILE)
             if self.users is not None:

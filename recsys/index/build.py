@@ -17,7 +17,8 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import DataValidationError, RecsysError
-from recsys.index.item_index import ItemIndex
+from recsys.index import INDEX_KIND, ItemIndex
+from recsys.manifest import check_replaceable
 from recsys.retriever.model import TwoTowerRetriever
 
 
@@ -54,13 +55,17 @@ def build_index(
     device: str = "auto",
     progress: bool = True,
     inference: str = "fp32",
+    overwrite: bool = False,
 ) -> ItemIndex:
     """Encode every item of ``dataset`` with the run's item tower and save a FAISS index to ``out``.
 
     ``inference`` (``fp32``, ``onnx``, ``onnx-int8``) is how the text of items the run does not store (new items,
     changed text) is embedded; it is recorded in the index manifest's metadata with how many items took that path.
+    ``out`` is checked before any encoding (``check_replaceable``; ``overwrite`` replaces another kind of artefact).
     """
     from recsys.retriever.run import load_run
+
+    check_replaceable(out, INDEX_KIND, overwrite=overwrite)
 
     model, catalogue_ids, manifest = load_run(run_dir)
     model.use(inference)
@@ -77,7 +82,7 @@ def build_index(
         vectors, dataset.items[S.ITEM_ID], index_type=index_type, model_fingerprint=manifest["fingerprint"],
         metadata=meta, device=device, progress=progress,
     )
-    index.save(out)
+    index.save(out, overwrite=overwrite)
     return index
 
 

@@ -360,8 +360,9 @@ class ItemIndex:
             out["updated"] = self.updated
         return out
 
-    def save(self, directory: Path | str, *, overwrite: bool = True) -> Path:
-        """Write the index directory atomically: a failed save leaves any existing index there untouched."""
+    def save(self, directory: Path | str, *, overwrite: bool = False) -> Path:
+        """Write the index directory atomically: a failed save leaves any existing index there untouched.
+        ``directory`` may hold an index (replaced); another kind of artefact only with ``overwrite``."""
         directory = Path(directory)
         live = np.flatnonzero(self._live)
         ids = pl.Series(

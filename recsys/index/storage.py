@@ -45,13 +45,13 @@ def write_index_files(
     faiss_ids: np.ndarray,
     manifest: dict[str, Any],
     *,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> None:
     """Write the index directory atomically: a failed write leaves any existing index there untouched.
 
     ``manifest`` holds the index's own fields; the kind, save time, files and fingerprint are added here."""
     table = pl.DataFrame({ID_COLUMN: item_ids, FAISS_ID_COLUMN: pl.Series(FAISS_ID_COLUMN, faiss_ids, dtype=pl.Int64)})
-    with atomic_directory(directory, overwrite=overwrite) as tmp:
+    with atomic_directory(directory, INDEX_KIND, overwrite=overwrite) as tmp:
         faiss.write_index(index, str(tmp / INDEX_FILE))
         table.write_parquet(tmp / IDS_FILE)
         files = {name: {"fingerprint": fingerprint_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in (INDEX_FILE, IDS_FILE)}

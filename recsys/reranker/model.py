@@ -188,10 +188,10 @@ class Reranker:
         return self
 
     # persistence -----------------------------------------------------------------------------------------------
-    def save(self, directory: Path | str, *, extra_manifest: dict[str, Any] | None = None) -> Path:
+    def save(self, directory: Path | str, *, extra_manifest: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
         """``cross_encoder/`` (+ ``rating_model/``), ``config.json`` and ``manifest.json``, written atomically."""
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, MANIFEST_KIND, overwrite=overwrite) as tmp:
             self.model.save(str(tmp / RANKER_DIR))
             if self.rating_model is not None:
                 self.rating_model.save(str(tmp / RATING_DIR))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import RecsysError
-from recsys.manifest import fingerprint_bytes, fingerprint_file, read_manifest
+from recsys.manifest import check_replaceable, fingerprint_bytes, fingerprint_file, read_manifest
 from recsys.reranker.config import RerankerTrainingArguments
 from recsys.reranker.evaluation import choose_retrieval_weight, evaluate_reranker, rating_metrics
 from recsys.reranker.model import MANIFEST_KIND, RANKER_DIR, RATING_DIR, Reranker
@@ -53,6 +53,7 @@ def train_run(
     from recsys.retriever.run import load_run
 
     args = args or RerankerTrainingArguments()
+    check_replaceable(out, MANIFEST_KIND)  # before training, not after it
     D.init_if_launched()  # before any model loads: "cuda" must mean this rank's GPU
     retriever, catalogue_ids, rmanifest = load_run(retriever_run)
     enc = encode(dataset)

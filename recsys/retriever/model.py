@@ -414,11 +414,11 @@ class TwoTowerRetriever:
         return u @ self.encode_items().T
 
     # persistence -----------------------------------------------------------------------------------------------
-    def save(self, directory: Path | str, *, extra_manifest: dict[str, Any] | None = None) -> Path:
+    def save(self, directory: Path | str, *, extra_manifest: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
         """Weights, settings, catalogue text embeddings (+ the fine-tuned text model) and ``manifest.json``."""
         net = self._require()
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, MANIFEST_KIND, overwrite=overwrite) as tmp:
             torch.save(net.state_dict(), tmp / "weights.pt")
             (tmp / "config.json").write_text(json.dumps(self.args.to_dict(), indent=2, sort_keys=True))
             (tmp / "state.json").write_text(

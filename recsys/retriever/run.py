@@ -15,7 +15,7 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import RecsysError
-from recsys.manifest import fingerprint_bytes, fingerprint_file, read_manifest
+from recsys.manifest import check_replaceable, fingerprint_bytes, fingerprint_file, read_manifest, write_parquet_atomic
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.model import MANIFEST_KIND, TwoTowerRetriever
 
@@ -48,6 +48,7 @@ def train_run(
     from recsys.evaluation.split import encode, leave_one_out
 
     args = args or RetrieverTrainingArguments()
+    check_replaceable(out, MANIFEST_KIND)  # before training, not after it
     D.init_if_launched()
     enc = encode(dataset)
     split = leave_one_out(enc)
@@ -61,7 +62,7 @@ def train_run(
     if D.is_main():
         model.save(out, extra_manifest=extra)
         # the catalogue ids travel with the weights (written after the atomic save: a missing file is caught on load)
-        pl.DataFrame({S.ITEM_ID: enc.item_ids}).write_parquet(out / CATALOGUE_FILE)
+        write_parquet_atomic(out / CATALOGUE_FILE, pl.DataFrame({S.ITEM_ID: enc.item_ids}))
         manifest = read_manifest(out, MANIFEST_KIND)
         summary = {"run": str(out), "fingerprint": run_fingerprint(out), "metrics": manifest.get("metrics", {}), "dataset": extra["dataset"]}
     D.barrier()

@@ -92,9 +92,9 @@ class CooccurrenceSource:
         m.data[:] = 1.0
         return cls(item_ids, item_neighbours(m, neighbours), {**(manifest or {}), "neighbours": int(neighbours)})
 
-    def save(self, directory: Path | str) -> Path:
+    def save(self, directory: Path | str, *, overwrite: bool = False) -> Path:
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, KIND, overwrite=overwrite) as tmp:
             sp.save_npz(tmp / MATRIX_FILE, self.matrix, compressed=False)
             pl.DataFrame({S.ITEM_ID: self.item_ids}).write_parquet(tmp / ITEMS_FILE)
             files = {f: fingerprint_file(tmp / f) for f in (MATRIX_FILE, ITEMS_FILE)}

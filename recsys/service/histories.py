@@ -11,8 +11,9 @@ Neither the per-user counts nor the sort holds the whole log. The counts are tak
 than ``bucket_rows`` rows, one streaming pass spills the rows into user-range buckets (Arrow IPC files), and each
 bucket is sorted alone (polars' streaming sort keeps its input in memory, measured: 3.4 GB peak for 50M rows; so
 does a plain sort). Measured at 10M users x 100 interactions: 1.7 GB peak, 21 min on 2 shared cores
-(benchmarks/batch_scale.py). The result is cached under the output directory, keyed by the dataset fingerprint and
-the interactions file's size and mtime, so ``--resume`` reuses it and a changed dataset rebuilds it.
+(benchmarks/batch_scale.py). The result is cached (``$RECSYS_CACHE/histories`` for batch scoring), keyed by the dataset
+fingerprint and the interactions file's size and mtime, so ``--resume`` and the next run reuse it and a changed
+dataset rebuilds it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from recsys.manifest import MANIFEST_NAME, atomic_directory, read_manifest, writ
 from recsys.data.types import Sequences
 
 HISTORIES_KIND = "histories"
-#: Directory under a batch output directory that holds prepared histories (one sub-directory per dataset).
-HISTORIES_DIR = ".histories"
+#: Sub-directory of the recsys cache (``recsys.manifest.cache_dir``) where batch scoring prepares histories (one
+#: sub-directory per dataset), so a batch output directory holds only candidates.
+HISTORIES_DIR = "histories"
 USERS_FILE = "users.parquet"
 #: Rows sorted in memory at once while preparing (~80 bytes a row at peak: ~+80 MB per 1M rows, measured) ...
 BUCKET_ROWS = 1_000_000
@@ -195,7 +197,7 @@ def prepare_histories(dataset: Dataset, root: Path | str, *, bucket_rows: int = 
             if store.manifest.get("source") == key:
                 return store
     src = dataset.interactions_file
-    with atomic_directory(final, overwrite=True) as tmp:
+    with atomic_directory(final, HISTORIES_KIND, overwrite=True) as tmp:
         try:
             manifest = _build(src, tmp, bucket_rows)
         except RecsysError:

@@ -21,6 +21,7 @@ from recsys.context import context_frame
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import ManifestMismatchError, RecsysError
+from recsys.manifest import write_parquet_atomic
 from recsys.reranker.run import load_run
 from recsys.service.histories import UserHistories
 
@@ -270,10 +271,7 @@ def rerank_candidates(
     order = pl.DataFrame({S.USER_ID: users, "__u": np.arange(len(users))})
     result = result.join(order, on=S.USER_ID, how="left").sort(["__u", "rank"]).drop(["__u", "__row", "__cat"])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    result.write_parquet(tmp)
-    tmp.replace(out)
+    write_parquet_atomic(out, result)
     seconds = time.perf_counter() - start
     return {
         "out": str(out), "users": len(users), "rows": int(frame.height), "written": int(result.height), "inference": inference,

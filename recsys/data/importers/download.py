@@ -11,7 +11,6 @@ message that says how to import a manually downloaded copy instead.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import os
 import re
@@ -28,10 +27,10 @@ from typing import Any
 from recsys.data.dataset import Dataset
 from recsys.data.importers.movielens import detect_variant, import_movielens
 from recsys.errors import RecsysError
+from recsys.manifest import atomic_file, cache_dir, write_text_atomic
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 BASE_URL_ENV = "RECSYS_MOVIELENS_BASE_URL"
-CACHE_ENV = "RECSYS_CACHE"
 DEFAULT_TIMEOUT_S = 10.0
 
 #: dataset name -> (archive file name, top-level directory inside it, MovieLens variant detected by the importer)
@@ -45,10 +44,7 @@ _MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "recsys"
+    return cache_dir()
 
 
 def archive_url(name: str, base_url: str | None = None) -> str:
@@ -77,16 +73,15 @@ def download_movielens(
     if not cached:
         md5_text = _fetch(md5_url, timeout).decode("utf-8", errors="replace")
         expected = _expected_md5(md5_text, md5_url)
-        tmp = _fetch_to_file(url, cache, timeout)
-        got_md5, _ = _digests(tmp)
-        if got_md5 != expected:
-            tmp.unlink(missing_ok=True)
-            raise RecsysError(
-                f"checksum mismatch for {url}: MD5 {got_md5}, but {md5_url} says {expected}; "
-                "the download is corrupt or was tampered with (nothing was kept; try again)"
-            )
-        os.replace(tmp, zip_path)
-        _write_atomic(md5_path, md5_text)
+        with atomic_file(zip_path) as tmp:  # kept only once its checksum matches
+            _fetch_to_file(url, tmp, timeout)
+            got_md5, _ = _digests(tmp)
+            if got_md5 != expected:
+                raise RecsysError(
+                    f"checksum mismatch for {url}: MD5 {got_md5}, but {md5_url} says {expected}; "
+                    "the download is corrupt or was tampered with (nothing was kept; try again)"
+                )
+        write_text_atomic(md5_path, md5_text)
     md5, sha256 = _digests(zip_path)
 
     src = _unpack(zip_path, cache, top_dir, md5)
@@ -153,18 +148,12 @@ def _fetch(url: str, timeout: float) -> bytes:
             raise _offline_error(url, exc) from None
 
 
-def _fetch_to_file(url: str, directory: Path, timeout: float) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=".part")
+def _fetch_to_file(url: str, path: Path, timeout: float) -> None:
     try:
-        with os.fdopen(fd, "wb") as out, _open(url, timeout) as resp:
+        with open(path, "wb") as out, _open(url, timeout) as resp:
             shutil.copyfileobj(resp, out, 1 << 20)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, RecsysError):
-            raise _offline_error(url, exc) from None
-        raise
-    return Path(tmp)
+    except (OSError, TimeoutError) as exc:
+        raise _offline_error(url, exc) from None
 
 
 def _expected_md5(text: str, where: str) -> str:
@@ -182,13 +171,6 @@ def _digests(path: Path) -> tuple[str, str]:
             md5.update(block)
             sha.update(block)
     return md5.hexdigest(), sha.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _unpack(zip_path: Path, cache: Path, top_dir: str, md5: str) -> Path:
