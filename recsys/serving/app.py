@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from recsys.serving.metrics import Metrics
 from recsys.serving.middleware import BodyLimitMiddleware, MetricsMiddleware, install_error_handlers
 from recsys.serving.routers import admin, items, operations, recommend
+from recsys.serving.routers.docs import install_docs
 from recsys.serving.schemas import MAX_BODY_BYTES
 from recsys.serving.state import Loaded, ServiceHolder, load_service, set_compute_threads
 
@@ -82,6 +83,8 @@ def create_app(
         version=_version(),
         summary="Two-tower BERT retriever over FAISS: recommendations for known and new users, with request context.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,
     )
     app.state.holder = holder
     app.state.metrics = metrics
@@ -95,6 +98,7 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     return app
 
 

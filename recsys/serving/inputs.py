@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,22 +13,26 @@ from fastapi import HTTPException
 from recsys.context import TIME_KEYS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: An integer id as text: what ``int()`` accepts minus spaces, ``_`` and non-ASCII digits (``"1_0"`` is not ``10``).
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def parse_id(value: Any, dtype: pl.DataType, what: str) -> int | str:
-    """A JSON or path value as the dataset's id type; a mismatch is a 422 naming the expected type."""
+    """A JSON or path value as the dataset's id type; a mismatch is a 422 naming the expected type. Integer ids as
+    text must be exactly ASCII digits: ``" 1 "``, ``"1_0"`` or ``"١"`` (Arabic-Indic one) are refused, not read as 1, 10, 1."""
     if dtype == pl.Int64:
         if isinstance(value, bool):
             number = None
         elif isinstance(value, int):
             number = value
+        elif isinstance(value, str) and _INTEGER.fullmatch(value):
+            number = int(value)
         else:
-            try:
-                number = int(str(value).strip())
-            except ValueError:
-                number = None
+            number = None
         if number is None:
-            raise HTTPException(422, f"{what} id {value!r} is not an integer, but this dataset's {what} ids are integers")
+            raise HTTPException(
+                422, f"{what} id {value!r} is not an integer (ASCII digits, optional leading '-', no spaces or '_'), but this dataset's {what} ids are integers"
+            )
         if not INT64_MIN <= number <= INT64_MAX:
             raise HTTPException(422, f"{what} id {value!r} is out of the 64-bit integer range")
         return number

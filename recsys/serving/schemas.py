@@ -5,7 +5,7 @@ Request models are strict (``k: "5"`` or ``rerank: 0`` is a 422, not a silent co
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -18,8 +18,12 @@ MAX_PROFILE_CHARS = 10_000
 #: Most retrieved candidates one request may ask to have reranked (the server's ``max_candidates`` setting may cap lower).
 MAX_CANDIDATES = 1000
 
+#: Longest path accepted in a reload request (longer ones cannot name a file on any common system).
+MAX_PATH_CHARS = 4096
+
 IdValue = Union[StrictInt, StrictStr]
-ContextValue = Union[StrictStr, StrictInt, StrictFloat, StrictBool, None]
+#: Context values: strings, integers, finite floats (JSON 1e400 is infinite), booleans, null.
+ContextValue = Union[StrictStr, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)], StrictBool, None]
 
 
 class RecommendRequest(BaseModel):
@@ -27,6 +31,7 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"user_id": 42, "k": 10, "context": {"time": "evening", "device": "mobile"}},
@@ -103,12 +108,12 @@ class ReadyResponse(BaseModel):
 
 
 class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"index": "artifacts/index-v2"}]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"index": "artifacts/index-v2"}]})
 
-    index: str = Field(min_length=1, description="Index directory (from `recsys build-index`).")
-    dataset: str | None = Field(None, min_length=1, description="Dataset directory (default: the one recorded in the index).")
-    run: str | None = Field(None, min_length=1, description="Retriever run directory (default: the one recorded in the index).")
-    rerank: str | None = Field(None, min_length=1, description="Reranker run to load with it (default: the current one, if any; it must match the new model).")
+    index: str = Field(min_length=1, max_length=MAX_PATH_CHARS, description="Index directory (from `recsys build-index`).")
+    dataset: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Dataset directory (default: the one recorded in the index).")
+    run: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Retriever run directory (default: the one recorded in the index).")
+    rerank: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Reranker run to load with it (default: the current one, if any; it must match the new model).")
 
 
 class ReloadResponse(BaseModel):

@@ -47,6 +47,9 @@ async def reload(
     """Load another index (and run/dataset) fully, then swap atomically; a failed load keeps the old one serving."""
     check_admin_token(request, authorization, x_admin_token)
     options = request.app.state.load_options
+    for name, path in (("index", req.index), ("dataset", req.dataset), ("run", req.run), ("rerank", req.rerank)):
+        if path is not None and "\x00" in path:
+            raise HTTPException(422, f"{name}: a path cannot contain a NUL character")
     async with holder.reload_lock:
         old = holder.current
         previous = old.describe() if old is not None else ReadyResponse(status="loading")
@@ -57,7 +60,12 @@ async def reload(
             loaded = await run_in_threadpool(load_service, req.index, dataset_dir=req.dataset, run_dir=req.run, rerank_run=rerank, **options)
         except RecsysError as exc:
             metrics.reload("client_error")
-            raise HTTPException(400, f"reload failed, still serving the previous index: {exc}") from None
+            message = str(exc).replace("pass --run", 'send "run"').replace("pass --dataset", 'send "dataset"')  # the library speaks CLI
+            raise HTTPException(400, f"reload failed, still serving the previous index: {message}") from None
+        except OSError as exc:  # a path the OS refuses (name too long, not readable, ...)
+            metrics.reload("client_error")
+            reason = exc.strerror or type(exc).__name__
+            raise HTTPException(400, f"reload failed, still serving the previous index: cannot read {_short(req.index)}: {reason}") from None
         except Exception as exc:  # noqa: BLE001 - any failure leaves the old service in place
             metrics.reload("server_error")
             log.exception("reload of %s failed", req.index)
@@ -66,3 +74,8 @@ async def reload(
         metrics.reload("ok")
         log.info("reloaded: index %s (model %s)", req.index, loaded.model_fingerprint)
     return ReloadResponse(status="reloaded", seconds=round(time.perf_counter() - start, 3), previous=previous, current=loaded.describe())
+
+
+def _short(path: str, limit: int = 120) -> str:
+    """A path for an error message, cut in the middle when long."""
+    return repr(path) if len(path) <= limit else repr(path[: limit // 2] + "..." + path[-limit // 2 :])

@@ -47,8 +47,10 @@ def recommend(loaded: Loaded, req: RecommendRequest) -> RecommendResponse:
             raise HTTPException(404, f"unknown user {uid!r}; send a history and/or a profile for a new user")
     if uid is None and history is None and req.profile is None:
         raise HTTPException(422, "give a user_id, a history or a profile")
+    if not stored and req.profile is None and history is not None and not len(svc.to_catalogue(history)):
+        raise HTTPException(422, "none of the history's items is in this catalogue; send items of the catalogue or a profile")
     if req.rerank and svc.reranker is None:
-        raise HTTPException(400, "this server has no reranker: start it with --rerank RERANK_RUN")
+        raise HTTPException(400, "this server has no reranker (it was started without one): omit rerank or send rerank=false")
     call = lambda: svc.recommend(  # noqa: E731
         uid, history=history, profile=req.profile, context=context, k=req.k, exclude=exclude, rerank=req.rerank, depth=req.candidates, explain=req.explain
     )
