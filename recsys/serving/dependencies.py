@@ -1,6 +1,8 @@
-"""FastAPI dependencies of the routers: the app's service holder, metrics and settings, and the current service."""
+"""FastAPI dependencies of the routers: the app's service holder, metrics, and the current service."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from fastapi import HTTPException, Request
 
@@ -16,9 +18,14 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def current_service(request: Request) -> Loaded:
-    """The service this request uses from start to end (a hot swap during the request does not change it)."""
-    loaded = request.app.state.holder.current
+def current_service(request: Request) -> Iterator[Loaded]:
+    """The service this request uses from start to end (a hot swap during the request does not change it); it is
+    counted as in use until the request is done, so a replaced service is reclaimed after its last request."""
+    holder: ServiceHolder = request.app.state.holder
+    loaded = holder.acquire()
     if loaded is None:
         raise HTTPException(503, "the model and index are not loaded")
-    return loaded
+    try:
+        yield loaded
+    finally:
+        holder.release(loaded)

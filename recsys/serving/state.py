@@ -8,7 +8,9 @@ else holds it (the holder keeps no history), so it is freed once its last reques
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import datetime as dt
+import gc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,18 +117,72 @@ def load_service(
 
 
 class ServiceHolder:
-    """The current service; replaced by one reference assignment (atomic), reloads serialised by a lock."""
+    """The current service, replaced by one reference assignment (atomic); reloads serialised by ``reload_lock``.
+
+    Requests take the service with :meth:`acquire` and give it back with :meth:`release`; a replaced service is
+    reclaimed (:func:`reclaim_memory`) once its last request has given it back. The holder keeps no other reference,
+    so at most the current service plus those still answering requests are in memory.
+    """
 
     def __init__(self) -> None:
         self.current: Loaded | None = None
         self.reload_lock = asyncio.Lock()
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, int] = {}  # id(Loaded) -> requests running on it
+
+    def acquire(self) -> Loaded | None:
+        """The current service, counted as in use until :meth:`release` (None while nothing is loaded)."""
+        with self._lock:
+            loaded = self.current
+            if loaded is not None:
+                self._in_flight[id(loaded)] = self._in_flight.get(id(loaded), 0) + 1
+            return loaded
+
+    def release(self, loaded: Loaded) -> None:
+        """A request is done with ``loaded``; the last request on a replaced service triggers its reclaiming."""
+        with self._lock:
+            left = self._in_flight.get(id(loaded), 1) - 1
+            if left > 0:
+                self._in_flight[id(loaded)] = left
+            else:
+                self._in_flight.pop(id(loaded), None)
+            drained = left <= 0 and loaded is not self.current
+        if drained:
+            schedule_reclaim()
 
     def swap(self, loaded: Loaded | None) -> None:
-        """Make ``loaded`` the service new requests get; the previous one stops its batcher and is dropped (requests
-        still running on it finish on it)."""
-        previous, self.current = self.current, loaded
+        """Make ``loaded`` the service new requests get; the previous one stops its batcher and is reclaimed now if
+        no request runs on it, else when its last request returns."""
+        with self._lock:
+            previous, self.current = self.current, loaded
+            idle = previous is not None and id(previous) not in self._in_flight
         if previous is not None:
             previous.close()
+        del previous
+        if idle:
+            schedule_reclaim()
+
+
+#: Seconds between a replaced service's last use and its reclaiming (the request's own frames let go of it first).
+RECLAIM_DELAY_S = 0.2
+
+
+def schedule_reclaim(delay: float = RECLAIM_DELAY_S) -> None:
+    """:func:`reclaim_memory` on a short-lived background thread, ``delay`` seconds from now."""
+    timer = threading.Timer(delay, reclaim_memory)
+    timer.daemon = True
+    timer.start()
+
+
+def reclaim_memory() -> None:
+    """Free a replaced service: its objects form reference cycles (the micro-batcher holds the service's bound
+    method), which only the cycle collector frees; then hand the freed heap back to the OS (glibc ``malloc_trim``),
+    so RSS does not keep the high-water mark of every reload."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def set_compute_threads(n: int) -> None:
