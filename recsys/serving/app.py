@@ -14,6 +14,7 @@ only wires them. Reference: docs/serving.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -21,11 +22,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from recsys.errors import RecsysError
+from recsys.serving.limits import RerankGate
 from recsys.serving.metrics import Metrics
 from recsys.serving.middleware import BodyLimitMiddleware, MetricsMiddleware, install_error_handlers
 from recsys.serving.routers import admin, items, operations, recommend
 from recsys.serving.routers.docs import install_docs
-from recsys.serving.schemas import MAX_BODY_BYTES
+from recsys.serving.settings import ServeSettings
 from recsys.serving.state import Loaded, ServiceHolder, load_service, set_compute_threads
 
 log = logging.getLogger("recsys.serving")
@@ -39,20 +42,30 @@ def create_app(
     dataset_dir: Path | str | None = None,
     run_dir: Path | str | None = None,
     admin_token: str | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
     micro_batch: bool = True,
     threads: int | None = None,
     rerank_run: Path | str | None = None,
     rerank_inference: str = "auto",
     rerank_depth: int | None = None,
     cooccurrence: Path | str | None = None,
+    settings: ServeSettings | None = None,
 ) -> FastAPI:
     """The serving app. ``admin_token`` (default: ``$RECSYS_ADMIN_TOKEN``) enables ``POST /admin/reload``;
     ``micro_batch`` encodes the users of concurrent requests together (see :mod:`recsys.serving.batching`);
     ``threads`` sets torch's and FAISS's intra-op threads for the whole process at start (None: leave them);
     ``rerank_run`` loads a cross-encoder that reranks each request's top ``rerank_depth`` by default, and
-    ``cooccurrence`` a second candidate source merged into what it reranks."""
-    load_options = {"micro_batch": micro_batch, "rerank_inference": rerank_inference, "rerank_depth": rerank_depth, "cooccurrence": cooccurrence}
+    ``cooccurrence`` a second candidate source merged into what it reranks. ``settings`` bounds what one request
+    may cost (:class:`~recsys.serving.settings.ServeSettings`; ``max_body_bytes`` overrides its body limit)."""
+    settings = settings or ServeSettings()
+    if max_body_bytes is not None:
+        settings = dataclasses.replace(settings, max_body_bytes=max_body_bytes)
+    if rerank_depth is not None and rerank_depth > settings.max_candidates:
+        raise RecsysError(f"rerank depth {rerank_depth} is over the serve setting max_candidates={settings.max_candidates}")
+    load_options = {
+        "micro_batch": micro_batch, "rerank_inference": rerank_inference, "rerank_depth": rerank_depth, "cooccurrence": cooccurrence,
+        "rerank_chunk": settings.rerank_chunk,
+    }
     holder = ServiceHolder()
     metrics = Metrics()
 
@@ -73,6 +86,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         if threads is not None:
             set_compute_threads(threads)
+        app.state.gate = RerankGate(settings)  # (its asyncio primitives belong to the serving loop)
         publish(await run_in_threadpool(load_service, index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, **load_options))
         log.info("serving index %s (model %s)", index_dir, holder.current.model_fingerprint)
         yield
@@ -86,13 +100,14 @@ def create_app(
         docs_url=None,  # served from local assets by install_docs
         redoc_url=None,
     )
+    app.state.settings = settings
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.publish = publish
     app.state.load_options = load_options
     app.state.admin_token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
     routers = (recommend.router, items.router, operations.router, admin.router)
-    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     # added last = outermost; the routes it looks a 413's endpoint up in are the routers' own (no prefixes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: [r for router in routers for r in router.routes])
     install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies of the routers: the app's service holder, metrics, and the current service."""
+"""FastAPI dependencies of the routers: the app's service holder, metrics and rerank gate, and the current service."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from fastapi import HTTPException, Request
 
+from recsys.serving.limits import RerankGate
 from recsys.serving.metrics import Metrics
 from recsys.serving.state import Loaded, ServiceHolder
 
@@ -16,6 +17,10 @@ def get_holder(request: Request) -> ServiceHolder:
 
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
+
+
+def get_gate(request: Request) -> RerankGate:
+    return request.app.state.gate
 
 
 def current_service(request: Request) -> Iterator[Loaded]:

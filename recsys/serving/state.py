@@ -21,6 +21,7 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.manifest import read_manifest
 from recsys.serving.batching import install
+from recsys.serving.limits import ChunkedRerankStage
 from recsys.serving.schemas import ReadyResponse
 
 #: Process-wide: the sentence-transformers model (shared by every loaded service) is not thread-safe.
@@ -80,15 +81,20 @@ def load_service(
     rerank_inference: str = "auto",
     rerank_depth: int | None = None,
     cooccurrence: Path | str | None = None,
+    rerank_chunk: int | None = None,
 ) -> Loaded:
     """Open the service and warm it up (text model loaded, one search run, one rerank), so the first request is not
-    slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`)."""
+    slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`);
+    with ``rerank_chunk``, a request's reranking goes in chunks that an abandoned request stops between
+    (:class:`~recsys.serving.limits.ChunkedRerankStage`)."""
     from recsys.retrieval import RetrievalService
 
     service = RetrievalService.open(
         index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_inference=rerank_inference, rerank_depth=rerank_depth,
         cooccurrence=cooccurrence,
     )
+    if rerank_chunk is not None and service.reranker is not None:
+        service.reranker = ChunkedRerankStage(service.reranker, rerank_chunk)
     index_fp = str(read_manifest(Path(index_dir), kind="index").get("fingerprint", "unknown"))
     users = service.histories.user_ids
     with TEXT_MODEL_LOCK:
