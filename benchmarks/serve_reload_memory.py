@@ -35,13 +35,14 @@ CHILD = textwrap.dedent(
                     return int(line.split()[1]) / 1024
 
     index_a, index_b, rerank, inference, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-    app = create_app(index_a, admin_token="t", rerank_run=rerank, rerank_inference=inference)
+    paths = json.loads(sys.argv[6])  # {"dataset": ..., "run": ...} or {}
+    app = create_app(index_a, admin_token="t", rerank_run=rerank, rerank_inference=inference, dataset_dir=paths.get("dataset"), run_dir=paths.get("run"))
     auth = {"Authorization": "Bearer t"}
     out = []
     with TestClient(app) as client:
         out.append(rss_mib())
         for i in range(n):
-            r = client.post("/admin/reload", json={"index": index_b if i % 2 == 0 else index_a}, headers=auth)
+            r = client.post("/admin/reload", json={"index": index_b if i % 2 == 0 else index_a, **paths}, headers=auth)
             assert r.status_code == 200, r.text
             client.get("/health")
             time.sleep(0.5)  # the replaced service is reclaimed on a background thread
@@ -51,11 +52,12 @@ CHILD = textwrap.dedent(
 )
 
 
-def reload_rss(index_a: Path, index_b: Path, rerank: Path, n: int, inference: str = "auto") -> list[float]:
-    """RSS (MiB) of a fresh server process after start and after each of ``n`` reloads."""
+def reload_rss(index_a: Path, index_b: Path, rerank: Path, n: int, inference: str = "auto", paths: dict | None = None) -> list[float]:
+    """RSS (MiB) of a fresh server process after start and after each of ``n`` reloads (``paths``: dataset/run
+    directories to pass instead of the ones recorded in the index)."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(index_a), str(index_b), str(rerank), inference, str(n)],
+        [sys.executable, "-c", CHILD, str(index_a), str(index_b), str(rerank), inference, str(n), json.dumps(paths or {})],
         env=env, capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
@@ -79,14 +81,19 @@ def main() -> None:
     p.add_argument("--inference", default="auto", help="Reranker inference (auto, fp32, onnx, ...).")
     p.add_argument("--users", type=int, default=300)
     p.add_argument("--items", type=int, default=2000)
+    p.add_argument("--stack", type=Path, default=None, help="Use DIR/{ds,run,index,rerank} instead of preparing --work.")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     import serve_load
 
-    index_a, index_b, _ = serve_load.prepare(a.work, a.users, a.items, max_steps=20)
-    rerank = serve_load.prepare_reranker(a.work, steps=20)
-    rss = reload_rss(index_a, index_b, rerank, a.reloads, a.inference)
+    if a.stack is not None:  # ds, run, index and rerank made elsewhere (e.g. a copy of the tests' stack)
+        index_a = index_b = a.stack / "index"
+        rerank, paths = a.stack / "rerank", {"dataset": str(a.stack / "ds"), "run": str(a.stack / "run")}
+    else:
+        index_a, index_b, _ = serve_load.prepare(a.work, a.users, a.items, max_steps=20)
+        rerank, paths = serve_load.prepare_reranker(a.work, steps=20), {}
+    rss = reload_rss(index_a, index_b, rerank, a.reloads, a.inference, paths)
     half = rss[len(rss) // 2 :]
     result = {
         "reloads": a.reloads, "inference": a.inference, "rss_start_mib": rss[0], "rss_after_first_reload_mib": rss[1],
