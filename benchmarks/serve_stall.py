@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--items", type=int, default=2000)
     p.add_argument("--inference", default="auto")
     p.add_argument("--stack", type=Path, default=None, help="Use DIR/{ds,run,index,rerank} instead of preparing --work.")
+    p.add_argument("--abandoned-candidates", type=int, default=None, help="candidates= of the abandoned k=300 request (default: the server's depth).")
     p.add_argument("--big-k", type=int, default=1000)
     p.add_argument("--big-timeout", type=float, default=300, help="Client timeout of the big-k request (reported as 'abandoned').")
     p.add_argument("--json", type=Path, default=None)
@@ -86,7 +87,7 @@ def main() -> None:
 
         for _ in range(a.repeats):
             record("k=5 alone", {"k": 5}, 600)
-            timed_get(base, path, {"k": 300}, 1.0)  # the client gives up after 1 s
+            timed_get(base, path, {"k": 300, **({"candidates": a.abandoned_candidates} if a.abandoned_candidates else {})}, 1.0)  # gives up after 1 s
             record("k=5 after an abandoned k=300", {"k": 5}, 600)
             record(big, {"k": a.big_k}, a.big_timeout)  # last: a timed-out one may keep the server busy
             time.sleep(1.0)
