@@ -84,7 +84,7 @@ def context_frame(context: Mapping[str, Any] | None, columns: Sequence[str], *, 
             hour = int(raw)
             if not 0 <= hour <= 23:
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int() of an infinite float
             raise RecsysError(f"context hour={raw!r}: expected an integer 0-23") from None
         ts = ts.replace(hour=hour)
     if "weekday" in context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -14,15 +15,17 @@ from recsys.errors import RecsysError
 _ENV_INDEX, _ENV_DATASET, _ENV_RUN = "RECSYS_SERVE_INDEX", "RECSYS_SERVE_DATASET", "RECSYS_SERVE_RUN"
 _ENV_BATCH, _ENV_THREADS = "RECSYS_SERVE_MICRO_BATCH", "RECSYS_SERVE_THREADS"
 _ENV_RERANK, _ENV_INFERENCE, _ENV_DEPTH = "RECSYS_SERVE_RERANK", "RECSYS_SERVE_INFERENCE", "RECSYS_SERVE_RERANK_DEPTH"
-_ENV_COOC = "RECSYS_SERVE_COOCCURRENCE"
+_ENV_COOC, _ENV_SETTINGS = "RECSYS_SERVE_COOCCURRENCE", "RECSYS_SERVE_SETTINGS"
 
 
 def app_from_env():
     """App factory for uvicorn worker processes: reads what ``serve`` put in the environment."""
     from recsys.serving.app import create_app
+    from recsys.serving.settings import ServeSettings
 
     return create_app(
         os.environ[_ENV_INDEX],
+        settings=ServeSettings.from_dict(json.loads(os.environ.get(_ENV_SETTINGS) or "{}")),
         dataset_dir=os.environ.get(_ENV_DATASET) or None,
         run_dir=os.environ.get(_ENV_RUN) or None,
         micro_batch=os.environ.get(_ENV_BATCH, "1") == "1",
@@ -48,6 +51,8 @@ def serve(
     threads: Annotated[int, typer.Option("--threads", help="torch/FAISS threads per request (0 = library default); requests run in parallel anyway.")] = 1,
     micro_batch: Annotated[bool, typer.Option("--micro-batch/--no-micro-batch", help="Encode the users of concurrent requests together.")] = True,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    config: Annotated[Path | None, typer.Option("--config", help="TOML whose [serve] table sets the request limits (docs/serving.md).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a limit: field=value, e.g. --set max_candidates=100 (repeatable). RECSYS_SERVE__FIELD env vars also override.")] = None,
 ) -> None:
     """Serve recommendations over HTTP: /recommend, /items, /health, /ready, /metrics, /docs; POST /admin/reload
     swaps in another index when $RECSYS_ADMIN_TOKEN is set."""
@@ -71,13 +76,16 @@ def serve(
         raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
     if rerank_depth is not None and rerank_depth < 1:
         raise RecsysError(f"--rerank-depth must be at least 1, got {rerank_depth}")
+    from recsys.serving.settings import load_serve_settings
+
+    settings = load_serve_settings(config, set_ or [])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if workers == 1:
         from recsys.serving.app import create_app
 
         app = create_app(
             index, dataset_dir=dataset, run_dir=run, micro_batch=micro_batch, threads=threads or None,
-            rerank_run=rerank, rerank_inference=inference, rerank_depth=rerank_depth, cooccurrence=cooccurrence,
+            rerank_run=rerank, rerank_inference=inference, rerank_depth=rerank_depth, cooccurrence=cooccurrence, settings=settings,
         )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
@@ -90,4 +98,5 @@ def serve(
     os.environ[_ENV_INFERENCE] = inference
     os.environ[_ENV_DEPTH] = str(rerank_depth or "")
     os.environ[_ENV_COOC] = str(cooccurrence.resolve()) if cooccurrence else ""
+    os.environ[_ENV_SETTINGS] = json.dumps(settings.to_dict())
     uvicorn.run("recsys.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)

@@ -233,8 +233,9 @@ class RetrievalService:
     ) -> list[Recommendation]:
         """Top-k for one request. A known ``user_id`` brings its stored history; ``history``/``profile`` serve new users.
 
-        With a reranker attached (``rerank`` defaults to True then), the top ``depth`` retrieved candidates (at least
-        k) are reranked by the cross-encoder with the request context. ``explain`` adds ``reasons``: the history items
+        With a reranker attached (``rerank`` defaults to True then), the top ``depth`` retrieved candidates are
+        reranked by the cross-encoder with the request context; with k > depth the rest follow in retrieval order
+        (``rerank_score`` None), so the reranking work is bounded by ``depth``, never by k. ``explain`` adds ``reasons``: the history items
         that support each item and, when reranked, how much each context field moved its score.
         """
         if k <= 0:
@@ -266,14 +267,15 @@ class RetrievalService:
         full_ctx = context_frame(context, self.known_context_keys)
         ctx = full_ctx[[S.TIMESTAMP, *self.context_columns]]
         vec = self.user_vectors([hist_idx], ctx, [prof])
-        fetch = max(k, depth or self.reranker.depth) if rerank else k
-        scores, ids = self.index.search(vec, fetch, exclude=[np.asarray(seen, dtype=object) if seen else None])
+        depth = int(depth or self.reranker.depth) if rerank else k
+        scores, ids = self.index.search(vec, max(k, depth), exclude=[np.asarray(seen, dtype=object) if seen else None])
         finite = np.isfinite(scores[0])
         items = [i.item() if hasattr(i, "item") else i for i in ids[0][finite]]
         retrieval = scores[0][finite].astype(float)
+        items, tail, retrieval, tail_retrieval = items[:depth], items[depth:], retrieval[:depth], retrieval[depth:]  # tail: below the reranked depth
         sources = ["two-tower"] * len(items)
         if rerank and self.cooccurrence is not None:
-            items, retrieval, sources = self.merge_cooccurrence(vec[0], hist_ids, seen, items, retrieval, fetch)
+            items, retrieval, sources = self.merge_cooccurrence(vec[0], hist_ids, seen, items, retrieval, depth)
         rerank_scores: np.ndarray | None = None
         user_profile: dict[str, Any] | None = None
         request_ctx = full_ctx.row(0, named=True)
@@ -284,10 +286,17 @@ class RetrievalService:
             order = np.argsort(-rerank_scores, kind="stable")[:k]
         else:
             order = np.arange(min(k, len(items)))
+        if len(order) < k and tail:
+            pooled = set(items)
+            keep = [j for j, i in enumerate(tail) if i not in pooled][: k - len(order)]
+            order = np.concatenate([order, len(items) + np.arange(len(keep))]).astype(np.int64)
+            items = items + [tail[j] for j in keep]
+            retrieval = np.concatenate([retrieval, tail_retrieval[keep]])
+            sources = sources + ["two-tower"] * len(keep)
         out = []
         for r, j in enumerate(order):
             item = items[j]
-            rr = float(rerank_scores[j]) if rerank_scores is not None else None
+            rr = float(rerank_scores[j]) if rerank_scores is not None and j < len(rerank_scores) else None
             out.append(Recommendation(r + 1, item, rr if rr is not None else float(retrieval[j]), self._titles.get(item), retrieval_score=float(retrieval[j]), rerank_score=rr))
         if self.cooccurrence is not None and rerank:
             for rec, j in zip(out, order):
@@ -296,6 +305,6 @@ class RetrievalService:
             support = self.supporting_history(hist_ids, [r.item_id for r in out])
             for rec, sup in zip(out, support):
                 rec.reasons["history"] = sup
-                if rerank_scores is not None:
+                if rec.rerank_score is not None:
                     rec.reasons["context"] = self.reranker.context_effects(hist_ids, rec.item_id, request_ctx, user_profile)
         return out

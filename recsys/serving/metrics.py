@@ -1,6 +1,7 @@
 """Prometheus metrics of the serving app, in the text exposition format (no client library needed).
 
-* ``recsys_http_requests_total{method, endpoint, status}``: requests by route template (``/recommend/{user_id}``,
+* ``recsys_http_requests_total{method, endpoint, status}``: requests by method (the standard HTTP methods, any
+  other name counts as ``method="other"``), route template (``/recommend/{user_id}``,
   never the raw path, so the label set stays bounded; unmatched paths count as ``endpoint="<unmatched>"``);
 * ``recsys_http_request_duration_seconds{endpoint}``: latency histogram;
 * ``recsys_http_requests_in_flight``;
@@ -21,6 +22,14 @@ from collections.abc import Mapping, Sequence
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "<unmatched>"
+#: The method label's values besides "other": a client can send any token as the method, so labels come from this set.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """The metric label of an HTTP method: one of :data:`HTTP_METHODS`, else ``"other"``."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 def _escape(value: object) -> str:
@@ -61,7 +70,7 @@ class Metrics:
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         with self._lock:
             self._in_flight -= 1
-            key = (method, endpoint, str(int(status)))
+            key = (method_label(method), endpoint, str(int(status)))
             self._requests[key] = self._requests.get(key, 0) + 1
             counts = self._hist.setdefault(endpoint, [0] * (len(self.buckets) + 1))
             counts[bisect.bisect_left(self.buckets, seconds)] += 1

@@ -20,7 +20,7 @@ def _app() -> typer.Typer:
 def test_help_lists_options():
     out = CliRunner().invoke(_app(), ["serve", "--help"], env={"COLUMNS": "200"})
     assert out.exit_code == 0
-    for option in ("--index", "--dataset", "--host", "--port", "--workers", "--threads", "--micro-batch"):
+    for option in ("--index", "--dataset", "--host", "--port", "--workers", "--threads", "--micro-batch", "--config", "--set"):
         assert option in out.output
     assert "127.0.0.1" in out.output
 
@@ -32,8 +32,19 @@ def test_help_lists_options():
         (["--index", ".", "--workers", "0"], "--workers"),
         (["--index", ".", "--port", "70000"], "--port"),
         (["--index", ".", "--threads", "-1"], "--threads"),
+        (["--index", ".", "--set", "bogus=1"], "unknown serve settings: bogus"),
+        (["--index", ".", "--set", "max_candidates=0"], "max_candidates must be a positive number"),
     ],
 )
 def test_bad_options_are_recsys_errors(args, message):
     out = CliRunner().invoke(_app(), ["serve", *args])
     assert isinstance(out.exception, RecsysError) and message in str(out.exception)
+
+
+def test_limits_from_a_toml_file_and_the_environment(tmp_path):
+    from recsys.serving.settings import load_serve_settings
+
+    config = tmp_path / "serve.toml"
+    config.write_text("[serve]\nmax_candidates = 64\nrequest_timeout_s = 10\n")
+    s = load_serve_settings(config, ["request_timeout_s=5"], env={"RECSYS_SERVE__RERANK_CONCURRENCY": "2"})
+    assert (s.max_candidates, s.request_timeout_s, s.rerank_concurrency) == (64, 5, 2)

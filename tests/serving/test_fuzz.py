@@ -75,3 +75,53 @@ def test_paths_never_5xx(client, user, k, context, explain, item, rerank, candid
     assert r.status_code < 500, (user, params, r.status_code, r.text)
     r = client.get(f"/items/{quote(item, safe='')}")
     assert r.status_code < 500, (item, r.status_code, r.text)
+
+
+# ------------------------------------------------------------------------------------------ schemathesis
+schemathesis = pytest.importorskip("schemathesis")
+
+#: What every generated request's response must satisfy: no 5xx, a documented status code, content type, headers
+#: and a body that matches the OpenAPI schema.
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
+
+
+def _without_lifespan(app):
+    """The app for schemathesis' ASGI client, which runs the lifespan per client: the ``served`` app is loaded once
+    already, and its shutdown would unload it for the other tests."""
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await app(scope, receive, send)
+
+    return asgi
+
+
+def test_schemathesis_no_5xx_and_responses_match_the_schema(served):
+    """Every operation of the app's own OpenAPI schema, called in process over ASGI (the ``served`` app, its service
+    loaded), with a bounded number of generated requests each (schemathesis' strategies driven by hypothesis here:
+    its pytest plugin's lazy fixtures do not run under this pytest)."""
+    client, _, _ = served
+    api = schemathesis.openapi.from_asgi("/openapi.json", _without_lifespan(client.app))
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert {op.label for op in operations} >= {"GET /recommend/{user_id}", "POST /recommend", "GET /items/{item_id}", "POST /admin/reload"}
+    for operation in operations:
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=operation.as_strategy())
+        def check(case):
+            case.call_and_validate(checks=CHECKS)
+
+        check()

@@ -17,9 +17,11 @@ def reranked(rerank_stack):
     from fastapi.testclient import TestClient
 
     from recsys.serving.app import create_app
+    from recsys.serving.settings import ServeSettings
 
     root, ds = rerank_stack
-    app = create_app(root / "index", admin_token=ADMIN_TOKEN, rerank_run=root / "rerank", rerank_depth=8)
+    settings = ServeSettings(max_candidates=300, rerank_queue_wait_s=120, request_timeout_s=300)  # a shared CI machine can be slow
+    app = create_app(root / "index", admin_token=ADMIN_TOKEN, rerank_run=root / "rerank", rerank_depth=8, settings=settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, root, ds
 
@@ -55,6 +57,23 @@ def test_get_exclude_and_candidates(reranked):
     assert client.get(f"/recommend/{user}", params={"candidates": 0}).status_code == 422
 
 
+def test_reranked_depth_is_candidates_never_k(reranked):
+    """k above the depth: the top `depth` are reranked, the rest follow in retrieval order (bounded work)."""
+    client, _, ds = reranked
+    user = _user(ds)
+    body = client.get(f"/recommend/{user}", params={"k": 30}).json()
+    reranked_items = [it for it in body["items"] if it["rerank_score"] is not None]
+    assert len(body["items"]) == 30 and len(reranked_items) == 8  # the server's rerank depth, not k
+    assert body["items"][:8] == reranked_items
+    tail = [it["retrieval_score"] for it in body["items"][8:]]
+    assert tail == sorted(tail, reverse=True)
+    assert len({it["item_id"] for it in body["items"]}) == 30
+    body = client.post("/recommend", json={"user_id": user, "k": 12, "candidates": 5}).json()
+    assert sum(it["rerank_score"] is not None for it in body["items"]) == 5
+    r = client.get(f"/recommend/{user}", params={"candidates": 301})
+    assert r.status_code == 422 and "max_candidates" in r.json()["detail"]
+
+
 def test_post_explain_has_history_and_context_effects(reranked):
     client, _, ds = reranked
     user = _user(ds)
@@ -77,7 +96,7 @@ def test_concurrent_reranked_requests_all_succeed(reranked):
 def test_rerank_on_a_server_without_reranker_is_400(served):
     client, _, ds = served
     r = client.get(f"/recommend/{_user(ds)}", params={"rerank": "true"})
-    assert r.status_code == 400 and "--rerank" in r.json()["detail"]
+    assert r.status_code == 400 and "no reranker" in r.json()["detail"] and "--" not in r.json()["detail"]
 
 
 def test_reload_keeps_the_reranker_and_reranks_added_items(reranked, second_index):

@@ -1,0 +1,135 @@
+"""The rerank gate (deadline, bounded queue answering 503 + Retry-After, abandoned requests stop) and the chunked
+rerank stage that lets an abandoned request stop between chunks; the reranked depth never follows k."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi import HTTPException
+
+from recsys.serving.limits import ChunkedRerankStage, RequestAbandoned, RerankGate, StopFlag, _call, checkpoint
+from recsys.serving.settings import ServeSettings
+from recsys.settings import SettingsError
+
+
+class FakeRequest:
+    """What the gate reads of a request: whether its client is still connected."""
+
+    def __init__(self, disconnect_after: float | None = None) -> None:
+        self.t0, self.after = time.monotonic(), disconnect_after
+
+    async def is_disconnected(self) -> bool:
+        return self.after is not None and time.monotonic() - self.t0 >= self.after
+
+
+def _until_stopped(log: list) -> str:
+    """Work that runs until its request is abandoned (checking like the chunked stage does)."""
+    while True:
+        try:
+            checkpoint()
+        except RequestAbandoned as exc:
+            log.append(str(exc))
+            raise
+        time.sleep(0.01)
+
+
+def test_settings_are_typed_and_bounded():
+    assert ServeSettings.from_dict({"max_candidates": 50}).max_candidates == 50
+    for bad in ({"max_candidates": 0}, {"rerank_concurrency": 1.5}, {"request_timeout_s": float("inf")}, {"max_candidates": 5000}, {"nope": 1}):
+        with pytest.raises(SettingsError):
+            ServeSettings.from_dict(bad)
+
+
+def test_queue_wait_is_bounded_and_answers_503_with_retry_after():
+    async def scenario():
+        gate = RerankGate(ServeSettings(rerank_concurrency=1, rerank_queue_wait_s=0.2, retry_after_s=3))
+        release = threading.Event()
+        first = asyncio.ensure_future(gate.run(FakeRequest(), lambda: release.wait(60) and "first", reranked=True))
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        with pytest.raises(HTTPException) as exc:
+            await gate.run(FakeRequest(), lambda: "second", reranked=True)
+        waited = time.monotonic() - t0
+        assert await gate.run(FakeRequest(), lambda: "not reranked", reranked=False) == "not reranked"  # no queue
+        release.set()
+        assert await first == "first"
+        assert await gate.run(FakeRequest(), lambda: "third", reranked=True) == "third"  # the slot came back
+        return exc.value, waited
+
+    err, waited = asyncio.run(scenario())
+    assert err.status_code == 503 and err.headers == {"Retry-After": "3"} and "busy" in err.detail
+    assert 0.15 <= waited < 30  # bounded by the queue wait (plus a busy machine's scheduling), not by the first request
+
+
+def test_deadline_stops_the_work_and_answers_503():
+    log: list[str] = []
+
+    async def scenario():
+        gate = RerankGate(ServeSettings(request_timeout_s=0.3))
+        t0 = time.monotonic()
+        with pytest.raises(HTTPException) as exc:
+            await gate.run(FakeRequest(), lambda: _until_stopped(log), reranked=True)
+        return exc.value, time.monotonic() - t0
+
+    err, took = asyncio.run(scenario())
+    assert err.status_code == 503 and "deadline" in err.detail and "Retry-After" in err.headers
+    assert log == ["deadline passed"] and took < 3.0
+
+
+def test_a_disconnected_client_stops_its_work_and_frees_the_slot():
+    log: list[str] = []
+
+    async def scenario():
+        gate = RerankGate(ServeSettings(rerank_concurrency=1, rerank_queue_wait_s=5))
+        with pytest.raises(HTTPException):
+            await gate.run(FakeRequest(disconnect_after=0.1), lambda: _until_stopped(log), reranked=True)
+        t0 = time.monotonic()
+        assert await gate.run(FakeRequest(), lambda: "next", reranked=True) == "next"
+        return time.monotonic() - t0
+
+    waited = asyncio.run(scenario())
+    assert log == ["the client disconnected"] and waited < 1.0
+
+
+class CountingStage:
+    """A stand-in stage that scores each candidate by its id and counts the calls (the real one: test below)."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.depth = 7
+
+    def score(self, histories, candidates, *, retrieval_scores=None, **kwargs):
+        self.calls.append(len(candidates[0]))
+        return [np.asarray(candidates[0], dtype=np.float32) + (0 if retrieval_scores is None else np.asarray(retrieval_scores[0]))]
+
+
+def test_chunked_stage_scores_in_chunks_and_stops_when_abandoned():
+    inner = CountingStage()
+    stage = ChunkedRerankStage(inner, chunk=4)
+    assert stage.depth == 7  # everything else is the wrapped stage's
+    out = stage.score([[1]], [list(range(10))], retrieval_scores=[np.ones(10)])[0]
+    assert inner.calls == [4, 4, 2] and out.tolist() == [i + 1.0 for i in range(10)]
+    flag = StopFlag()
+    flag.set("the client disconnected")
+    with pytest.raises(RequestAbandoned):
+        _call(lambda: stage.score([[1]], [list(range(10))]), flag)
+    assert inner.calls == [4, 4, 2]  # nothing scored after the stop
+
+
+@pytest.mark.slow
+def test_chunked_real_reranker_gives_the_same_scores(rerank_stack):
+    from recsys.data.dataset import Dataset
+    from recsys.service.rerank import RerankStage
+
+    root, _ = rerank_stack
+    ds = Dataset.load(root / "ds")
+    stage = RerankStage.open(root / "rerank", ds.items, inference="fp32")
+    items = ds.items["item_id"].to_list()
+    hist, cands = [items[:3]], [items[3:23]]
+    whole = stage.score(hist, cands)[0]
+    chunked = ChunkedRerankStage(stage, chunk=6).score(hist, cands)[0]
+    np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-4)
