@@ -29,6 +29,7 @@ from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
 from recsys.reranker.model import context_frame_of, load_cross_encoder
+from recsys.text import require_item_text
 
 if TYPE_CHECKING:
     from recsys.reranker.model import Reranker
@@ -251,6 +252,8 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     t0 = time.perf_counter()
 
     item_texts = reranker.render_items(data.items)
+    require_item_text(item_texts, data.items, a.templates, model="the cross-encoder reranker")
+    reranker.time_context = not data.synthetic_timestamps
     hist_texts = reranker.history_texts(data.items)
     if len(item_texts) != data.n_items:
         raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")
