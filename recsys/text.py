@@ -138,6 +138,34 @@ def item_text_fields(frame: pl.DataFrame, templates: TextTemplates | None = None
     return [f for f in t.item_fields if f in frame.columns]
 
 
+def parse_item_fields(spec: str | Sequence[str] | None) -> list[str] | None:
+    """``"title,brand,category"`` (or several such strings) -> ``["title", "brand", "category"]``; None stays None."""
+    if spec is None:
+        return None
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    fields = [f.strip() for p in parts for f in p.split(",") if f.strip()]
+    if not fields:
+        raise RecsysError("--item-text names no column (expected e.g. --item-text title,brand,category)")
+    return fields
+
+
+def with_item_fields(templates: TextTemplates, fields: Sequence[str] | None, frame: pl.DataFrame) -> TextTemplates:
+    """``templates`` reading the item text from ``fields`` (checked against the catalogue ``frame``'s columns)."""
+    if fields is None:
+        return templates
+    missing = [f for f in fields if f != ATTRIBUTES and f not in frame.columns]
+    if missing:
+        found = ", ".join(c for c in frame.columns if c != S.ITEM_ID)
+        raise RecsysError(f"--item-text names {', '.join(missing)}, not a column of the items (found: {found or 'only item_id'})")
+    return TextTemplates(**{**templates.to_dict(), "item_fields": list(fields)})
+
+
+def item_text_summary(frame: pl.DataFrame, templates: TextTemplates | None = None, texts: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a manifest records about the item text: the columns it is rendered from and the share of empty texts."""
+    texts = render_items(frame, templates) if texts is None else texts
+    return {"fields": item_text_fields(frame, templates), "empty_share": round(empty_text_share(texts), 6)}
+
+
 def item_text_expr(frame: pl.DataFrame, templates: TextTemplates | None = None) -> pl.Expr:
     """The item text as one polars expression over ``frame`` (the catalogue)."""
     t = effective_templates(frame, templates)
@@ -296,6 +324,9 @@ __all__ = [
     "fallback_text_columns",
     "history_item_texts",
     "item_text_fields",
+    "item_text_summary",
+    "parse_item_fields",
+    "with_item_fields",
     "item_text_expr",
     "render_context",
     "render_history",

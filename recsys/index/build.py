@@ -19,6 +19,7 @@ from recsys.data.dataset import Dataset
 from recsys.errors import DataValidationError, RecsysError
 from recsys.index.faiss_index import ItemIndex
 from recsys.retriever.model import TwoTowerRetriever
+from recsys.text import item_text_fields, with_item_fields
 
 
 def encode_catalogue(model: TwoTowerRetriever, catalogue_ids: pl.Series, items: pl.DataFrame) -> np.ndarray:
@@ -54,6 +55,7 @@ def build_index(
     device: str = "auto",
     progress: bool = True,
     inference: str = "fp32",
+    item_fields: list[str] | None = None,
 ) -> ItemIndex:
     """Encode every item of ``dataset`` with the run's item tower and save a FAISS index to ``out``.
 
@@ -64,6 +66,7 @@ def build_index(
 
     model, catalogue_ids, manifest = load_run(run_dir)
     model.use(inference)
+    model.args.templates = with_item_fields(model.args.templates, item_fields, dataset.items)
     vectors, n_text = _encode(model, catalogue_ids, dataset.items)
     meta = {
         "run": str(Path(run_dir).resolve()),
@@ -72,6 +75,9 @@ def build_index(
         "base_model": manifest.get("base_model"),
         "inference": inference,
         "text_encoded_items": n_text,
+        # the columns this index's item text came from, beside the run's: a difference shows in text_encoded_items
+        "item_text_fields": item_text_fields(dataset.items, model.args.templates),
+        "run_item_text_fields": (manifest.get("item_text") or {}).get("fields"),
     }
     index = ItemIndex.build(
         vectors, dataset.items[S.ITEM_ID], index_type=index_type, model_fingerprint=manifest["fingerprint"],

@@ -29,7 +29,7 @@ from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import Cases, TrainData, train_data_fingerprint
 from recsys.reranker.model import context_frame_of, load_cross_encoder
-from recsys.text import require_item_text
+from recsys.text import item_text_summary, require_item_text
 
 if TYPE_CHECKING:
     from recsys.reranker.model import Reranker
@@ -534,6 +534,7 @@ def _evaluate_and_save(
     extra = {
         "dataset": {"path": str(dataset.path) if dataset.path else None, "fingerprint": dataset.fingerprint, "name": dataset.name},
         "retriever_run": str(Path(retriever_run).resolve()),
+        "item_text": item_text_summary(dataset.items, reranker.args.templates),
     }
     reranker.save(out, extra_manifest=extra)
     return {"run": str(out), "metrics": reranker.metrics, "retrieval_weight": reranker.retrieval_weight, "dataset": extra["dataset"], "retriever_run": extra["retriever_run"], "retriever_fingerprint": reranker.retriever_fingerprint}
