@@ -43,7 +43,9 @@ class TextTemplates(TomlSettings):
     TOML_TABLE = "text"
 
     #: item columns in rendering order; ``"attributes"`` = every other non-id column as "name: value"
-    item_fields: list[str] = field(default_factory=lambda: ["title", "genres", "year", "description", "tags"])
+    #: (the defaults name MovieLens' and the Amazon importer's columns; none present = every text column, see
+    #: ``effective_templates``)
+    item_fields: list[str] = field(default_factory=lambda: list(S.ITEM_TEXT_FIELDS))
     item_separator: str = " | "
     list_separator: str = ", "
     #: text put before a field's value, e.g. {"description": "About: "}

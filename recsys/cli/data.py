@@ -75,6 +75,30 @@ def import_table_cmd(
     _report(saved, json_out, f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users{note}")
 
 
+@import_app.command("amazon")
+def import_amazon_cmd(
+    reviews: Annotated[Path, typer.Argument(help="Amazon reviews file, 2018 or 2023 release (.json/.jsonl, gzipped or not).")],
+    out: OutOpt,
+    meta: Annotated[Optional[Path], typer.Option("--meta", help="The matching meta file: item title, brand, categories, description, features.")] = None,
+    min_user: Annotated[int, typer.Option("--min-user", help="k-core: keep users with at least this many interactions (iterated with --min-item to a fixed point).")] = 1,
+    min_item: Annotated[int, typer.Option("--min-item", help="k-core: keep items with at least this many interactions.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
+) -> None:
+    """Import an Amazon review dump (McAuley lab; 2018 or 2023 format, streamed) into a dataset directory."""
+    from recsys.data.importers.amazon import import_amazon
+
+    ds, source = import_amazon(reviews, meta, min_user=min_user, min_item=min_item)
+    saved = ds.save(out, source=source)
+    c = saved.manifest["counts"]
+    core = source["k_core"]
+    notes = [source["format"], f"{source['duplicates_dropped']:,} duplicate (user, item, time) rows dropped"]
+    if core["rounds"]:
+        notes.append(f"{min_user}/{min_item}-core removed {core['interactions_removed']:,} interactions in {core['rounds']} rounds")
+    if source["meta"] is not None:
+        notes.append(f"{source['meta']['items_without_meta']:,} items without meta")
+    _report(saved, json_out, f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users ({'; '.join(notes)})")
+
+
 @app.command("download")
 def download_cmd(
     name: Annotated[str, typer.Argument(help="movielens-100k, movielens-1m or movielens-latest-small.", metavar="NAME")],

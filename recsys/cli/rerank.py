@@ -36,7 +36,7 @@ def train_reranker_cmd(
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per (user, item) pair.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     retrieval_weight: Annotated[float | None, typer.Option("--retrieval-weight", help="Served score = logit + W x retriever cosine (default: W chosen on validation; 0 = the cross-encoder alone).")] = None,
-    item_text: Annotated[str | None, typer.Option("--item-text", help="Item columns the text is rendered from, in order, e.g. title,brand,category (default: title, genres, year, description, tags where present, else every text column).", metavar="COL,COL,...")] = None,
+    item_text: Annotated[str | None, typer.Option("--item-text", help="Item columns the text is rendered from, in order, e.g. title,brand,category (default: title, genres, categories, year, description, features, tags where present, else every text column).", metavar="COL,COL,...")] = None,
     eval_cases: Annotated[int, typer.Option("--eval-cases", help="Validation/test requests scored for the report (0 = all).")] = 300,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:

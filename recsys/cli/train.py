@@ -31,7 +31,7 @@ def retriever_cmd(
     cached: Annotated[bool | None, typer.Option("--cached/--no-cached", help="Text fine-tune: CachedMultipleNegativesRankingLoss (large batches in bounded memory).")] = None,
     mini_batch_size: Annotated[int | None, typer.Option("--mini-batch-size", help="Text fine-tune: rows per embedding pass of the cached loss.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    item_text: Annotated[str | None, typer.Option("--item-text", help="Item columns the text is rendered from, in order, e.g. title,brand,category (default: title, genres, year, description, tags where present, else every text column).", metavar="COL,COL,...")] = None,
+    item_text: Annotated[str | None, typer.Option("--item-text", help="Item columns the text is rendered from, in order, e.g. title,brand,category (default: title, genres, categories, year, description, features, tags where present, else every text column).", metavar="COL,COL,...")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Train the two-tower retriever (MiniLM item text -> adaptor + ID embeddings; transformer user tower)."""
