@@ -17,7 +17,7 @@ Rules:
 * Items: every item of the kept interactions, in order of first appearance; with ``meta`` their ``title``,
   ``brand``, ``categories`` (list), ``description`` (paragraphs joined, HTML tags removed) and ``features``
   (list). Meta records of other items are skipped as they stream past; an item without one has empty text.
-* A missing id or time names the file and its 1-based line.
+* A missing id or time, or a line that is not JSON, names the file and its 1-based line (the error's "row").
 """
 
 from __future__ import annotations
@@ -67,36 +67,39 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if gz else path.open("rb")  # type: ignore[return-value]
 
 
-def _batches(path: Path, batch_lines: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(1-based line number of the batch's first line, its non-blank lines)."""
+def _batches(path: Path, batch_lines: int) -> Iterator[tuple[list[int], list[bytes]]]:
+    """(1-based line numbers, the non-blank lines) of each batch of up to ``batch_lines`` lines."""
     with _open(path) as f:
-        line_no, batch, first = 0, [], 1
-        for line in f:
-            line_no += 1
+        numbers: list[int] = []
+        batch: list[bytes] = []
+        for line_no, line in enumerate(f, 1):
             if line.strip():
-                if not batch:
-                    first = line_no
+                numbers.append(line_no)
                 batch.append(line if line.endswith(b"\n") else line + b"\n")
             if len(batch) >= batch_lines:
-                yield first, batch
-                batch = []
+                yield numbers, batch
+                numbers, batch = [], []
         if batch:
-            yield first, batch
+            yield numbers, batch
+
+
+def _show(line: bytes) -> str:
+    return line[:200].decode(errors="replace").rstrip()
 
 
 def _first_record(path: Path) -> dict[str, Any]:
-    for first, batch in _batches(path, 1):
+    for numbers, batch in _batches(path, 1):
         try:
             record = json.loads(batch[0])
         except json.JSONDecodeError as exc:
-            raise DataValidationError(f"not a JSON line: {exc}", file=str(path), row=first, value=batch[0][:200].decode(errors="replace")) from None
+            raise DataValidationError(f"not a JSON line: {exc}", file=str(path), row=numbers[0], value=_show(batch[0])) from None
         if not isinstance(record, dict):
-            raise DataValidationError("not a JSON object", file=str(path), row=first)
+            raise DataValidationError("not a JSON object", file=str(path), row=numbers[0])
         return record
     raise DataValidationError("file is empty", file=str(path))
 
 
-def _parse(path: Path, first: int, lines: list[bytes], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _parse(path: Path, numbers: list[int], lines: list[bytes], schema: dict[str, pl.DataType]) -> pl.DataFrame:
     try:
         return pl.read_ndjson(io.BytesIO(b"".join(lines)), schema=schema)
     except Exception as exc:  # noqa: BLE001 - locate the bad line only once polars has failed
@@ -104,8 +107,8 @@ def _parse(path: Path, first: int, lines: list[bytes], schema: dict[str, pl.Data
             try:
                 json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataValidationError(f"not a JSON line: {err}", file=str(path), row=first + k, value=line[:200].decode(errors="replace")) from None
-        raise DataValidationError(f"cannot read the JSON lines from line {first} on: {str(exc).splitlines()[0]}", file=str(path)) from None
+                raise DataValidationError(f"not a JSON line: {err}", file=str(path), row=numbers[k], value=_show(line)) from None
+        raise DataValidationError(f"cannot read the JSON lines {numbers[0]}-{numbers[-1]}: {str(exc).splitlines()[0]}", file=str(path)) from None
 
 
 def detect_format(path: Path | str) -> ReviewFormat:
@@ -129,8 +132,8 @@ def read_reviews(path: Path | str, fmt: ReviewFormat | None = None, *, batch_lin
     fmt = fmt or detect_format(path)
     schema: dict[str, pl.DataType] = {fmt.user: pl.String, **{k: pl.String for k in fmt.items}, fmt.rating: pl.Float64, fmt.time: pl.Int64}
     frames, n = [], 0
-    for first, lines in _batches(path, batch_lines):
-        raw = _parse(path, first, lines, schema)
+    for numbers, lines in _batches(path, batch_lines):
+        raw = _parse(path, numbers, lines, schema)
         item = pl.coalesce([pl.col(k) for k in fmt.items])
         frame = raw.select(
             pl.col(fmt.user).alias(S.USER_ID), item.alias(S.ITEM_ID), pl.col(fmt.time).alias("__t"), pl.col(fmt.rating).alias(S.RATING)
@@ -139,7 +142,7 @@ def read_reviews(path: Path | str, fmt: ReviewFormat | None = None, *, batch_lin
             missing = frame[col].is_null()
             if missing.any():
                 k = int(missing.arg_max())  # type: ignore[arg-type]
-                raise DataValidationError(f"{source} is missing", file=str(path), column=source, row=first + k, value=lines[k][:200].decode(errors="replace"))
+                raise DataValidationError(f"{source} is missing", file=str(path), column=source, row=numbers[k], value=_show(lines[k]))
         frames.append(frame)
         n += frame.height
     if not frames:
@@ -207,8 +210,8 @@ def read_meta(path: Path | str, item_ids: pl.Series, *, batch_lines: int = BATCH
     schema: dict[str, pl.DataType] = {f: pl.String for f in fields}
     wanted = item_ids.implode()
     frames = []
-    for first, lines in _batches(path, batch_lines):
-        raw = _parse(path, first, lines, schema).filter(pl.col(id_key).is_in(wanted))
+    for numbers, lines in _batches(path, batch_lines):
+        raw = _parse(path, numbers, lines, schema).filter(pl.col(id_key).is_in(wanted))
         if raw.height == 0:
             continue
         frames.append(
