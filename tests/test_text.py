@@ -138,3 +138,13 @@ def test_no_text_at_all_is_a_clear_error():
     with pytest.raises(RecsysError, match=r"none of the 2 items has any.*price.*--item-text"):
         require_item_text(render_items(items), items, model="the retriever")
     require_item_text(["", "x"], items)  # some text: fine
+
+
+def test_item_fields_from_the_pipeline_toml(tmp_path):
+    from recsys.reranker.config import RerankerTrainingArguments
+    from recsys.retriever.config import RetrieverTrainingArguments
+
+    p = tmp_path / "p.toml"
+    p.write_text('[retriever.templates]\nitem_fields = ["title", "brand", "category"]\n[reranker.templates]\nitem_fields = ["brand"]\n')
+    assert RetrieverTrainingArguments.from_toml(p).templates.item_fields == ["title", "brand", "category"]
+    assert RerankerTrainingArguments.from_toml(p).templates.item_fields == ["brand"]
