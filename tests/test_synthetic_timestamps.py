@@ -92,3 +92,14 @@ def test_reranker_context_text_names_no_time_when_synthetic():
     assert "evening" not in without and "Saturday" not in without and "device: mobile" in without
     as_dicts = r.user_texts([[0]], ["red pen"], context=ctx.to_dicts())[0]
     assert as_dicts == without
+
+
+def test_reranker_explanations_name_no_time_when_synthetic():
+    from recsys.reranker.explain import context_effects
+    from recsys.reranker.model import Reranker
+
+    r = Reranker()
+    ctx = {S.TIMESTAMP: dt.datetime(2024, 5, 4, 20, tzinfo=dt.timezone.utc), "device": "mobile"}
+    assert {"time_of_day", "weekday", "device"} <= set(context_effects(r, [0], "red pen", ["red pen"], ctx))
+    r.time_context = False
+    assert set(context_effects(r, [0], "red pen", ["red pen"], ctx)) == {"all", "device"}
