@@ -73,7 +73,7 @@ def meta_2023(path: Path) -> Path:
 def test_both_releases_plain_and_gzipped(tmp_path, release, reviews, meta, suffix):
     r = reviews(tmp_path / f"Office_Products{suffix}")
     m = meta(tmp_path / f"meta_Office_Products{suffix}")
-    ds, source = import_amazon(r, m, batch_lines=2)  # several batches, one split inside the duplicate pair
+    ds, source = import_amazon(r, m, batch_bytes=150)  # several batches, lines cut at batch edges
     inter = ds.interactions
     assert inter.columns == ["user_id", "item_id", "timestamp", "rating"]
     assert inter.rows() == [

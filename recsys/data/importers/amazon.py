@@ -8,7 +8,8 @@ Rules:
       brand, category`` (or the 2014 ``categories``, a list of lists), ``feature``;
     - 2023: reviews ``user_id, parent_asin`` (else ``asin``), ``rating``, ``timestamp`` (milliseconds); meta
       ``parent_asin, title, description, features, categories, store`` (the store is the brand).
-* Streamed: lines are read in batches of ``batch_lines`` and parsed into polars frames that keep only the ids,
+* Streamed: whole lines are read in batches of about ``batch_bytes`` (decompressed) and parsed into polars frames
+  (no per-line Python work) that keep only the ids,
   the time and the rating, so memory follows the kept columns, never the size of the review text. The review text
   itself is not imported (it is what the user wrote after the fact: neither item text nor request context).
 * Duplicates of (user, item, time) are dropped (the first is kept) and counted; source order is kept otherwise.
@@ -36,7 +37,8 @@ from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.errors import DataValidationError, RecsysError
 
-BATCH_LINES = 50_000
+#: bytes of whole lines parsed at a time (bounds the parsing memory, whatever the file's length)
+BATCH_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -67,20 +69,26 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if gz else path.open("rb")  # type: ignore[return-value]
 
 
-def _batches(path: Path, batch_lines: int) -> Iterator[tuple[list[int], list[bytes]]]:
-    """(1-based line numbers, the non-blank lines) of each batch of up to ``batch_lines`` lines."""
+def _chunks(path: Path, batch_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(1-based number of its first line, a batch of whole lines of about ``batch_bytes``): no per-line Python work."""
+    line_no, rest = 1, b""
     with _open(path) as f:
-        numbers: list[int] = []
-        batch: list[bytes] = []
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                numbers.append(line_no)
-                batch.append(line if line.endswith(b"\n") else line + b"\n")
-            if len(batch) >= batch_lines:
-                yield numbers, batch
-                numbers, batch = [], []
-        if batch:
-            yield numbers, batch
+        while block := f.read(batch_bytes):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # no line end yet: a line longer than the batch
+                rest = data
+                continue
+            chunk, rest = data[:cut], data[cut:]
+            yield line_no, chunk
+            line_no += chunk.count(b"\n")
+    if rest.strip():
+        yield line_no, rest + b"\n"
+
+
+def _lines(first: int, chunk: bytes) -> list[tuple[int, bytes]]:
+    """(line number, line) of the non-blank lines of a batch; only used to locate an error."""
+    return [(first + k, line) for k, line in enumerate(chunk.split(b"\n")) if line.strip()]
 
 
 def _show(line: bytes) -> str:
@@ -88,27 +96,32 @@ def _show(line: bytes) -> str:
 
 
 def _first_record(path: Path) -> dict[str, Any]:
-    for numbers, batch in _batches(path, 1):
+    for first, chunk in _chunks(path, 1 << 16):
+        line_no, line = _lines(first, chunk)[0] if chunk.strip() else (first, b"")
+        if not line:
+            continue
         try:
-            record = json.loads(batch[0])
+            record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataValidationError(f"not a JSON line: {exc}", file=str(path), row=numbers[0], value=_show(batch[0])) from None
+            raise DataValidationError(f"not a JSON line: {exc}", file=str(path), row=line_no, value=_show(line)) from None
         if not isinstance(record, dict):
-            raise DataValidationError("not a JSON object", file=str(path), row=numbers[0])
+            raise DataValidationError("not a JSON object", file=str(path), row=line_no)
         return record
     raise DataValidationError("file is empty", file=str(path))
 
 
-def _parse(path: Path, numbers: list[int], lines: list[bytes], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _parse(path: Path, first: int, chunk: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     try:
-        return pl.read_ndjson(io.BytesIO(b"".join(lines)), schema=schema)
+        return pl.read_ndjson(io.BytesIO(chunk), schema=schema)
     except Exception as exc:  # noqa: BLE001 - locate the bad line only once polars has failed
-        for k, line in enumerate(lines):
+        lines = _lines(first, chunk)
+        for line_no, line in lines:
             try:
                 json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataValidationError(f"not a JSON line: {err}", file=str(path), row=numbers[k], value=_show(line)) from None
-        raise DataValidationError(f"cannot read the JSON lines {numbers[0]}-{numbers[-1]}: {str(exc).splitlines()[0]}", file=str(path)) from None
+                raise DataValidationError(f"not a JSON line: {err}", file=str(path), row=line_no, value=_show(line)) from None
+        span = f"{lines[0][0]}-{lines[-1][0]}" if lines else str(first)
+        raise DataValidationError(f"cannot read the JSON lines {span}: {str(exc).splitlines()[0]}", file=str(path)) from None
 
 
 def detect_format(path: Path | str) -> ReviewFormat:
@@ -126,14 +139,14 @@ def detect_format(path: Path | str) -> ReviewFormat:
 # ------------------------------------------------------------------------------------------------ reviews
 
 
-def read_reviews(path: Path | str, fmt: ReviewFormat | None = None, *, batch_lines: int = BATCH_LINES) -> tuple[pl.DataFrame, int]:
+def read_reviews(path: Path | str, fmt: ReviewFormat | None = None, *, batch_bytes: int = BATCH_BYTES) -> tuple[pl.DataFrame, int]:
     """(interactions user_id, item_id, timestamp, rating in file order, number of records read)."""
     path = Path(path)
     fmt = fmt or detect_format(path)
     schema: dict[str, pl.DataType] = {fmt.user: pl.String, **{k: pl.String for k in fmt.items}, fmt.rating: pl.Float64, fmt.time: pl.Int64}
     frames, n = [], 0
-    for numbers, lines in _batches(path, batch_lines):
-        raw = _parse(path, numbers, lines, schema)
+    for first, chunk in _chunks(path, batch_bytes):
+        raw = _parse(path, first, chunk, schema)
         item = pl.coalesce([pl.col(k) for k in fmt.items])
         frame = raw.select(
             pl.col(fmt.user).alias(S.USER_ID), item.alias(S.ITEM_ID), pl.col(fmt.time).alias("__t"), pl.col(fmt.rating).alias(S.RATING)
@@ -141,8 +154,8 @@ def read_reviews(path: Path | str, fmt: ReviewFormat | None = None, *, batch_lin
         for col, source in ((S.USER_ID, fmt.user), (S.ITEM_ID, "/".join(fmt.items)), ("__t", fmt.time)):
             missing = frame[col].is_null()
             if missing.any():
-                k = int(missing.arg_max())  # type: ignore[arg-type]
-                raise DataValidationError(f"{source} is missing", file=str(path), column=source, row=numbers[k], value=_show(lines[k]))
+                line_no, line = _lines(first, chunk)[int(missing.arg_max())]  # type: ignore[arg-type]
+                raise DataValidationError(f"{source} is missing", file=str(path), column=source, row=line_no, value=_show(line))
         frames.append(frame)
         n += frame.height
     if not frames:
@@ -199,7 +212,7 @@ def _as_list(col: str) -> pl.Expr:
     return pl.when(listed.list.len() > 0).then(listed)  # empty -> null, so coalesce reaches the other release's field
 
 
-def read_meta(path: Path | str, item_ids: pl.Series, *, batch_lines: int = BATCH_LINES) -> pl.DataFrame:
+def read_meta(path: Path | str, item_ids: pl.Series, *, batch_bytes: int = BATCH_BYTES) -> pl.DataFrame:
     """Item text of the ``item_ids`` found in the meta file (first record per item wins); other records are skipped."""
     path = Path(path)
     keys = set(_first_record(path))
@@ -210,8 +223,8 @@ def read_meta(path: Path | str, item_ids: pl.Series, *, batch_lines: int = BATCH
     schema: dict[str, pl.DataType] = {f: pl.String for f in fields}
     wanted = item_ids.implode()
     frames = []
-    for numbers, lines in _batches(path, batch_lines):
-        raw = _parse(path, numbers, lines, schema).filter(pl.col(id_key).is_in(wanted))
+    for first, chunk in _chunks(path, batch_bytes):
+        raw = _parse(path, first, chunk, schema).filter(pl.col(id_key).is_in(wanted))
         if raw.height == 0:
             continue
         frames.append(
@@ -241,16 +254,16 @@ def import_amazon(
     *,
     min_user: int = 1,
     min_item: int = 1,
-    batch_lines: int = BATCH_LINES,
+    batch_bytes: int = BATCH_BYTES,
 ) -> tuple[Dataset, dict[str, Any]]:
     """Read an Amazon reviews file (+ its meta file) into an unsaved Dataset and its source description."""
     if min_user < 1 or min_item < 1:
         raise RecsysError(f"--min-user and --min-item must be at least 1 (got {min_user} and {min_item})")
-    if batch_lines < 1:
-        raise RecsysError(f"batch_lines must be at least 1, not {batch_lines}")
+    if batch_bytes < 1:
+        raise RecsysError(f"batch_bytes must be at least 1, not {batch_bytes}")
     reviews = Path(reviews)
     fmt = detect_format(reviews)
-    inter, n_records = read_reviews(reviews, fmt, batch_lines=batch_lines)
+    inter, n_records = read_reviews(reviews, fmt, batch_bytes=batch_bytes)
     inter, duplicates = drop_duplicates(inter)
     before_core = inter.height
     inter, rounds = k_core(inter, min_user, min_item)
@@ -260,7 +273,7 @@ def import_amazon(
     items = pl.DataFrame({S.ITEM_ID: item_ids})
     meta_info: dict[str, Any] | None = None
     if meta is not None:
-        found = read_meta(meta, item_ids, batch_lines=batch_lines)
+        found = read_meta(meta, item_ids, batch_bytes=batch_bytes)
         items = items.join(found, on=S.ITEM_ID, how="left", maintain_order="left")
         meta_info = {"file": str(meta), "items_with_meta": found.height, "items_without_meta": items.height - found.height}
     name = reviews.name
