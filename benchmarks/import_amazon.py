@@ -36,13 +36,15 @@ def generate(path: Path, lines: int, seed: int = 0) -> None:
     times = 1_300_000_000 + rng.integers(0, 300_000_000, lines) // 86400 * 86400
     ratings = rng.integers(1, 6, lines)
     texts = [" ".join(rng.choice(WORDS, 40)) for _ in range(256)]
-    with gzip.open(path, "wt", compresslevel=1, encoding="utf-8") as f:
+    part = path.with_name(path.name + ".part")  # renamed when complete: an interrupted run leaves no short file
+    with gzip.open(part, "wt", compresslevel=1, encoding="utf-8") as f:
         for k in range(lines):
             f.write(json.dumps({
                 "overall": float(ratings[k]), "verified": True, "reviewTime": "01 1, 2015", "reviewerID": f"A{users[k]:013d}",
                 "asin": f"B{items[k]:09d}", "style": {"Color:": " Black"}, "reviewerName": "someone",
                 "reviewText": texts[k % 256], "summary": "Five Stars", "unixReviewTime": int(times[k]),
             }) + "\n")
+    part.replace(path)
 
 
 def _child(method: str, path: str) -> None:
@@ -70,7 +72,9 @@ def _child(method: str, path: str) -> None:
 
 
 def _measure(method: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", method, str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", method, str(path)], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{method} on {path} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
