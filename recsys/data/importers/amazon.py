@@ -12,6 +12,8 @@ Rules:
   (no per-line Python work) that keep only the ids,
   the time and the rating, so memory follows the kept columns, never the size of the review text. The review text
   itself is not imported (it is what the user wrote after the fact: neither item text nor request context).
+* Ratings: ``overall`` (2018) / ``rating`` (2023); the rare record without one gets the file's mean rating, and a
+  file without any has no rating column.
 * Duplicates of (user, item, time) are dropped (the first is kept) and counted; source order is kept otherwise.
 * k-core (``min_user``/``min_item`` > 1): users and items with fewer interactions are removed, repeatedly, until
   every remaining user and item has enough (a fixed point).
