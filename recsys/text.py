@@ -22,6 +22,7 @@ from recsys.context import TIME_OF_DAY_STARTS, WEEKDAYS
 from recsys.context import time_of_day as _time_of_day
 from recsys.settings import TomlSettings
 from recsys.data import schema as S
+from recsys.errors import RecsysError
 
 #: pseudo-field of ``item_fields``: every other non-id column, rendered "name: value"
 ATTRIBUTES = "attributes"
@@ -43,7 +44,9 @@ class TextTemplates(TomlSettings):
     TOML_TABLE = "text"
 
     #: item columns in rendering order; ``"attributes"`` = every other non-id column as "name: value"
-    item_fields: list[str] = field(default_factory=lambda: ["title", "genres", "year", "description", "tags"])
+    #: (the defaults name MovieLens' and the Amazon importer's columns; none present = every text column, see
+    #: ``effective_templates``)
+    item_fields: list[str] = field(default_factory=lambda: list(S.ITEM_TEXT_FIELDS))
     item_separator: str = " | "
     list_separator: str = ", "
     #: text put before a field's value, e.g. {"description": "About: "}
@@ -102,9 +105,73 @@ def _attribute_columns(frame: pl.DataFrame, t: TextTemplates) -> list[str]:
     return out
 
 
+def _is_text_like(dtype: pl.DataType) -> bool:
+    """Strings and lists of strings: what a column must be to count as item text without being named."""
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return True
+    return isinstance(dtype, (pl.List, pl.Array)) and _is_text_like(dtype.inner)  # type: ignore[union-attr]
+
+
+def fallback_text_columns(frame: pl.DataFrame, templates: TextTemplates | None = None) -> list[str]:
+    """Every non-id text-like column (string, list of strings) in file order; numbers are read only when named."""
+    t = templates or TextTemplates()
+    skip = set(t.item_exclude) | {S.ITEM_ID}
+    return [c for c, dt in frame.schema.items() if c not in skip and _is_text_like(dt)]
+
+
+def effective_templates(frame: pl.DataFrame, templates: TextTemplates | None = None) -> TextTemplates:
+    """The templates as they apply to ``frame``: the configured ``item_fields`` when any of them is there,
+    otherwise every text-like column (see :func:`fallback_text_columns`), labelled "name: " when there are several.
+
+    So a catalogue whose text is under ``name``, ``text`` or ``product_title`` is read as it is, without a rename.
+    """
+    t = templates or TextTemplates()
+    if ATTRIBUTES in t.item_fields or any(f in frame.columns for f in t.item_fields):
+        return t
+    cols = fallback_text_columns(frame, t)
+    labels = {c: t.item_labels.get(c, f"{c}: ") for c in cols} if len(cols) > 1 else dict(t.item_labels)
+    return TextTemplates(**{**t.to_dict(), "item_fields": cols, "item_labels": labels})
+
+
+def item_text_fields(frame: pl.DataFrame, templates: TextTemplates | None = None) -> list[str]:
+    """The columns of ``frame`` the item text is rendered from (what a manifest records)."""
+    t = effective_templates(frame, templates)
+    if ATTRIBUTES in t.item_fields:
+        return [c for f in t.item_fields for c in ([f] if f != ATTRIBUTES else _attribute_columns(frame, t)) if c in frame.columns]
+    return [f for f in t.item_fields if f in frame.columns]
+
+
+def parse_item_fields(spec: str | Sequence[str] | None) -> list[str] | None:
+    """``"title,brand,category"`` (or several such strings) -> ``["title", "brand", "category"]``; None stays None."""
+    if spec is None:
+        return None
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    fields = [f.strip() for p in parts for f in p.split(",") if f.strip()]
+    if not fields:
+        raise RecsysError("--item-text names no column (expected e.g. --item-text title,brand,category)")
+    return fields
+
+
+def with_item_fields(templates: TextTemplates, fields: Sequence[str] | None, frame: pl.DataFrame) -> TextTemplates:
+    """``templates`` reading the item text from ``fields`` (checked against the catalogue ``frame``'s columns)."""
+    if fields is None:
+        return templates
+    missing = [f for f in fields if f != ATTRIBUTES and f not in frame.columns]
+    if missing:
+        found = ", ".join(c for c in frame.columns if c != S.ITEM_ID)
+        raise RecsysError(f"--item-text names {', '.join(missing)}, not a column of the items (found: {found or 'only item_id'})")
+    return TextTemplates(**{**templates.to_dict(), "item_fields": list(fields)})
+
+
+def item_text_summary(frame: pl.DataFrame, templates: TextTemplates | None = None, texts: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a manifest records about the item text: the columns it is rendered from and the share of empty texts."""
+    texts = render_items(frame, templates) if texts is None else texts
+    return {"fields": item_text_fields(frame, templates), "empty_share": round(empty_text_share(texts), 6)}
+
+
 def item_text_expr(frame: pl.DataFrame, templates: TextTemplates | None = None) -> pl.Expr:
     """The item text as one polars expression over ``frame`` (the catalogue)."""
-    t = templates or TextTemplates()
+    t = effective_templates(frame, templates)
     parts: list[pl.Expr] = []
     for f in t.item_fields:
         if f == ATTRIBUTES:
@@ -121,10 +188,31 @@ def item_text_expr(frame: pl.DataFrame, templates: TextTemplates | None = None) 
 
 
 def render_items(frame: pl.DataFrame, templates: TextTemplates | None = None) -> list[str]:
-    """One text per row of the catalogue ``frame`` (row i = item index i)."""
+    """One text per row of the catalogue ``frame`` (row i = item index i), also when nothing renders."""
     if frame.height == 0:
         return []
-    return frame.select(item_text_expr(frame, templates).alias("text"))["text"].to_list()
+    # with_columns broadcasts a constant expression to the frame's height (select would give one row)
+    return frame.with_columns(item_text_expr(frame, templates).alias("__text"))["__text"].to_list()
+
+
+def empty_text_share(texts: Sequence[str]) -> float:
+    """Share of items whose rendered text is empty (blank)."""
+    return sum(1 for s in texts if not s.strip()) / len(texts) if len(texts) else 0.0
+
+
+def require_item_text(texts: Sequence[str], frame: pl.DataFrame, templates: TextTemplates | None = None, *, model: str = "this text model") -> None:
+    """Raise when no item has any text: a text model would train on nothing. The message names the fix."""
+    if len(texts) == 0 or empty_text_share(texts) < 1.0:
+        return
+    t = templates or TextTemplates()
+    cols = [c for c in frame.columns if c != S.ITEM_ID]
+    have = f"its columns are {', '.join(cols)}" if cols else "it has no column besides item_id"
+    raise RecsysError(
+        f"{model} reads item text, but none of the {len(texts):,} items has any: {have} and none of them is text "
+        f"(item fields looked for: {', '.join(t.item_fields)}). Name the columns to read with --item-text COL,COL "
+        f"(or item_fields in the [text] settings), or add a text column to the items file and import it again "
+        f"(e.g. --map items.title=COLUMN)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- users
@@ -230,12 +318,20 @@ def render_users(
 __all__ = [
     "ATTRIBUTES",
     "TextTemplates",
+    "effective_templates",
+    "empty_text_share",
+    "fallback_text_columns",
     "history_item_texts",
+    "item_text_fields",
+    "item_text_summary",
+    "parse_item_fields",
+    "with_item_fields",
     "item_text_expr",
     "render_context",
     "render_history",
     "render_items",
     "render_profile",
     "render_users",
+    "require_item_text",
     "time_of_day",
 ]

@@ -17,7 +17,7 @@ from recsys.batch import BatchJob, read_candidates, run_batch
 from recsys.batch_chunks import score_chunk
 from recsys.cli import app
 from recsys.errors import DataValidationError, RecsysError
-from recsys.histories import HISTORIES_DIR
+from recsys.service.histories import HISTORIES_DIR
 from recsys.manifest import cache_dir
 
 pytestmark = pytest.mark.slow

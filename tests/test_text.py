@@ -88,3 +88,63 @@ def test_render_users_parts_in_order():
     assert render_users([[2]], ITEMS, templates=t) == ["Recently: Untitled"]
     with pytest.raises(ValueError):
         render_users([[0], [1]], ITEMS, profiles=prof)
+
+
+# ------------------------------------------------------------------ item text from whatever columns are there
+
+from recsys.errors import RecsysError  # noqa: E402
+from recsys.text import effective_templates, item_text_fields, require_item_text  # noqa: E402
+
+
+def test_one_text_per_item_even_when_no_field_renders():
+    # a catalogue whose only column besides the id is a number: nothing to read, but still one text per item
+    items = pl.DataFrame({"item_id": [1, 2, 3, 4], "price": [1.5, 2.0, 3.0, 4.0]})
+    assert render_items(items) == ["", "", "", ""]
+
+
+def test_single_unnamed_text_column_is_read_plainly():
+    items = pl.DataFrame({"item_id": ["a", "b", "c"], "text": ["Stapler, red | Office | Acme", "Pen", None], "stock": [3, 4, 5]})
+    assert render_items(items) == ["Stapler, red | Office | Acme", "Pen", ""]
+    assert item_text_fields(items) == ["text"]
+
+
+def test_several_text_columns_in_file_order_with_names():
+    items = pl.DataFrame(
+        {
+            "item_id": [1, 2],
+            "product_title": ["Stapler", "Pen"],
+            "price": [9.99, 1.0],  # a number: only read when named
+            "category": [["Office", "Desk"], []],
+            "brand": ["Acme", None],
+            "url": ["http://x/1", "http://x/2"],
+        }
+    )
+    assert render_items(items) == ["product_title: Stapler | category: Office, Desk | brand: Acme", "product_title: Pen"]
+    # named fields win over the fallback, and a number is read when named
+    t = TextTemplates(item_fields=["brand", "product_title", "price"])
+    assert render_items(items, t) == ["Acme | Stapler | 9.99", "Pen | 1"]
+    assert item_text_fields(items, t) == ["brand", "product_title", "price"]
+    # configured fields that are there keep the configured rendering (the MovieLens default)
+    assert effective_templates(ITEMS).item_fields == TextTemplates().item_fields
+
+
+def test_history_texts_fall_back_too():
+    items = pl.DataFrame({"item_id": [1, 2], "name": ["Stapler", "Pen"]})
+    assert render_users([[0, 1]], items) == ["Recently: Pen; Stapler"]
+
+
+def test_no_text_at_all_is_a_clear_error():
+    items = pl.DataFrame({"item_id": [1, 2], "price": [1.0, 2.0]})
+    with pytest.raises(RecsysError, match=r"none of the 2 items has any.*price.*--item-text"):
+        require_item_text(render_items(items), items, model="the retriever")
+    require_item_text(["", "x"], items)  # some text: fine
+
+
+def test_item_fields_from_the_pipeline_toml(tmp_path):
+    from recsys.reranker.config import RerankerTrainingArguments
+    from recsys.retriever.config import RetrieverTrainingArguments
+
+    p = tmp_path / "p.toml"
+    p.write_text('[retriever.templates]\nitem_fields = ["title", "brand", "category"]\n[reranker.templates]\nitem_fields = ["brand"]\n')
+    assert RetrieverTrainingArguments.from_toml(p).templates.item_fields == ["title", "brand", "category"]
+    assert RerankerTrainingArguments.from_toml(p).templates.item_fields == ["brand"]

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from recsys.cli.common import OverwriteOpt, echo_json
 
+if TYPE_CHECKING:
+    from recsys.data.dataset import Dataset
+
 app = typer.Typer(help="Create, import and inspect datasets (interactions, items, users as parquet).", no_args_is_help=True)
 import_app = typer.Typer(help="Import third-party formats into a dataset directory.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+
+def _report(saved: "Dataset", json_out: bool, headline: str) -> None:
+    """What every import prints: the manifest (--json, with ``item_text``) or the headline and the item text the
+    text models will read; a catalogue without any text gets a warning naming the fix (on stderr)."""
+    from recsys.data.describe import format_item_text, item_text_report
+
+    report = item_text_report(saved.items)
+    if json_out:
+        echo_json({**saved.manifest, "item_text": report})
+        if report["samples"] and report["empty_share"] >= 1.0:
+            typer.echo(format_item_text(report)[-1], err=True)
+        return
+    typer.echo(headline)
+    for line in format_item_text(report):
+        typer.echo(line, err=line.startswith("warning:"))
+
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write (replaced atomically).")]
 
@@ -28,11 +47,8 @@ def import_movielens_cmd(
 
     ds, source = import_movielens(src)
     saved = ds.save(out, source=source, overwrite=overwrite)
-    if json_out:
-        echo_json(saved.manifest)
-    else:
-        c = saved.manifest["counts"]
-        typer.echo(f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users ({source['name']})")
+    c = saved.manifest["counts"]
+    _report(saved, json_out, f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users ({source['name']})")
 
 
 @import_app.command("table")
@@ -54,12 +70,36 @@ def import_table_cmd(
         interactions, items, users, mapping=parse_mapping(mapping), order_column=order_column, timestamp_format=timestamp_format
     )
     saved = ds.save(out, source=source, overwrite=overwrite)
-    if json_out:
-        echo_json(saved.manifest)
-    else:
-        c = saved.manifest["counts"]
-        note = "" if not source["timestamps"].get("synthetic") else f"; timestamps synthesised from {source['timestamps']['from'].replace('_', ' ')}"
-        typer.echo(f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users{note}")
+    c = saved.manifest["counts"]
+    note = "" if not source["timestamps"].get("synthetic") else (
+        f"; timestamps synthesised from {source['timestamps']['from'].replace('_', ' ')} (order only: no time-of-day or weekday context)"
+    )
+    _report(saved, json_out, f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users{note}")
+
+
+@import_app.command("amazon")
+def import_amazon_cmd(
+    reviews: Annotated[Path, typer.Argument(help="Amazon reviews file, 2018 or 2023 release (.json/.jsonl, gzipped or not).")],
+    out: OutOpt,
+    meta: Annotated[Optional[Path], typer.Option("--meta", help="The matching meta file: item title, brand, categories, description, features.")] = None,
+    min_user: Annotated[int, typer.Option("--min-user", help="k-core: keep users with at least this many interactions (iterated with --min-item to a fixed point).")] = 1,
+    min_item: Annotated[int, typer.Option("--min-item", help="k-core: keep items with at least this many interactions.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the dataset manifest as JSON.")] = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Import an Amazon review dump (McAuley lab; 2018 or 2023 format, streamed) into a dataset directory."""
+    from recsys.data.importers.amazon import import_amazon
+
+    ds, source = import_amazon(reviews, meta, min_user=min_user, min_item=min_item)
+    saved = ds.save(out, source=source, overwrite=overwrite)
+    c = saved.manifest["counts"]
+    core = source["k_core"]
+    notes = [source["format"], f"{source['duplicates_dropped']:,} duplicate (user, item, time) rows dropped"]
+    if core["rounds"]:
+        notes.append(f"{min_user}/{min_item}-core removed {core['interactions_removed']:,} interactions in {core['rounds']} rounds")
+    if source["meta"] is not None:
+        notes.append(f"{source['meta']['items_without_meta']:,} items without meta")
+    _report(saved, json_out, f"wrote {out}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users ({'; '.join(notes)})")
 
 
 @app.command("download")
@@ -77,13 +117,13 @@ def download_cmd(
     ds, source = download_movielens(name, cache=cache, timeout=timeout)
     target = out if out is not None else Path("data") / name
     saved = ds.save(target, source=source, overwrite=overwrite)
-    if json_out:
-        echo_json(saved.manifest)
-    else:
-        c = saved.manifest["counts"]
-        d = source["download"]
-        typer.echo(f"wrote {target}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users")
-        typer.echo(f"archive {d['archive']} ({'cached' if d['cached'] else 'downloaded'}), sha256 {d['sha256']}")
+    c = saved.manifest["counts"]
+    d = source["download"]
+    _report(
+        saved, json_out,
+        f"wrote {target}: {c['interactions']:,} interactions, {c['items']:,} items, {c['users']:,} users\n"
+        f"archive {d['archive']} ({'cached' if d['cached'] else 'downloaded'}), sha256 {d['sha256']}",
+    )
 
 
 @app.command("describe")

@@ -36,6 +36,7 @@ def train_reranker_cmd(
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per (user, item) pair.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     retrieval_weight: Annotated[float | None, typer.Option("--retrieval-weight", help="Served score = logit + W x retriever cosine (default: W chosen on validation; 0 = the cross-encoder alone).")] = None,
+    item_text: Annotated[str | None, typer.Option("--item-text", help="Item columns the text is rendered from, in order, e.g. title,brand,category (default: title, genres, categories, year, description, features, tags where present, else every text column).", metavar="COL,COL,...")] = None,
     eval_cases: Annotated[int, typer.Option("--eval-cases", help="Validation/test requests scored for the report (0 = all).")] = 300,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -43,6 +44,7 @@ def train_reranker_cmd(
     from recsys.data.dataset import Dataset
     from recsys.reranker.config import RerankerTrainingArguments
     from recsys.reranker.run import train_run
+    from recsys.text import parse_item_fields, with_item_fields
 
     args = RerankerTrainingArguments.from_toml(config) if config else RerankerTrainingArguments()
     flags = {
@@ -57,7 +59,9 @@ def train_reranker_cmd(
         raise typer.BadParameter(str(exc)) from None
     from recsys import distributed as D
 
-    summary = train_run(Dataset.load(dataset), retriever, out, args, progress=lambda m: typer.echo(m, err=True), eval_cases=eval_cases or None)
+    ds = Dataset.load(dataset)
+    args.templates = with_item_fields(args.templates, parse_item_fields(item_text), ds.items)
+    summary = train_run(ds, retriever, out, args, progress=lambda m: typer.echo(m, err=True), eval_cases=eval_cases or None)
     if not D.is_main():  # under torchrun only rank 0 reports
         return
     if json_out:

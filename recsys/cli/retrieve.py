@@ -21,19 +21,30 @@ def build_index(
         str, typer.Option("--inference", help="How item text is embedded: fp32 (torch), onnx or onnx-int8 (onnxruntime; exported once, cached).")
     ] = "fp32",
     overwrite: OverwriteOpt = False,
+    item_text: Annotated[str | None, typer.Option("--item-text", help="Render the item text from these columns instead of the run's (items whose text changes are embedded from it).", metavar="COL,COL,...")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the index description as JSON.")] = False,
 ) -> None:
     """Encode every item with the run's item tower into a FAISS inner-product index of L2-normalised vectors."""
     from recsys.data.dataset import Dataset
     from recsys.index.build import build_index as build
+    from recsys.text import parse_item_fields
 
-    index = build(run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out, inference=inference, overwrite=overwrite)
+    index = build(
+        run, Dataset.load(dataset), out, index_type=index_type, device=device, progress=not json_out, inference=inference,
+        item_fields=parse_item_fields(item_text), overwrite=overwrite,
+    )
     info = index.info()
     if json_out:
         echo_json(info)
     else:
         recall = f", recall@100 {info['recall_at_100']:.4f}" if info.get("recall_at_100") is not None else ""
         typer.echo(f"wrote {out}: {info['count']:,} items, {info['type']} index, dim {info['dim']}{recall}")
+        meta = index.metadata
+        if meta.get("run_item_text_fields") not in (None, meta.get("item_text_fields")):
+            typer.echo(
+                f"note: item text rendered from {', '.join(meta['item_text_fields'])}, the run's model from "
+                f"{', '.join(meta['run_item_text_fields'])}: {meta['text_encoded_items']:,} items embedded from their new text", err=True
+            )
 
 
 def build_cooccurrence(

@@ -31,12 +31,14 @@ def retriever_cmd(
     cached: Annotated[bool | None, typer.Option("--cached/--no-cached", help="Text fine-tune: CachedMultipleNegativesRankingLoss (large batches in bounded memory).")] = None,
     mini_batch_size: Annotated[int | None, typer.Option("--mini-batch-size", help="Text fine-tune: rows per embedding pass of the cached loss.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    item_text: Annotated[str | None, typer.Option("--item-text", help="Item columns the text is rendered from, in order, e.g. title,brand,category (default: title, genres, categories, year, description, features, tags where present, else every text column).", metavar="COL,COL,...")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Train the two-tower retriever (MiniLM item text -> adaptor + ID embeddings; transformer user tower)."""
     from recsys.data.dataset import Dataset
     from recsys.retriever.config import RetrieverTrainingArguments
     from recsys.retriever.run import train_run
+    from recsys.text import parse_item_fields, with_item_fields
 
     args = RetrieverTrainingArguments.from_toml(config) if config else RetrieverTrainingArguments()
     flags = {
@@ -49,7 +51,9 @@ def retriever_cmd(
     from recsys import distributed as D
 
     log = (lambda m: typer.echo(m, err=True))
-    summary = train_run(Dataset.load(dataset), out, args, progress=log)
+    ds = Dataset.load(dataset)
+    args.templates = with_item_fields(args.templates, parse_item_fields(item_text), ds.items)
+    summary = train_run(ds, out, args, progress=log)
     if not D.is_main():  # under torchrun only rank 0 reports
         return
     if json_out:

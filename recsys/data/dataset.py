@@ -47,6 +47,12 @@ class Dataset:
         return [c for c in self.interactions.columns if c not in core]
 
     @property
+    def synthetic_timestamps(self) -> bool:
+        """True when the importer made the timestamps up from row or column order: only their order means anything,
+        so no model may read a time of day or a weekday from them."""
+        return timestamps_synthetic(self.manifest)
+
+    @property
     def item_text_columns(self) -> list[str]:
         return [c for c in self.items.columns if c != S.ITEM_ID and self.items.schema[c] in (pl.String, pl.List(pl.String))]
 
@@ -113,6 +119,11 @@ class Dataset:
         items = pl.read_parquet(path / S.ITEMS_FILE)
         users = pl.read_parquet(path / S.USERS_FILE) if (path / S.USERS_FILE).exists() else None
         return cls(inter, items, users, manifest, path, interactions_loaded=with_interactions)
+
+
+def timestamps_synthetic(manifest: dict[str, Any]) -> bool:
+    """Whether a dataset manifest says its timestamps were synthesised (``source.timestamps.synthetic``)."""
+    return bool(((manifest.get("source") or {}).get("timestamps") or {}).get("synthetic", False))
 
 
 def _content_fingerprint(inter: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame | None) -> str:

@@ -14,6 +14,9 @@ Definitions:
 * ``context``: per context column, its type, number of distinct values, nulls and the most frequent values.
 * ``text_coverage``: per item text column, the fraction of items whose value is non-null and non-empty
   (strings: not blank; lists: at least one element).
+* ``item_text``: what the text models will read under the default text settings (``recsys.text``): the columns the
+  item text is rendered from, the share of items whose text is empty, and the text of the first three items.
+* ``time.time_context``: false when the timestamps are synthetic: no model then reads a time of day or weekday.
 """
 
 from __future__ import annotations
@@ -23,11 +26,18 @@ from typing import Any
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.data.dataset import Dataset
+from recsys.data.dataset import Dataset, timestamps_synthetic
+from recsys.text import TextTemplates, empty_text_share, item_text_fields, render_items
 
 QUANTILES = (("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p90", 0.9))
 TOP_VALUES = 5
 MAX_RATING_VALUES = 20
+SAMPLE_ITEMS = 3
+#: the fix named when no item has text (import and describe say it; training refuses such a catalogue)
+NO_TEXT_FIX = (
+    "the text models (retriever, zero-shot, reranker) have nothing to read: add a text column to the items file "
+    "(title, name, description, ...) and import again, or name the columns with --item-text COL,COL when training"
+)
 
 
 def describe(dataset: Dataset) -> dict[str, Any]:
@@ -57,21 +67,44 @@ def describe(dataset: Dataset) -> dict[str, Any]:
         "ratings": _ratings(inter[S.RATING]) if S.RATING in inter.columns else None,
         "context": {c: _context(inter[c]) for c in dataset.context_columns},
         "text_coverage": {c: _coverage(items[c]) for c in _text_columns(dataset)},
+        "item_text": item_text_report(items),
     }
     return out
+
+
+def item_text_report(items: pl.DataFrame, templates: TextTemplates | None = None) -> dict[str, Any]:
+    """The item text the text models will read: its columns, the share of empty texts and three sample items."""
+    texts = render_items(items, templates)
+    ids = items[S.ITEM_ID].head(SAMPLE_ITEMS).to_list()
+    return {
+        "fields": item_text_fields(items, templates),
+        "empty_share": empty_text_share(texts),
+        "samples": [{"item_id": i, "text": t} for i, t in zip(ids, texts)],
+    }
+
+
+def format_item_text(report: dict[str, Any]) -> list[str]:
+    """Lines that show what the model will read (and the fix when nothing is there)."""
+    fields = ", ".join(report["fields"]) or "(no text column)"
+    lines = [f"item text (from {fields}; {report['empty_share']:.1%} of items empty):"]
+    lines += [f"  {s['item_id']}: {s['text'] or '(empty)'}" for s in report["samples"]]
+    if report["samples"] and report["empty_share"] >= 1.0:
+        lines.append(f"warning: no item has any text: {NO_TEXT_FIX}")
+    return lines
 
 
 def _time(inter: pl.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
     ts = inter[S.TIMESTAMP]
     first, last = ts.min(), ts.max()
-    synthetic = bool((manifest.get("source") or {}).get("timestamps", {}).get("synthetic", False))
+    synthetic = timestamps_synthetic(manifest)
     if first is None or last is None:
-        return {"first": None, "last": None, "days": 0.0, "synthetic": synthetic}
+        return {"first": None, "last": None, "days": 0.0, "synthetic": synthetic, "time_context": not synthetic}
     return {
         "first": first.isoformat(),  # type: ignore[union-attr]
         "last": last.isoformat(),  # type: ignore[union-attr]
         "days": (last - first).total_seconds() / 86400,  # type: ignore[operator]
         "synthetic": synthetic,
+        "time_context": not synthetic,
     }
 
 
@@ -171,7 +204,8 @@ def format_describe(d: dict[str, Any]) -> str:
         ],
     )
     if t["synthetic"]:
-        lines.insert(-1, "  (synthetic timestamps: the importer made them from row or column order; only the order means anything)")
+        lines.insert(-1, "  (synthetic timestamps: the importer made them from row or column order; only the order means anything,")
+        lines.insert(-1, "   so no model reads a time of day or weekday from them)")
     keys = ["min", *(q for q, _ in QUANTILES), "max", "mean"]
     table(
         "interactions per",
@@ -201,6 +235,8 @@ def format_describe(d: dict[str, Any]) -> str:
     )
     cov = d["text_coverage"]
     table("item text coverage", [(k, f"{v:.1%}") for k, v in cov.items()])
+    if d.get("item_text") is not None:
+        lines += format_item_text(d["item_text"])
     return "\n".join(lines).rstrip() + "\n"
 
 

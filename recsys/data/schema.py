@@ -17,5 +17,6 @@ WEIGHT = "weight"
 TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
 ID_DTYPES = (pl.Int64, pl.String)
 
-#: Item columns that the text renderer reads when present (any other string column is an attribute).
-ITEM_TEXT_FIELDS = ("title", "genres", "year", "description", "tags")
+#: Item columns that the text renderer reads by default when present, in this order (MovieLens: title, genres, year;
+#: Amazon: title, categories, description, features). When none is there, every text column is read.
+ITEM_TEXT_FIELDS = ("title", "genres", "categories", "year", "description", "features", "tags")

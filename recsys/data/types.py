@@ -92,6 +92,8 @@ class TrainData:
     events: pl.DataFrame  # columns u, i, timestamp (+ rating, context), time-ordered within user
     users: pl.DataFrame | None = None  # profiles; row u describes user index u (None when absent)
     cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    #: the timestamps were synthesised from row/column order: models must not read time of day or weekday from them
+    synthetic_timestamps: bool = False
 
     @property
     def n_users(self) -> int:

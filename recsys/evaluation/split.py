@@ -80,6 +80,7 @@ def _train_data(enc: EncodedDataset, events: pl.DataFrame, cold: np.ndarray | No
         events.drop(["pos", "len"]),
         enc.user_profiles(),
         cold if cold is not None else np.zeros(0, dtype=np.int32),
+        enc.dataset.synthetic_timestamps,
     )
 
 

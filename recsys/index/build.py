@@ -20,6 +20,7 @@ from recsys.errors import DataValidationError, RecsysError
 from recsys.index import INDEX_KIND, ItemIndex
 from recsys.manifest import check_replaceable
 from recsys.retriever.model import TwoTowerRetriever
+from recsys.text import item_text_fields, with_item_fields
 
 
 def encode_catalogue(model: TwoTowerRetriever, catalogue_ids: pl.Series, items: pl.DataFrame) -> np.ndarray:
@@ -56,6 +57,7 @@ def build_index(
     progress: bool = True,
     inference: str = "fp32",
     overwrite: bool = False,
+    item_fields: list[str] | None = None,
 ) -> ItemIndex:
     """Encode every item of ``dataset`` with the run's item tower and save a FAISS index to ``out``.
 
@@ -69,6 +71,7 @@ def build_index(
 
     model, catalogue_ids, manifest = load_run(run_dir)
     model.use(inference)
+    model.args.templates = with_item_fields(model.args.templates, item_fields, dataset.items)
     vectors, n_text = _encode(model, catalogue_ids, dataset.items)
     meta = {
         "run": str(Path(run_dir).resolve()),
@@ -77,6 +80,9 @@ def build_index(
         "base_model": manifest.get("base_model"),
         "inference": inference,
         "text_encoded_items": n_text,
+        # the columns this index's item text came from, beside the run's: a difference shows in text_encoded_items
+        "item_text_fields": item_text_fields(dataset.items, model.args.templates),
+        "run_item_text_fields": (manifest.get("item_text") or {}).get("fields"),
     }
     index = ItemIndex.build(
         vectors, dataset.items[S.ITEM_ID], index_type=index_type, model_fingerprint=manifest["fingerprint"],

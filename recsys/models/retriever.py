@@ -62,10 +62,12 @@ class ZeroShotRecommender(Recommender):
 
     def fit(self, data: TrainData, validation: Cases | None = None) -> "ZeroShotRecommender":
         from recsys.retriever import default_base_model, embed_texts, load_text_model
-        from recsys.text import TextTemplates, render_items
+        from recsys.text import TextTemplates, render_items, require_item_text
 
         name = self.base_model or default_base_model()
-        texts = render_items(data.items, TextTemplates.from_dict(self.templates))
+        templates = TextTemplates.from_dict(self.templates)
+        texts = render_items(data.items, templates)
+        require_item_text(texts, data.items, templates, model="the zero-shot text model")
         self.item_vectors_ = embed_texts(texts, load_text_model(name), batch_size=self.batch_size, cache_key=name)
         return self
 

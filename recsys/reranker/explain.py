@@ -103,6 +103,13 @@ def context_variants(
     return full, variants
 
 
+def _as_scored(reranker: "Reranker", context: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The context as the reranker reads it: without the timestamp when trained on synthesised ones."""
+    if context and not getattr(reranker, "time_context", True):
+        return {k: v for k, v in context.items() if k != S.TIMESTAMP}
+    return context
+
+
 def context_effects(
     reranker: "Reranker",
     history: Sequence[int] | np.ndarray,
@@ -114,6 +121,7 @@ def context_effects(
     """{field: score(all context) - score(field blanked)} plus ``"all"`` (the whole context's effect)."""
     if not reranker.args.use_context or not context:
         return {}
+    context = _as_scored(reranker, context)
     full, variants = context_variants(reranker, history, history_texts, context, profile)
     names = list(variants)
     scores = reranker.predict([(full, item_text)] + [(variants[n], item_text) for n in names])
@@ -135,6 +143,7 @@ def explain(
     k: int = 3,
 ) -> dict[str, Any]:
     """``{"rerank_score", "history": [...top k supporting history items...], "context": {field: effect}}``."""
+    context = _as_scored(reranker, context)
     user = render_users([history], history_texts, profiles=[profile], context=[context] if reranker.args.use_context else None, templates=reranker.args.templates)[0]
     score = float(reranker.predict([(user, item_texts[int(item)])])[0])
     out: dict[str, Any] = {"rerank_score": round(score, 4)}

@@ -29,6 +29,13 @@ RANKER_DIR = "cross_encoder"
 RATING_DIR = "rating_model"
 
 
+def without_time(context: pl.DataFrame | Sequence[Mapping[str, Any] | None]) -> pl.DataFrame | list[Mapping[str, Any] | None]:
+    """The request contexts without their timestamp (so no time of day or weekday is rendered from it)."""
+    if isinstance(context, pl.DataFrame):
+        return context.drop(S.TIMESTAMP, strict=False)
+    return [None if c is None else {k: v for k, v in c.items() if k != S.TIMESTAMP} for c in context]
+
+
 def _identity():
     import torch
 
@@ -48,6 +55,8 @@ class Reranker:
         self.history: list[dict[str, Any]] = []
         self.data_fingerprint: str | None = None
         self.retriever_fingerprint: str | None = None
+        #: False when trained on synthesised timestamps: the context text then never names a time of day or weekday
+        self.time_context = True
         self._model_dir: str | None = None
         self._scorer: Any = None  # fast.Scorer when an inference option other than fp32 is active
         self.inference: str = "fp32"
@@ -98,6 +107,8 @@ class Reranker:
             use_context = self.args.use_context
         if isinstance(context, pl.DataFrame):
             context = context_frame_of(context)
+        if context is not None and not self.time_context:
+            context = without_time(context)
         texts = history_texts if isinstance(history_texts, pl.DataFrame) else list(history_texts)
         return render_users(
             histories, texts, profiles=profiles, context=context if use_context else None, templates=self.args.templates
@@ -203,6 +214,7 @@ class Reranker:
                     "base_model": self.args.base_model or "bundled:sentence-transformers/all-MiniLM-L6-v2",
                     "retriever_fingerprint": self.retriever_fingerprint,
                     "data_fingerprint": self.data_fingerprint,
+                    "time_context": self.time_context,
                     "rating_head": self.rating_model is not None,
                     "settings": self.args.to_dict(),
                     "metrics": self.metrics,
@@ -226,6 +238,7 @@ class Reranker:
         self.history = manifest.get("training", [])
         self.data_fingerprint = manifest.get("data_fingerprint")
         self.retriever_fingerprint = manifest.get("retriever_fingerprint")
+        self.time_context = bool(manifest.get("time_context", True))
         return self
 
 

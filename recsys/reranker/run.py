@@ -15,6 +15,7 @@ from recsys.reranker.config import RerankerTrainingArguments
 from recsys.reranker.evaluation import choose_retrieval_weight, evaluate_reranker, rating_metrics
 from recsys.reranker.model import MANIFEST_KIND, RANKER_DIR, RATING_DIR, Reranker
 from recsys.reranker.training import Progress, fit_reranker
+from recsys.text import item_text_summary
 
 
 def run_fingerprint(run_dir: Path | str) -> str:
@@ -90,6 +91,7 @@ def _evaluate_and_save(
     extra = {
         "dataset": {"path": str(dataset.path) if dataset.path else None, "fingerprint": dataset.fingerprint, "name": dataset.name},
         "retriever_run": str(Path(retriever_run).resolve()),
+        "item_text": item_text_summary(dataset.items, reranker.args.templates),
     }
     reranker.save(out, extra_manifest=extra)
     return {"run": str(out), "metrics": reranker.metrics, "retrieval_weight": reranker.retrieval_weight, "dataset": extra["dataset"], "retriever_run": extra["retriever_run"], "retriever_fingerprint": reranker.retriever_fingerprint}

@@ -27,6 +27,7 @@ from recsys.hf_training import trainer_defaults
 from recsys.reranker.backbone import load_cross_encoder
 from recsys.reranker.evaluation import choose_retrieval_weight, evaluate_reranker
 from recsys.reranker.examples import Requests, context_swapped_users, retriever_top, sample_negatives
+from recsys.text import require_item_text
 
 if TYPE_CHECKING:
     from recsys.reranker.model import Reranker
@@ -114,6 +115,8 @@ def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, v
     t0 = time.perf_counter()
 
     item_texts = reranker.render_items(data.items)
+    require_item_text(item_texts, data.items, a.templates, model="the cross-encoder reranker")
+    reranker.time_context = not data.synthetic_timestamps
     hist_texts = reranker.history_texts(data.items)
     if len(item_texts) != data.n_items:
         raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")

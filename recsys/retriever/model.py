@@ -90,15 +90,17 @@ def clear_embedding_cache() -> None:
 # ------------------------------------------------------------------------------------- context features
 
 
-def context_features(context: pl.DataFrame | None, n: int, columns: Sequence[str] = ()) -> np.ndarray:
+def context_features(context: pl.DataFrame | None, n: int, columns: Sequence[str] = (), *, time: bool = True) -> np.ndarray:
     """(n, 2 + len(columns)) int64: hour of day, weekday, then hashed categorical columns (-1 = unknown).
+
+    ``time=False`` (synthesised timestamps) leaves hour and weekday unknown whatever the timestamp says.
 
     Indices are already offset into one shared embedding table (hours, weekdays, then one bucket range per column).
     """
     out = np.full((n, 2 + len(columns)), -1, dtype=np.int64)
     if context is None or context.height == 0:
         return out
-    if S.TIMESTAMP in context.columns and context.schema[S.TIMESTAMP].is_temporal():
+    if time and S.TIMESTAMP in context.columns and context.schema[S.TIMESTAMP].is_temporal():
         ts = context[S.TIMESTAMP]
         out[:, 0] = ts.dt.hour().fill_null(-1).to_numpy()
         wd = ts.dt.weekday().fill_null(0).to_numpy() - 1  # polars: Monday = 1
@@ -243,6 +245,8 @@ class TwoTowerRetriever:
         self.net: TwoTowerNet | None = None
         self.item_texts: list[str] = []
         self.context_columns: list[str] = []
+        #: False when trained on synthesised timestamps: hour and weekday are then never read
+        self.time_context = True
         self.metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.data_fingerprint: str | None = None
@@ -390,7 +394,7 @@ class TwoTowerRetriever:
         net.eval()
         hs = _as_histories(histories)
         n = len(hs)
-        ctx_all = context_features(context, n, self.context_columns) if net.ctx_emb is not None else None
+        ctx_all = context_features(context, n, self.context_columns, time=self.time_context) if net.ctx_emb is not None else None
         prof_all = self._profile_embeddings(profiles, n)
         out = np.zeros((n, net.pos_emb.weight.shape[1]), dtype=np.float32)
         dev = net.text.device  # CPU unless a launched run trains on its GPU (recsys.distributed.device)
@@ -423,7 +427,8 @@ class TwoTowerRetriever:
             (tmp / "config.json").write_text(json.dumps(self.args.to_dict(), indent=2, sort_keys=True))
             (tmp / "state.json").write_text(
                 json.dumps(
-                    {"item_texts": self.item_texts, "context_columns": self.context_columns, "text_dim": int(net.text.shape[1])},
+                    {"item_texts": self.item_texts, "context_columns": self.context_columns, "text_dim": int(net.text.shape[1]),
+                     "time_context": self.time_context},
                     ensure_ascii=False,
                 )
             )
@@ -438,6 +443,7 @@ class TwoTowerRetriever:
                     "base_model": self.args.base_model or "bundled:sentence-transformers/all-MiniLM-L6-v2",
                     "text_model": text_model or "base_model",
                     "data_fingerprint": self.data_fingerprint,
+                    "time_context": self.time_context,
                     "n_items": net.n_items,
                     "dim": int(net.pos_emb.weight.shape[1]),
                     "settings": self.args.to_dict(),
@@ -460,6 +466,7 @@ class TwoTowerRetriever:
         self._build(np.zeros((n_items, text_dim), dtype=np.float32), np.zeros(n_items, dtype=bool), state["context_columns"])
         self._require().load_state_dict(weights)
         self.item_texts = state["item_texts"]
+        self.time_context = bool(state.get("time_context", True))
         self.metrics = manifest.get("metrics", {})
         self.history = manifest.get("training", [])
         self.data_fingerprint = manifest.get("data_fingerprint")

@@ -18,6 +18,7 @@ from recsys.errors import RecsysError
 from recsys.manifest import check_replaceable, fingerprint_bytes, fingerprint_file, read_manifest, write_parquet_atomic
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.model import MANIFEST_KIND, TwoTowerRetriever
+from recsys.text import item_text_summary
 
 CATALOGUE_FILE = "catalogue.parquet"
 FINGERPRINTED_FILES = ("weights.pt", "config.json", "state.json")
@@ -56,6 +57,7 @@ def train_run(
     extra = {
         "dataset": {"path": str(dataset.path) if dataset.path else None, "fingerprint": dataset.fingerprint, "name": dataset.name},
         "catalogue_items": enc.n_items,
+        "item_text": item_text_summary(dataset.items, args.templates, model.item_texts),
     }
     out = Path(out)
     summary = None

@@ -52,7 +52,7 @@ from recsys.evaluation import metrics as M
 from recsys.data.types import Cases, TrainData, train_data_fingerprint
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.model import context_columns_of, context_features
-from recsys.text import render_profile, render_users
+from recsys.text import render_profile, render_users, require_item_text
 
 if TYPE_CHECKING:
     from recsys.retriever.model import TwoTowerRetriever
@@ -341,6 +341,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     history: list[dict[str, Any]] = []
 
     item_texts = retriever.render_items(data.items)
+    require_item_text(item_texts, data.items, a.templates, model="the two-tower retriever")
     if len(item_texts) != data.n_items:
         raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")
     retriever.item_texts = item_texts
@@ -353,6 +354,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     known = data.item_counts > 0
     ctx_cols = context_columns_of(data.events) if a.use_context else []
     retriever._build(text_emb, known, ctx_cols)
+    retriever.time_context = not data.synthetic_timestamps
     retriever.data_fingerprint = data_fingerprint(data, item_texts)
     net = retriever.net
     assert net is not None
@@ -363,7 +365,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     if a.use_context:
         if data.events.height != len(data.sequences.items):
             raise ValueError("events and sequences disagree: cannot align request contexts")
-        ctx = context_features(data.events, data.events.height, ctx_cols)
+        ctx = context_features(data.events, data.events.height, ctx_cols, time=retriever.time_context)
     win = training_windows(data, a.max_len, a.all_windows, ctx)
     profile_emb = None
     if a.use_profiles and data.users is not None:

@@ -54,7 +54,9 @@ def test_describe_hand_computed(tiny: Dataset) -> None:
     }
     # distinct (user, item) pairs: (u1,1) (u1,2) (u2,1) (u2,3) (u3,1) (u3,2) = 6 of 3 x 4
     assert d["density"] == pytest.approx(0.5)
-    assert d["time"] == {"first": "2024-01-01T00:00:00+00:00", "last": "2024-01-11T12:00:00+00:00", "days": 10.5, "synthetic": False}
+    assert d["time"] == {
+        "first": "2024-01-01T00:00:00+00:00", "last": "2024-01-11T12:00:00+00:00", "days": 10.5, "synthetic": False, "time_context": True,
+    }
     # per user: u1 3, u2 2, u3 2 -> [2, 2, 3]; linear interpolation
     assert d["per_user"] == pytest.approx({"min": 2, "p25": 2, "p50": 2, "p75": 2.5, "p90": 2.8, "max": 3, "mean": 7 / 3})
     # per item: 1 -> 4, 2 -> 2, 3 -> 1 -> [1, 2, 4]
@@ -69,6 +71,12 @@ def test_describe_hand_computed(tiny: Dataset) -> None:
         }
     }
     assert d["text_coverage"] == pytest.approx({"title": 0.5, "genres": 0.5, "description": 0.75, "year": 0.75})
+    # what the model reads: title | genres | year | description (the default fields that are there), first three items
+    assert d["item_text"] == {
+        "fields": ["title", "genres", "year", "description"],
+        "empty_share": 0.0,
+        "samples": [{"item_id": 1, "text": "A | x | 1999 | d"}, {"item_id": 2, "text": "B"}, {"item_id": 3, "text": "2000 | e"}],
+    }
     json.dumps(d)  # JSON-serialisable as is
 
 
@@ -88,8 +96,13 @@ def test_describe_flags_synthetic_timestamps(tmp_path: Path) -> None:
     ds, source = import_table(tmp_path / "i.csv", tmp_path / "items.csv")
     d = describe(ds.save(tmp_path / "ds", source=source))
     assert d["time"]["synthetic"] is True and d["time"]["days"] == pytest.approx(2 / 86400)
+    assert d["time"]["time_context"] is False
     assert d["ratings"] is None and d["context"] == {}
-    assert "synthetic timestamps" in format_describe(d)
+    text = format_describe(d)
+    assert "synthetic timestamps" in text and "no model reads a time of day or weekday" in text
+    # no text at all: said, with the fix
+    assert d["item_text"]["empty_share"] == 1.0 and d["item_text"]["fields"] == []
+    assert "warning: no item has any text" in text and "--item-text" in text
 
 
 def test_cli_describe(tiny: Dataset) -> None:
