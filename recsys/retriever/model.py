@@ -38,6 +38,7 @@ from recsys.retriever.features import (
     embed_texts,
     load_text_model,
     pad_left,
+    recency_weighted_mean,
 )
 from recsys.retriever.training import data_fingerprint, finetune_text_model, train_towers
 from recsys.text import render_items, render_profile
@@ -57,6 +58,7 @@ class TwoTowerNet(nn.Module):
         d = args.d_model
         self.n_items, self.max_len, self.heads = n_items, args.max_len, args.heads
         self.temperature = args.temperature
+        self.cold_neighbours, self.cold_temperature = args.cold_neighbours, args.cold_temperature
         if args.adaptor == "linear":
             self.adaptor: nn.Module = nn.Linear(text_dim, d)
         else:
@@ -86,19 +88,45 @@ class TwoTowerNet(nn.Module):
 
     # item tower ------------------------------------------------------------------------------------------
     def item_raw(self, text: torch.Tensor | None = None, ids: torch.Tensor | None = None, id_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Unnormalised item vectors: catalogue by default; ``text`` rows with ``ids`` (-1 = no ID embedding)."""
+        """Unnormalised item vectors: catalogue by default; ``text`` rows with ``ids`` (-1 = no ID embedding).
+
+        Outside training, a row without an ID embedding (an item with no training interactions, or text without a
+        catalogue id) borrows one from its text neighbours (``borrowed_ids``); during training ID dropout leaves
+        the dropped rows at the text path alone (DropoutNet), and items without interactions are never scored.
+        """
         if text is None:
             text = self.text
             ids = torch.arange(self.n_items, device=text.device)
         z = self.adaptor(text)
-        if self.id_emb is not None and ids is not None:
-            valid = ids >= 0
-            safe = ids.clamp(min=0)
-            keep = valid & self.known[safe]
-            if id_keep is not None:
-                keep = keep & id_keep
-            z = z + self.id_emb(safe) * keep.unsqueeze(-1).to(z.dtype)
+        if self.id_emb is None:
+            return z
+        if ids is None:
+            ids = torch.full((len(text),), -1, dtype=torch.long, device=text.device)
+        safe = ids.clamp(min=0)
+        has_id = (ids >= 0) & self.known[safe]
+        keep = has_id & id_keep if id_keep is not None else has_id
+        z = z + self.id_emb(safe) * keep.unsqueeze(-1).to(z.dtype)
+        if not self.training and self.cold_neighbours > 0 and not bool(has_id.all()):
+            rows = (~has_id).nonzero().flatten()
+            z = z.index_add(0, rows, self.borrowed_ids(text[rows]))
         return z
+
+    def borrowed_ids(self, text: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """(n, d) ID embeddings for text rows without one: softmax(cos / cold_temperature)-weighted mean over the
+        ``cold_neighbours`` known items nearest by text. The pretrained text geometry decides which learned items a
+        new item resembles, and the borrowed embedding puts it in the same region of the score scale as they are."""
+        assert self.id_emb is not None
+        known = self.known.nonzero().flatten()
+        out = torch.zeros(len(text), self.id_emb.embedding_dim, dtype=self.id_emb.weight.dtype, device=text.device)
+        if len(known) == 0:
+            return out
+        k = min(self.cold_neighbours, len(known))
+        known_text = self.text[known]
+        for lo in range(0, len(text), chunk):
+            sims, nearest = (text[lo : lo + chunk] @ known_text.T).topk(k, dim=1)
+            weights = torch.softmax(sims / self.cold_temperature, dim=1)
+            out[lo : lo + chunk] = torch.einsum("nk,nkd->nd", weights, self.id_emb(known[nearest]))
+        return out
 
     @staticmethod
     def normalise(z: torch.Tensor) -> torch.Tensor:
@@ -257,30 +285,61 @@ class TwoTowerRetriever:
         return self._require().n_items
 
     # encoding --------------------------------------------------------------------------------------------------
+    @property
+    def text_channel(self) -> bool:
+        """Whether vectors carry the text channel (``cold_start = "text"``): [tower part ; text part], unit norm."""
+        return self.args.cold_start == "text"
+
+    @property
+    def dim(self) -> int:
+        """Dimension of ``encode_items``/``encode_users`` vectors."""
+        net = self._require()
+        return int(net.pos_emb.weight.shape[1]) + (int(net.text.shape[1]) if self.text_channel else 0)
+
     def encode_items(
         self,
         items: pl.DataFrame | Sequence[str] | None = None,
         *,
         ids: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(n, d) float32 L2-normalised item vectors.
+        """(n, dim) float32 L2-normalised item vectors.
 
         ``items=None``: the fitted catalogue (with ID embeddings of items seen in training). A frame or texts:
         any items by their text alone (cold start, items added after training); ``ids`` optionally maps each row
         to a catalogue index whose learned ID embedding is added (-1 = none).
+
+        With the text channel (``cold_start = "text"``), an item with training interactions is [tower vector ; 0]
+        and any other item (no interactions, or text without a catalogue id) is [0 ; its text embedding].
         """
         net = self._require()
         net.eval()
         with torch.inference_mode():
             if items is None:
-                z = net.item_raw()
+                text, idt = net.text, torch.arange(net.n_items, device=net.text.device)
             else:
                 texts = self.render_items(items) if isinstance(items, pl.DataFrame) else list(items)
-                dev = net.text.device
-                emb = torch.from_numpy(self.embed(texts, cache=False)).to(dev)
+                text = torch.from_numpy(self.embed(texts, cache=False)).to(net.text.device)
                 idt = torch.full((len(texts),), -1, dtype=torch.long) if ids is None else torch.as_tensor(np.asarray(ids), dtype=torch.long)
-                z = net.item_raw(emb, idt.to(dev))
-            return net.normalise(z).cpu().numpy().astype(np.float32)
+                idt = idt.to(net.text.device)
+            tower = net.normalise(net.item_raw(text, idt))
+            if not self.text_channel:
+                return tower.cpu().numpy().astype(np.float32)
+            warm = ((idt >= 0) & net.known[idt.clamp(min=0)]).unsqueeze(-1).to(tower.dtype)
+            out = torch.cat([tower * warm, net.normalise(text) * (1 - warm)], dim=1)
+            return out.cpu().numpy().astype(np.float32)
+
+    def encode_text_users(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) user vectors of users known only by a text (a profile, a query): the text's item-tower vector, and
+        with the text channel its text embedding too, so it scores warm and cold items alike."""
+        if not self.text_channel:
+            return self.encode_items(list(texts))
+        net = self._require()
+        net.eval()
+        with torch.inference_mode():
+            text = torch.from_numpy(self.embed(list(texts), cache=False)).to(net.text.device)
+            z = net.normalise(net.item_raw(text, torch.full((len(text),), -1, dtype=torch.long, device=text.device)))
+            both = torch.cat([z, net.normalise(text) * self.args.cold_text_weight], dim=1)
+            return net.normalise(both).cpu().numpy().astype(np.float32)
 
     def _catalogue_table(self) -> torch.Tensor:
         """The item tower over the whole catalogue (+ a zero padding row), cached until any weight changes.
@@ -319,7 +378,10 @@ class TwoTowerRetriever:
         *,
         batch_size: int = 512,
     ) -> np.ndarray:
-        """(n, d) float32 L2-normalised user vectors from histories of catalogue item indices (oldest first).
+        """(n, dim) float32 L2-normalised user vectors from histories of catalogue item indices (oldest first).
+
+        With the text channel a user vector is [sequence-tower state ; cold_text_weight x recency-weighted mean of the
+        history's text embeddings] (normalised): warm items are scored by the first part, cold items by the second.
 
         ``context``: one row per history, the request's timestamp (+ context columns), used when trained with
         ``use_context``. ``profiles``: one profile row per history, used when trained with ``use_profiles``.
@@ -344,7 +406,11 @@ class TwoTowerRetriever:
                     ctx = ctx.to(dev)
                 prof = prof_all[lo:hi].to(dev) if prof_all is not None else None
                 out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].cpu().numpy()
-        return out
+        if not self.text_channel:
+            return out
+        text = recency_weighted_mean(hs, net.text.cpu().numpy(), self.args.cold_text_decay) * self.args.cold_text_weight
+        both = np.concatenate([out, text], axis=1)
+        return (both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def score(self, cases: Cases, profiles: pl.DataFrame | None = None) -> np.ndarray:
         """(len(cases), n_items) float32 cosine scores over the whole fitted catalogue."""
@@ -377,7 +443,7 @@ class TwoTowerRetriever:
                     "text_model": text_model or "base_model",
                     "data_fingerprint": self.data_fingerprint,
                     "n_items": net.n_items,
-                    "dim": int(net.pos_emb.weight.shape[1]),
+                    "dim": self.dim,
                     "settings": self.args.to_dict(),
                     "metrics": self.metrics,
                     "training": self.history,
