@@ -24,6 +24,8 @@ class RetrieverTrainingArguments(TomlSettings):
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
     fine-tune (100 MNRL steps cost ~40 min on a shared 2-core CPU and did not help), every history window.
+    Items without training interactions are scored by the untrained text model through the vectors' text channel
+    (``cold_start = "text"``; docs/cold-start.md), so cold items never rank below zero-shot's order among themselves.
 
     The optional text fine-tune (``text_finetune_steps`` > 0) trains the item tower's text model with in-batch
     negatives (MNRL, no duplicate texts in a batch); ``text_finetune_logq`` adds the logQ popularity correction,
@@ -67,7 +69,7 @@ class RetrieverTrainingArguments(TomlSettings):
     #: items without an ID embedding (no training interactions, items added later) borrow one: the similarity-weighted
     #: mean of the ID embeddings of this many items with one whose text is nearest under the text model; 0 = none (the
     #: text path alone, which lands cold items in a region of the score scale no warm item is in; docs/cold-start.md)
-    cold_neighbours: int = 10
+    cold_neighbours: int = 0
     #: softmax temperature over the neighbours' text cosines (small: the nearest neighbour dominates)
     cold_temperature: float = 0.05
     #: add an embedding of the request context (hour of day, weekday, categorical context columns)
