@@ -6,7 +6,11 @@ order and the collaborative signal (NDCG@10 ~0.01-0.03 on MovieLens 100K), while
 vectors that start from text keeps both and still scores items it never saw (their text alone gives a vector).
 
 Vectors: item vectors are L2-normalised, user vectors too; score = user . item (cosine), so a FAISS inner-product
-index over ``encode_items()`` retrieves exactly what ``score`` ranks.
+index over ``encode_items()`` retrieves exactly what ``score`` ranks. Items without training interactions are scored
+through the vectors' text channel (docs/cold-start.md).
+
+Over 450 lines because the network and the retriever that owns it (encoding, caching, persistence) change together;
+their inputs live in ``features`` and their training in ``training``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ Two stages:
 2. the adaptor (+ ID embeddings) and the causal sequence tower, SASRec-style: every position predicts the next item
    with a full-softmax cross-entropy over the whole catalogue's item vectors, Adam, early stopping on validation
    NDCG@10 within a time budget. (A full softmax needs no sampling correction; logQ applies to stage 1 only.)
+
+Over 450 lines because it holds both stages and their data preparation; the model calls them, nothing else does.
 """
 
 from __future__ import annotations
