@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recsys.data.dataset import Dataset
 from recsys.evaluation import metrics as M
 from recsys.evaluation.protocol import _COLD, _TEST, _VALIDATION, rank_cases
@@ -29,9 +31,16 @@ BEFORE = {"cold_start": "tower", "cold_neighbours": 0}
 AFTER = {"cold_start": "text"}
 
 
-def _metrics(model: Any, cases: Any, offset: int) -> dict[str, float]:
-    means, errs = M.ranking_metrics(rank_cases(model, cases, case_offset=offset).ranks)
-    return {k: means[k] for k in ("HR@10", "NDCG@10")} | {f"{k}_se": errs[k] for k in ("HR@10", "NDCG@10")}
+def _metrics(model: Any, cases: Any, offset: int, cold_items: np.ndarray | None = None) -> dict[str, float]:
+    """HR@10, NDCG@10 (+ standard errors); with ``cold_items`` also their share of the top-10 slots (their share of
+    the catalogue is what a ranking that neither favours nor buries them would give)."""
+    res = rank_cases(model, cases, case_offset=offset)
+    means, errs = M.ranking_metrics(res.ranks)
+    out = {k: means[k] for k in ("HR@10", "NDCG@10")} | {f"{k}_se": errs[k] for k in ("HR@10", "NDCG@10")}
+    if cold_items is not None:
+        top = res.top10[res.top10 >= 0]
+        out["cold_share_top10"] = float(np.isin(top, cold_items).mean())
+    return out
 
 
 def _scored_as(model: RetrieverRecommender, settings: dict[str, Any]) -> RetrieverRecommender:
@@ -52,7 +61,7 @@ def run_dataset(path: Path, params: dict[str, Any], separate: bool, say: Any) ->
         key=lambda mg: _metrics(mg[0], split.validation, _VALIDATION)["NDCG@10"],
     )
     zs = ZeroShotRecommender(**best[1]).fit(split.train)
-    out["zero-shot"] = {"params": best[1], "warm": _metrics(zs, split.test, _TEST), "cold": _metrics(zs.fit(cold.train), cold.cases, _COLD)}
+    out["zero-shot"] = {"params": best[1], "warm": _metrics(zs, split.test, _TEST), "cold": _metrics(zs.fit(cold.train), cold.cases, _COLD, cold.cold_items)}
     say(f"{path.name} zero-shot {out['zero-shot']}")
     arms = [("before", BEFORE), ("after", AFTER)]
     trained: dict[str, Any] = {}
@@ -66,20 +75,24 @@ def run_dataset(path: Path, params: dict[str, Any], separate: bool, say: Any) ->
         warm, coldm = _scored_as(warm, settings), _scored_as(coldm, settings)
         out[f"retriever {name}"] = {
             "settings": settings, "fit_seconds": secs, "val": warm.model_.metrics,
-            "warm": _metrics(warm, split.test, _TEST), "cold": _metrics(coldm, cold.cases, _COLD),
+            "warm": _metrics(warm, split.test, _TEST), "cold": _metrics(coldm, cold.cases, _COLD, cold.cold_items),
         }
         say(f"{path.name} retriever {name} {out[f'retriever {name}']}")
     return out
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| dataset | model | warm NDCG@10 | cold HR@10 | cold NDCG@10 |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| dataset | model | warm NDCG@10 | cold HR@10 | cold NDCG@10 | cold items in top 10 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results:
         for m in ("zero-shot", "retriever before", "retriever after"):
             w, c = r[m]["warm"], r[m]["cold"]
             lines.append(
                 f"| {Path(r['dataset']).name} | {m} | {w['NDCG@10']:.4f} ± {w['NDCG@10_se']:.4f} | "
-                f"{c['HR@10']:.4f} ± {c['HR@10_se']:.4f} | {c['NDCG@10']:.4f} ± {c['NDCG@10_se']:.4f} |"
+                f"{c['HR@10']:.4f} ± {c['HR@10_se']:.4f} | {c['NDCG@10']:.4f} ± {c['NDCG@10_se']:.4f} | "
+                f"{c.get('cold_share_top10', float('nan')):.3f} |"
             )
     return "\n".join(lines)
 
