@@ -52,7 +52,7 @@ def _scored_as(model: RetrieverRecommender, settings: dict[str, Any]) -> Retriev
     return model
 
 
-def run_dataset(path: Path, params: dict[str, Any], separate: bool, say: Any) -> dict[str, Any]:
+def run_dataset(path: Path, params: dict[str, Any], separate: bool, say: Any, save: Path | None = None) -> dict[str, Any]:
     enc = encode(Dataset.load(path))
     split, cold = leave_one_out(enc), cold_start(enc)
     out: dict[str, Any] = {"dataset": str(path), "users": enc.n_users, "items": enc.n_items, "cold_cases": len(cold.cases)}
@@ -70,6 +70,9 @@ def run_dataset(path: Path, params: dict[str, Any], separate: bool, say: Any) ->
         warm = RetrieverRecommender(**{**params, **settings}).fit(split.train, split.validation)
         coldm = RetrieverRecommender(**{**params, **settings, **warm.params_without_validation()}).fit(cold.train, None)
         trained[name] = (warm, coldm, round(time.perf_counter() - t0, 1))
+        if save is not None:  # to re-score the same towers with other settings
+            warm.model_.save(save / path.name / name / "warm")
+            coldm.model_.save(save / path.name / name / "cold")
     for name, settings in arms:
         warm, coldm, secs = trained.get(name) or trained["before"]
         warm, coldm = _scored_as(warm, settings), _scored_as(coldm, settings)
@@ -103,11 +106,12 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="retriever setting, e.g. time_budget_s=600")
     p.add_argument("--separate", action="store_true", help="train 'before' and 'after' separately")
     p.add_argument("--out", type=Path, help="append one JSON line per dataset here")
+    p.add_argument("--save", type=Path, help="save the trained retrievers under DIR/<dataset>/<arm>/{warm,cold}")
     a = p.parse_args()
     params = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
     results = []
     for path in a.datasets:
-        res = run_dataset(path, params, a.separate, lambda m: print(m, flush=True))
+        res = run_dataset(path, params, a.separate, lambda m: print(m, flush=True), a.save)
         results.append(res)
         if a.out:
             with a.out.open("a") as f:
