@@ -58,14 +58,15 @@ class RetrieverTrainingArguments(TomlSettings):
     #: probability of hiding an item's ID embedding during training, so that text alone stays meaningful
     id_dropout: float = 0.25
     #: how items without training interactions (cold items, items added later) are scored. "text": by the text
-    #: model's cosine with the user's recency-weighted history text vector (the zero-shot score), in a second channel
-    #: of the vectors, so a cold item ranks among other cold items exactly as the untrained model ranks them and
-    #: against warm items at the untrained model's scale; "tower": by the item tower's text path (docs/cold-start.md)
+    #: model's cosine with the user's recency-weighted history text vector (the zero-shot score), mapped per user onto
+    #: the scale of the user's trained scores, in a second channel of the vectors: among themselves cold items rank
+    #: exactly as the untrained model ranks them; "tower": by the item tower's text path (docs/cold-start.md)
     cold_start: str = "text"
-    #: recency decay of the zero-shot user vector of the "text" channel (weights exp(-decay * k), k = 0 newest)
+    #: recency decay of the user's history text vector in the "text" channel (weights exp(-decay * k), k = 0 newest)
     cold_text_decay: float = 0.3
-    #: weight of the text channel against the trained one (> 1 ranks cold items higher against warm ones)
-    cold_text_weight: float = 1.0
+    #: shift of cold items' scores in units of the gap between the user's best and 10th-best trained score (> 0 ranks
+    #: them higher against warm items, < 0 lower)
+    cold_text_shift: float = 0.0
     #: items without an ID embedding (no training interactions, items added later) borrow one: the similarity-weighted
     #: mean of the ID embeddings of this many items with one whose text is nearest under the text model; 0 = none (the
     #: text path alone, which lands cold items in a region of the score scale no warm item is in; docs/cold-start.md)
@@ -132,10 +133,8 @@ class RetrieverTrainingArguments(TomlSettings):
             raise ValueError(f"text_finetune_mini_batch_size must be at least 1, not {self.text_finetune_mini_batch_size}")
         if self.cold_start not in ("text", "tower"):
             raise ValueError(f"cold_start must be 'text' or 'tower', not {self.cold_start!r}")
-        if self.cold_text_decay < 0 or self.cold_text_weight <= 0:
-            raise ValueError(
-                f"cold_text_decay must be >= 0 and cold_text_weight > 0, not {self.cold_text_decay} and {self.cold_text_weight}"
-            )
+        if self.cold_text_decay < 0:
+            raise ValueError(f"cold_text_decay must be 0 or more, not {self.cold_text_decay}")
         if self.cold_neighbours < 0:
             raise ValueError(f"cold_neighbours must be 0 (no borrowed ID embedding) or more, not {self.cold_neighbours}")
         if self.cold_temperature <= 0:

@@ -48,6 +48,11 @@ from recsys.retriever.training import data_fingerprint, finetune_text_model, tra
 from recsys.text import render_items, render_profile
 
 MANIFEST_KIND = "retriever"
+#: warm items the text channel is calibrated on, at most
+REFERENCE_ITEMS = 4096
+SQRT_HALF = float(np.sqrt(0.5))
+#: the text channel maps the user's best and ANCHOR_RANK-th best text cosine onto the trained scores of those ranks
+ANCHOR_RANK = 10
 log = logging.getLogger(__name__)
 
 
@@ -291,14 +296,14 @@ class TwoTowerRetriever:
     # encoding --------------------------------------------------------------------------------------------------
     @property
     def text_channel(self) -> bool:
-        """Whether vectors carry the text channel (``cold_start = "text"``): [tower part ; text part], unit norm."""
+        """Whether vectors carry the text channel (``cold_start = "text"``): [tower part ; text part ; offset]."""
         return self.args.cold_start == "text"
 
     @property
     def dim(self) -> int:
         """Dimension of ``encode_items``/``encode_users`` vectors."""
         net = self._require()
-        return int(net.pos_emb.weight.shape[1]) + (int(net.text.shape[1]) if self.text_channel else 0)
+        return int(net.pos_emb.weight.shape[1]) + (int(net.text.shape[1]) + 1 if self.text_channel else 0)
 
     def encode_items(
         self,
@@ -312,8 +317,8 @@ class TwoTowerRetriever:
         any items by their text alone (cold start, items added after training); ``ids`` optionally maps each row
         to a catalogue index whose learned ID embedding is added (-1 = none).
 
-        With the text channel (``cold_start = "text"``), an item with training interactions is [tower vector ; 0]
-        and any other item (no interactions, or text without a catalogue id) is [0 ; its text embedding].
+        With the text channel (``cold_start = "text"``), an item with training interactions is [tower vector ; 0 ; 0]
+        and any other item (no interactions, or text without a catalogue id) is [0 ; text embedding ; 1] / sqrt 2.
         """
         net = self._require()
         net.eval()
@@ -329,7 +334,8 @@ class TwoTowerRetriever:
             if not self.text_channel:
                 return tower.cpu().numpy().astype(np.float32)
             warm = ((idt >= 0) & net.known[idt.clamp(min=0)]).unsqueeze(-1).to(tower.dtype)
-            out = torch.cat([tower * warm, net.normalise(text) * (1 - warm)], dim=1)
+            half = (1 - warm) * SQRT_HALF
+            out = torch.cat([tower * warm, net.normalise(text) * half, half], dim=1)
             return out.cpu().numpy().astype(np.float32)
 
     def encode_text_users(self, texts: Sequence[str]) -> np.ndarray:
@@ -342,8 +348,47 @@ class TwoTowerRetriever:
         with torch.inference_mode():
             text = torch.from_numpy(self.embed(list(texts), cache=False)).to(net.text.device)
             z = net.normalise(net.item_raw(text, torch.full((len(text),), -1, dtype=torch.long, device=text.device)))
-            both = torch.cat([z, net.normalise(text) * self.args.cold_text_weight], dim=1)
-            return net.normalise(both).cpu().numpy().astype(np.float32)
+        return self._with_text_channel(z.cpu().numpy(), net.normalise(text).cpu().numpy())
+
+    def _with_text_channel(self, tower: np.ndarray, text: np.ndarray, histories: list[np.ndarray] | None = None) -> np.ndarray:
+        """[tower ; sqrt2 a_u text ; sqrt2 c_u], normalised: against cold items ([0 ; text / sqrt2 ; 1 / sqrt2]) this
+        scores a_u cos(text, item text) + c_u, the text cosine mapped onto the user's trained-score scale.
+
+        a_u, c_u map the user's best and 10th-best text cosine over the reference warm items (those not in the
+        history) onto the best and 10th-best trained score over the same items, then shift by ``cold_text_shift``
+        times their gap: a cold item that the untrained model would put in the user's top 10 against warm items is
+        put in the top 10 against warm items here too, so cold HR@10 matches zero-shot's (and ties break alike among
+        cold items, ranked by the text cosine). Rescaling a user's vector leaves that user's ranking unchanged.
+        """
+        net = self._require()
+        ref = self._reference_items()
+        with torch.inference_mode():
+            warm = net.normalise(self._catalogue_table()[torch.from_numpy(ref)]).cpu().numpy()
+        s, q = tower @ warm.T, text @ net.text[torch.from_numpy(ref)].cpu().numpy().T
+        if histories is not None:  # the user's own items are excluded at ranking, so not anchors either
+            pos = np.full(net.n_items, -1, dtype=np.int64)
+            pos[ref] = np.arange(len(ref))
+            rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+            cols = pos[np.concatenate(histories).astype(np.int64)] if len(rows) else np.zeros(0, dtype=np.int64)
+            s[rows[cols >= 0], cols[cols >= 0]] = -np.inf
+            q[rows[cols >= 0], cols[cols >= 0]] = -np.inf
+        k = min(ANCHOR_RANK, s.shape[1]) - 1
+        s_top, s_k = s.max(axis=1), -np.partition(-s, k, axis=1)[:, k]
+        q_top, q_k = q.max(axis=1), -np.partition(-q, k, axis=1)[:, k]
+        gap_s, gap_q = s_top - s_k, q_top - q_k
+        ok = np.isfinite(gap_s) & np.isfinite(gap_q) & (gap_q > 1e-6)
+        a = np.where(ok, gap_s / np.where(ok, gap_q, 1.0), 0.0)
+        c = np.where(ok, s_k - a * np.where(ok, q_k, 0.0) + self.args.cold_text_shift * np.where(ok, gap_s, 0.0), np.nan_to_num(s_k))
+        both = np.concatenate([tower, text * (a / SQRT_HALF)[:, None], (c / SQRT_HALF)[:, None]], axis=1)
+        return (both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def _reference_items(self) -> np.ndarray:
+        """Catalogue indices of the warm items the text channel is calibrated on (at most REFERENCE_ITEMS, evenly
+        spaced, so the calibration is deterministic and its cost bounded on large catalogues)."""
+        known = np.flatnonzero(self._require().known.cpu().numpy())
+        if len(known) > REFERENCE_ITEMS:
+            known = known[np.linspace(0, len(known) - 1, REFERENCE_ITEMS).astype(np.int64)]
+        return known
 
     def _catalogue_table(self) -> torch.Tensor:
         """The item tower over the whole catalogue (+ a zero padding row), cached until any weight changes.
@@ -384,8 +429,9 @@ class TwoTowerRetriever:
     ) -> np.ndarray:
         """(n, dim) float32 L2-normalised user vectors from histories of catalogue item indices (oldest first).
 
-        With the text channel a user vector is [sequence-tower state ; cold_text_weight x recency-weighted mean of the
-        history's text embeddings] (normalised): warm items are scored by the first part, cold items by the second.
+        With the text channel a user vector is [sequence-tower state ; the recency-weighted mean of the history's text
+        embeddings and an offset, calibrated per user] (normalised): warm items are scored by the first part, cold
+        items by the second (``_with_text_channel``).
 
         ``context``: one row per history, the request's timestamp (+ context columns), used when trained with
         ``use_context``. ``profiles``: one profile row per history, used when trained with ``use_profiles``.
@@ -412,9 +458,7 @@ class TwoTowerRetriever:
                 out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].cpu().numpy()
         if not self.text_channel:
             return out
-        text = recency_weighted_mean(hs, net.text.cpu().numpy(), self.args.cold_text_decay) * self.args.cold_text_weight
-        both = np.concatenate([out, text], axis=1)
-        return (both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return self._with_text_channel(out, recency_weighted_mean(hs, net.text.cpu().numpy(), self.args.cold_text_decay), hs)
 
     def score(self, cases: Cases, profiles: pl.DataFrame | None = None) -> np.ndarray:
         """(len(cases), n_items) float32 cosine scores over the whole fitted catalogue."""

@@ -126,7 +126,7 @@ def test_text_channel_scores_cold_items_by_the_text_model(cold_split, cold_fitte
 
     cases = cold_split.cases
     model = cold_fitted
-    assert model.dim == model.args.d_model + model.net.text.shape[1]
+    assert model.dim == model.args.d_model + model.net.text.shape[1] + 1
     items, users = model.encode_items(), model.encode_users(cases.history, cases.context)
     np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-5)
