@@ -1,6 +1,7 @@
 """Cold-start table: warm NDCG@10 and cold-item HR@10 / NDCG@10 of zero-shot MiniLM and the two-tower retriever
-before (``cold_start = "tower"``, no borrowed IDs: cold items by the item tower's text path) and after
-(``cold_start = "text"``, the default: cold items by the text channel), under ../shared/EVALUATION.md.
+before (``cold_start = "off"``: cold items by the item tower's text path on the tower's scale) and after
+(``cold_start = "text"``, the default: cold items by the anchored pretrained-text channel; and ``"adaptor"``: the
+same channel carrying the item tower's text path), under ../shared/EVALUATION.md.
 
     python benchmarks/cold_start.py data/amazon-office data/ml-100k data/demo --out /tmp/cold_start.json
 
@@ -27,8 +28,9 @@ from recsys.evaluation.protocol import _COLD, _TEST, _VALIDATION, rank_cases
 from recsys.evaluation.split import cold_start, encode, leave_one_out
 from recsys.models.retriever import RetrieverRecommender, ZeroShotRecommender
 
-BEFORE = {"cold_start": "tower", "cold_neighbours": 0}
+BEFORE = {"cold_start": "off", "cold_neighbours": 0}
 AFTER = {"cold_start": "text"}
+ADAPTOR = {"cold_start": "adaptor"}
 
 
 def _metrics(model: Any, cases: Any, offset: int, cold_items: np.ndarray | None = None) -> dict[str, float]:
@@ -63,9 +65,9 @@ def run_dataset(path: Path, params: dict[str, Any], separate: bool, say: Any, sa
     zs = ZeroShotRecommender(**best[1]).fit(split.train)
     out["zero-shot"] = {"params": best[1], "warm": _metrics(zs, split.test, _TEST), "cold": _metrics(zs.fit(cold.train), cold.cases, _COLD, cold.cold_items)}
     say(f"{path.name} zero-shot {out['zero-shot']}")
-    arms = [("before", BEFORE), ("after", AFTER)]
+    arms = [("before", BEFORE), ("after", AFTER), ("after (adaptor)", ADAPTOR)]
     trained: dict[str, Any] = {}
-    for name, settings in arms if separate else arms[:1]:
+    for name, settings in arms[:2] if separate else arms[:1]:
         t0 = time.perf_counter()
         warm = RetrieverRecommender(**{**params, **settings}).fit(split.train, split.validation)
         coldm = RetrieverRecommender(**{**params, **settings, **warm.params_without_validation()}).fit(cold.train, None)
@@ -90,7 +92,9 @@ def table(results: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        for m in ("zero-shot", "retriever before", "retriever after"):
+        for m in ("zero-shot", "retriever before", "retriever after", "retriever after (adaptor)"):
+            if m not in r:
+                continue
             w, c = r[m]["warm"], r[m]["cold"]
             lines.append(
                 f"| {Path(r['dataset']).name} | {m} | {w['NDCG@10']:.4f} ± {w['NDCG@10_se']:.4f} | "

@@ -60,7 +60,9 @@ class RetrieverTrainingArguments(TomlSettings):
     #: how items without training interactions (cold items, items added later) are scored. "text": by the text
     #: model's cosine with the user's recency-weighted history text vector (the zero-shot score), mapped per user onto
     #: the scale of the user's trained scores, in a second channel of the vectors: among themselves cold items rank
-    #: exactly as the untrained model ranks them; "tower": by the item tower's text path (docs/cold-start.md)
+    #: exactly as the untrained model ranks them; "adaptor": the same channel with the item tower's text path (no ID
+    #: embedding) instead of the pretrained cosine; "off": no channel, the item tower's text path on the tower's own
+    #: scale (docs/cold-start.md)
     cold_start: str = "text"
     #: recency decay of the user's history text vector in the "text" channel (weights exp(-decay * k), k = 0 newest)
     cold_text_decay: float = 0.3
@@ -131,8 +133,8 @@ class RetrieverTrainingArguments(TomlSettings):
             )
         if self.text_finetune_mini_batch_size < 1:
             raise ValueError(f"text_finetune_mini_batch_size must be at least 1, not {self.text_finetune_mini_batch_size}")
-        if self.cold_start not in ("text", "tower"):
-            raise ValueError(f"cold_start must be 'text' or 'tower', not {self.cold_start!r}")
+        if self.cold_start not in ("text", "adaptor", "off"):
+            raise ValueError(f"cold_start must be 'text', 'adaptor' or 'off', not {self.cold_start!r}")
         if self.cold_text_decay < 0:
             raise ValueError(f"cold_text_decay must be 0 or more, not {self.cold_text_decay}")
         if self.cold_neighbours < 0:

@@ -296,14 +296,21 @@ class TwoTowerRetriever:
     # encoding --------------------------------------------------------------------------------------------------
     @property
     def text_channel(self) -> bool:
-        """Whether vectors carry the text channel (``cold_start = "text"``): [tower part ; text part ; offset]."""
-        return self.args.cold_start == "text"
+        """Whether vectors carry the cold-item channel (``cold_start`` "text" or "adaptor"): [tower ; channel ; offset]."""
+        return self.args.cold_start != "off"
+
+    def _channel_vectors(self, text: torch.Tensor) -> torch.Tensor:
+        """Normalised cold-item channel vectors of text embeddings: the text itself ("text", the pretrained model's
+        geometry) or its item-tower text path without ID embedding ("adaptor", what training made of the text)."""
+        net = self._require()
+        return net.normalise(text if self.args.cold_start == "text" else net.adaptor(text))
 
     @property
     def dim(self) -> int:
         """Dimension of ``encode_items``/``encode_users`` vectors."""
         net = self._require()
-        return int(net.pos_emb.weight.shape[1]) + (int(net.text.shape[1]) + 1 if self.text_channel else 0)
+        d = int(net.pos_emb.weight.shape[1])
+        return d + ((int(net.text.shape[1]) if self.args.cold_start == "text" else d) + 1 if self.text_channel else 0)
 
     def encode_items(
         self,
@@ -335,7 +342,7 @@ class TwoTowerRetriever:
                 return tower.cpu().numpy().astype(np.float32)
             warm = ((idt >= 0) & net.known[idt.clamp(min=0)]).unsqueeze(-1).to(tower.dtype)
             half = (1 - warm) * SQRT_HALF
-            out = torch.cat([tower * warm, net.normalise(text) * half, half], dim=1)
+            out = torch.cat([tower * warm, self._channel_vectors(text) * half, half], dim=1)
             return out.cpu().numpy().astype(np.float32)
 
     def encode_text_users(self, texts: Sequence[str]) -> np.ndarray:
@@ -348,9 +355,10 @@ class TwoTowerRetriever:
         with torch.inference_mode():
             text = torch.from_numpy(self.embed(list(texts), cache=False)).to(net.text.device)
             z = net.normalise(net.item_raw(text, torch.full((len(text),), -1, dtype=torch.long, device=text.device)))
-        return self._with_text_channel(z.cpu().numpy(), net.normalise(text).cpu().numpy())
+            signal = z if self.args.cold_start == "adaptor" else net.normalise(text)
+        return self._with_text_channel(z.cpu().numpy(), signal.cpu().numpy())
 
-    def _with_text_channel(self, tower: np.ndarray, text: np.ndarray, histories: list[np.ndarray] | None = None) -> np.ndarray:
+    def _with_text_channel(self, tower: np.ndarray, signal: np.ndarray, histories: list[np.ndarray] | None = None) -> np.ndarray:
         """[tower ; sqrt2 a_u text ; sqrt2 c_u], normalised: against cold items ([0 ; text / sqrt2 ; 1 / sqrt2]) this
         scores a_u cos(text, item text) + c_u, the text cosine mapped onto the user's trained-score scale.
 
@@ -364,7 +372,8 @@ class TwoTowerRetriever:
         ref = self._reference_items()
         with torch.inference_mode():
             warm = net.normalise(self._catalogue_table()[torch.from_numpy(ref)]).cpu().numpy()
-        s, q = tower @ warm.T, text @ net.text[torch.from_numpy(ref)].cpu().numpy().T
+            channel = self._channel_vectors(net.text[torch.from_numpy(ref)]).cpu().numpy()
+        s, q = tower @ warm.T, signal @ channel.T
         if histories is not None:  # the user's own items are excluded at ranking, so not anchors either
             pos = np.full(net.n_items, -1, dtype=np.int64)
             pos[ref] = np.arange(len(ref))
@@ -379,7 +388,7 @@ class TwoTowerRetriever:
         ok = np.isfinite(gap_s) & np.isfinite(gap_q) & (gap_q > 1e-6)
         a = np.where(ok, gap_s / np.where(ok, gap_q, 1.0), 0.0)
         c = np.where(ok, s_k - a * np.where(ok, q_k, 0.0) + self.args.cold_text_shift * np.where(ok, gap_s, 0.0), np.nan_to_num(s_k))
-        both = np.concatenate([tower, text * (a / SQRT_HALF)[:, None], (c / SQRT_HALF)[:, None]], axis=1)
+        both = np.concatenate([tower, signal * (a / SQRT_HALF)[:, None], (c / SQRT_HALF)[:, None]], axis=1)
         return (both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def _reference_items(self) -> np.ndarray:
@@ -458,6 +467,8 @@ class TwoTowerRetriever:
                 out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].cpu().numpy()
         if not self.text_channel:
             return out
+        if self.args.cold_start == "adaptor":  # cold items by the tower state . their text path
+            return self._with_text_channel(out, out, hs)
         return self._with_text_channel(out, recency_weighted_mean(hs, net.text.cpu().numpy(), self.args.cold_text_decay), hs)
 
     def score(self, cases: Cases, profiles: pl.DataFrame | None = None) -> np.ndarray:

@@ -143,9 +143,26 @@ def test_text_channel_scores_cold_items_by_the_text_model(cold_split, cold_fitte
     assert np.isfinite(u).all() and abs(np.linalg.norm(u) - 1) < 1e-5 and (u[0, : model.args.d_model] != 0).any()
 
 
-def test_tower_mode_keeps_the_tower_vectors(cold_split):
-    args = RetrieverTrainingArguments(**{**FAST, "epochs": 2, "cold_start": "tower"})
+def test_off_mode_keeps_the_tower_vectors(cold_split):
+    args = RetrieverTrainingArguments(**{**FAST, "epochs": 2, "cold_start": "off"})
     model = TwoTowerRetriever(args).fit(cold_split.train, None)
     assert model.dim == model.args.d_model == model.encode_items().shape[1]
     with pytest.raises(ValueError, match="cold_start"):
         RetrieverTrainingArguments(cold_start="blend")
+
+
+def test_adaptor_channel_orders_cold_items_by_the_towers_text_path(tmp_path, cold_split, cold_fitted):
+    """The "adaptor" channel: among cold items, the order of the tower's own text path (what "off" scores)."""
+    cases = cold_split.cases
+    model = TwoTowerRetriever.load(cold_fitted.save(tmp_path / "model"))  # a copy whose settings the test may change
+    model.args.cold_start = "adaptor"
+    assert model.dim == 2 * model.args.d_model + 1
+    items, users = model.encode_items(), model.encode_users(cases.history, cases.context)
+    assert items.shape[1] == users.shape[1] == model.dim
+    cold = cold_split.cold_items
+    model.args.cold_start = "off"
+    tower = model.encode_users(cases.history, cases.context) @ model.encode_items()[cold].T
+    channel = users @ items[cold].T
+    for r in range(len(cases)):
+        assert (np.argsort(-channel[r], kind="stable") == np.argsort(-tower[r], kind="stable")).all()
+
