@@ -515,7 +515,10 @@ class TwoTowerRetriever:
     def load(cls, directory: Path | str) -> "TwoTowerRetriever":
         directory = Path(directory)
         manifest = read_manifest(directory, MANIFEST_KIND)
-        args = RetrieverTrainingArguments.from_dict(json.loads((directory / "config.json").read_text()))
+        config = json.loads((directory / "config.json").read_text())
+        # a model saved before the cold-start channel existed keeps the vectors (and dimension) its indexes were built with
+        config.setdefault("cold_start", "off")
+        args = RetrieverTrainingArguments.from_dict(config)
         state = json.loads((directory / "state.json").read_text())
         self = cls(args)
         weights = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)

@@ -166,3 +166,16 @@ def test_adaptor_channel_orders_cold_items_by_the_towers_text_path(tmp_path, col
     for r in range(len(cases)):
         assert (np.argsort(-channel[r], kind="stable") == np.argsort(-tower[r], kind="stable")).all()
 
+
+
+def test_a_model_saved_without_the_setting_loads_with_its_old_vectors(tmp_path, cold_fitted):
+    """Indexes built from a model saved before the channel existed must still match its vectors' dimension."""
+    import json
+
+    path = cold_fitted.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    del config["cold_start"]
+    (path / "config.json").write_text(json.dumps(config))
+    old = TwoTowerRetriever.load(path)
+    assert old.args.cold_start == "off" and old.encode_items().shape[1] == old.args.d_model
+    assert TwoTowerRetriever.load(cold_fitted.save(tmp_path / "new")).args.cold_start == "text"
