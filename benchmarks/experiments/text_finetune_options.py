@@ -97,7 +97,7 @@ def main() -> None:
             text_finetune_dataset(r, data, texts, a.steps * a.batch * 2)
             prep[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            info = finetune_text_model(r, data, texts)
+            _, info = finetune_text_model(r, data, texts)
             seconds[name].append(time.perf_counter() - t0)
             losses[name].append(info["loss"])
             print(f"repeat {rep} {name}: {seconds[name][-1]:.1f} s (dataset {prep[name][-1]:.2f} s), loss {info['loss']:.3f}", flush=True)

@@ -24,6 +24,8 @@ class RetrieverTrainingArguments(TomlSettings):
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
     fine-tune (100 MNRL steps cost ~40 min on a shared 2-core CPU and did not help), every history window.
+    Items without training interactions are scored by the untrained text model through the vectors' text channel
+    (``cold_start = "text"``; docs/cold-start.md), so cold items never rank below zero-shot's order among themselves.
 
     The optional text fine-tune (``text_finetune_steps`` > 0) trains the item tower's text model with in-batch
     negatives (MNRL, no duplicate texts in a batch); ``text_finetune_logq`` adds the logQ popularity correction,
@@ -55,6 +57,24 @@ class RetrieverTrainingArguments(TomlSettings):
     use_id_embeddings: bool = True
     #: probability of hiding an item's ID embedding during training, so that text alone stays meaningful
     id_dropout: float = 0.25
+    #: how items without training interactions (cold items, items added later) are scored. "text": by the text
+    #: model's cosine with the user's recency-weighted history text vector (the zero-shot score), mapped per user onto
+    #: the scale of the user's trained scores, in a second channel of the vectors: among themselves cold items rank
+    #: exactly as the untrained model ranks them; "adaptor": the same channel with the item tower's text path (no ID
+    #: embedding) instead of the pretrained cosine; "off": no channel, the item tower's text path on the tower's own
+    #: scale (docs/cold-start.md)
+    cold_start: str = "text"
+    #: recency decay of the user's history text vector in the "text" channel (weights exp(-decay * k), k = 0 newest)
+    cold_text_decay: float = 0.3
+    #: shift of cold items' scores in units of the gap between the user's best and 10th-best trained score (> 0 ranks
+    #: them higher against warm items, < 0 lower)
+    cold_text_shift: float = 0.0
+    #: items without an ID embedding (no training interactions, items added later) borrow one: the similarity-weighted
+    #: mean of the ID embeddings of this many items with one whose text is nearest under the text model; 0 = none (the
+    #: text path alone, which lands cold items in a region of the score scale no warm item is in; docs/cold-start.md)
+    cold_neighbours: int = 0
+    #: softmax temperature over the neighbours' text cosines (small: the nearest neighbour dominates)
+    cold_temperature: float = 0.05
     #: add an embedding of the request context (hour of day, weekday, categorical context columns)
     use_context: bool = True
     #: add a projection of the rendered user profile text (age, gender, occupation, ...) to every position
@@ -113,6 +133,14 @@ class RetrieverTrainingArguments(TomlSettings):
             )
         if self.text_finetune_mini_batch_size < 1:
             raise ValueError(f"text_finetune_mini_batch_size must be at least 1, not {self.text_finetune_mini_batch_size}")
+        if self.cold_start not in ("text", "adaptor", "off"):
+            raise ValueError(f"cold_start must be 'text', 'adaptor' or 'off', not {self.cold_start!r}")
+        if self.cold_text_decay < 0:
+            raise ValueError(f"cold_text_decay must be 0 or more, not {self.cold_text_decay}")
+        if self.cold_neighbours < 0:
+            raise ValueError(f"cold_neighbours must be 0 (no borrowed ID embedding) or more, not {self.cold_neighbours}")
+        if self.cold_temperature <= 0:
+            raise ValueError(f"cold_temperature must be positive, not {self.cold_temperature}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
 

@@ -6,15 +6,20 @@ order and the collaborative signal (NDCG@10 ~0.01-0.03 on MovieLens 100K), while
 vectors that start from text keeps both and still scores items it never saw (their text alone gives a vector).
 
 Vectors: item vectors are L2-normalised, user vectors too; score = user . item (cosine), so a FAISS inner-product
-index over ``encode_items()`` retrieves exactly what ``score`` ranks.
+index over ``encode_items()`` retrieves exactly what ``score`` ranks. Items without training interactions are scored
+through the vectors' text channel (docs/cold-start.md).
+
+Over 450 lines because the network and the retriever that owns it (encoding, caching, persistence) change together;
+their inputs live in ``features`` and their training in ``training``.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import threading
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,100 +28,32 @@ import polars as pl
 import torch
 from torch import nn
 
-from recsys.data import schema as S
+from recsys import distributed as D
 from recsys.data.types import Cases, Sequences, TrainData
-from recsys.manifest import atomic_directory, fingerprint_json, read_manifest, write_manifest
+from recsys.manifest import atomic_directory, read_manifest, write_manifest
 from recsys.retriever.config import RetrieverTrainingArguments
-from recsys.text import render_items, render_profile
+from recsys.retriever.features import (
+    CONTEXT_HASH_BUCKETS,
+    N_HOURS,
+    N_WEEKDAYS,
+    as_histories,
+    context_columns_of,
+    context_features,
+    embed_texts,
+    load_text_model,
+    pad_left,
+    recency_weighted_mean,
+)
+from recsys.retriever.training import data_fingerprint, finetune_text_model, train_towers
+from recsys.text import render_items, render_profile, require_item_text
 
 MANIFEST_KIND = "retriever"
-N_HOURS, N_WEEKDAYS, CONTEXT_HASH_BUCKETS = 24, 7, 64
-
-# ------------------------------------------------------------------------------------- text embeddings
-
-_MODELS: dict[str, Any] = {}
-_EMBEDDINGS: dict[tuple[str, str], np.ndarray] = {}
-_LOCK = threading.Lock()
-
-
-def load_text_model(name_or_path: str | None = None):
-    """The sentence-transformers model, loaded once per process (CPU; never downloads when given a path)."""
-    from sentence_transformers import SentenceTransformer
-
-    from recsys.retriever.config import default_base_model
-
-    key = name_or_path or default_base_model()
-    with _LOCK:
-        if key not in _MODELS:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            model = SentenceTransformer(key, device=device)
-            if device == "cuda":
-                model.half()  # fp16 text encoding on GPU; vectors are cast back to float32
-            _MODELS[key] = model
-        return _MODELS[key]
-
-
-def embed_texts(
-    texts: Sequence[str], model: Any, *, batch_size: int = 128, cache_key: str | None = None, inference: str = "fp32", threads: int | None = None
-) -> np.ndarray:
-    """L2-normalised float32 text embeddings; cached in memory by (model, inference, texts) when ``cache_key`` is
-    given. ``inference``: ``fp32`` (torch), ``onnx`` or ``onnx-int8`` (``recsys.onnx``; same tokenisation,
-    pooling and normalisation, fp32 ONNX agrees to cosine > 0.9999)."""
-    texts = list(texts)
-    key = (f"{cache_key}|{inference}", fingerprint_json(texts)) if cache_key else None
-    if key is not None and key in _EMBEDDINGS:
-        return _EMBEDDINGS[key]
-    if not texts:
-        dim = model.get_sentence_embedding_dimension()
-        return np.zeros((0, dim), dtype=np.float32)
-    if inference == "fp32":
-        with torch.inference_mode():
-            e = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    else:
-        from recsys.onnx import parse_option, sentence_encoder
-
-        parse_option(inference, "embedder")
-        e = sentence_encoder(model, inference, threads=threads).encode(texts, batch_size=batch_size)
-    e = np.ascontiguousarray(e, dtype=np.float32)
-    if key is not None:
-        _EMBEDDINGS[key] = e
-    return e
-
-
-def clear_embedding_cache() -> None:
-    _EMBEDDINGS.clear()
-
-
-# ------------------------------------------------------------------------------------- context features
-
-
-def context_features(context: pl.DataFrame | None, n: int, columns: Sequence[str] = (), *, time: bool = True) -> np.ndarray:
-    """(n, 2 + len(columns)) int64: hour of day, weekday, then hashed categorical columns (-1 = unknown).
-
-    ``time=False`` (synthesised timestamps) leaves hour and weekday unknown whatever the timestamp says.
-
-    Indices are already offset into one shared embedding table (hours, weekdays, then one bucket range per column).
-    """
-    out = np.full((n, 2 + len(columns)), -1, dtype=np.int64)
-    if context is None or context.height == 0:
-        return out
-    if time and S.TIMESTAMP in context.columns and context.schema[S.TIMESTAMP].is_temporal():
-        ts = context[S.TIMESTAMP]
-        out[:, 0] = ts.dt.hour().fill_null(-1).to_numpy()
-        wd = ts.dt.weekday().fill_null(0).to_numpy() - 1  # polars: Monday = 1
-        out[:, 1] = np.where(wd >= 0, N_HOURS + wd, -1)
-    for k, c in enumerate(columns):
-        if c in context.columns:
-            h = context[c].cast(pl.String).hash(seed=0).to_numpy() % CONTEXT_HASH_BUCKETS
-            nulls = context[c].is_null().to_numpy()
-            out[:, 2 + k] = np.where(nulls, -1, N_HOURS + N_WEEKDAYS + k * CONTEXT_HASH_BUCKETS + h.astype(np.int64))
-    return out
-
-
-def context_columns_of(events: pl.DataFrame) -> list[str]:
-    """Categorical request-context columns of an event frame (strings/categoricals other than ids and time)."""
-    skip = {"u", "i", S.TIMESTAMP, S.RATING, S.WEIGHT, S.USER_ID, S.ITEM_ID}
-    return [c for c, dt in events.schema.items() if c not in skip and (dt == pl.String or dt == pl.Categorical or dt == pl.Enum)]
+#: warm items the text channel is calibrated on, at most
+REFERENCE_ITEMS = 4096
+SQRT_HALF = float(np.sqrt(0.5))
+#: the text channel maps the user's best and ANCHOR_RANK-th best text cosine onto the trained scores of those ranks
+ANCHOR_RANK = 10
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------- the network
@@ -130,6 +67,7 @@ class TwoTowerNet(nn.Module):
         d = args.d_model
         self.n_items, self.max_len, self.heads = n_items, args.max_len, args.heads
         self.temperature = args.temperature
+        self.cold_neighbours, self.cold_temperature = args.cold_neighbours, args.cold_temperature
         if args.adaptor == "linear":
             self.adaptor: nn.Module = nn.Linear(text_dim, d)
         else:
@@ -159,19 +97,45 @@ class TwoTowerNet(nn.Module):
 
     # item tower ------------------------------------------------------------------------------------------
     def item_raw(self, text: torch.Tensor | None = None, ids: torch.Tensor | None = None, id_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Unnormalised item vectors: catalogue by default; ``text`` rows with ``ids`` (-1 = no ID embedding)."""
+        """Unnormalised item vectors: catalogue by default; ``text`` rows with ``ids`` (-1 = no ID embedding).
+
+        Outside training, a row without an ID embedding (an item with no training interactions, or text without a
+        catalogue id) borrows one from its text neighbours (``borrowed_ids``); during training ID dropout leaves
+        the dropped rows at the text path alone (DropoutNet), and items without interactions are never scored.
+        """
         if text is None:
             text = self.text
             ids = torch.arange(self.n_items, device=text.device)
         z = self.adaptor(text)
-        if self.id_emb is not None and ids is not None:
-            valid = ids >= 0
-            safe = ids.clamp(min=0)
-            keep = valid & self.known[safe]
-            if id_keep is not None:
-                keep = keep & id_keep
-            z = z + self.id_emb(safe) * keep.unsqueeze(-1).to(z.dtype)
+        if self.id_emb is None:
+            return z
+        if ids is None:
+            ids = torch.full((len(text),), -1, dtype=torch.long, device=text.device)
+        safe = ids.clamp(min=0)
+        has_id = (ids >= 0) & self.known[safe]
+        keep = has_id & id_keep if id_keep is not None else has_id
+        z = z + self.id_emb(safe) * keep.unsqueeze(-1).to(z.dtype)
+        if not self.training and self.cold_neighbours > 0 and not bool(has_id.all()):
+            rows = (~has_id).nonzero().flatten()
+            z = z.index_add(0, rows, self.borrowed_ids(text[rows]))
         return z
+
+    def borrowed_ids(self, text: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """(n, d) ID embeddings for text rows without one: softmax(cos / cold_temperature)-weighted mean over the
+        ``cold_neighbours`` known items nearest by text. The pretrained text geometry decides which learned items a
+        new item resembles, and the borrowed embedding puts it in the same region of the score scale as they are."""
+        assert self.id_emb is not None
+        known = self.known.nonzero().flatten()
+        out = torch.zeros(len(text), self.id_emb.embedding_dim, dtype=self.id_emb.weight.dtype, device=text.device)
+        if len(known) == 0:
+            return out
+        k = min(self.cold_neighbours, len(known))
+        known_text = self.text[known]
+        for lo in range(0, len(text), chunk):
+            sims, nearest = (text[lo : lo + chunk] @ known_text.T).topk(k, dim=1)
+            weights = torch.softmax(sims / self.cold_temperature, dim=1)
+            out[lo : lo + chunk] = torch.einsum("nk,nkd->nd", weights, self.id_emb(known[nearest]))
+        return out
 
     @staticmethod
     def normalise(z: torch.Tensor) -> torch.Tensor:
@@ -213,23 +177,6 @@ class TwoTowerNet(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- the retriever
-
-
-def _as_histories(histories: Sequences | Sequence[np.ndarray] | Sequence[Sequence[int]]) -> list[np.ndarray]:
-    if isinstance(histories, Sequences):
-        return [histories.row(r) for r in range(histories.n_rows)]
-    return [np.asarray(h, dtype=np.int64) for h in histories]
-
-
-def pad_left(histories: list[np.ndarray], max_len: int, pad: int) -> np.ndarray:
-    """Last ``max_len`` items of each history, left-padded with ``pad`` (at least one column)."""
-    width = max(1, min(max_len, max((len(h) for h in histories), default=1)))
-    out = np.full((len(histories), width), pad, dtype=np.int64)
-    for r, h in enumerate(histories):
-        h = h[-width:]
-        if len(h):
-            out[r, width - len(h) :] = h
-    return out
 
 
 class TwoTowerRetriever:
@@ -290,19 +237,47 @@ class TwoTowerRetriever:
         return render_items(items, self.args.templates)
 
     # fitting ---------------------------------------------------------------------------------------------------
-    def fit(self, data: TrainData, validation: Cases | None = None, *, progress: Any = None) -> "TwoTowerRetriever":
-        """Optional MNRL text fine-tune, then the adaptor + sequence tower (early-stopped on ``validation``)."""
-        from recsys.retriever.training import fit_retriever
+    def fit(self, data: TrainData, validation: Cases | None = None, *, progress: Callable[[str], None] | None = None) -> "TwoTowerRetriever":
+        """Optional MNRL text fine-tune, then the adaptor + sequence tower (early-stopped on ``validation``).
 
+        Under ``torchrun``/``accelerate launch`` every rank trains (``recsys.retriever.training.train_towers``).
+        """
         inference, self.inference = self.inference, "fp32"
         try:
-            fit_retriever(self, data, validation, progress=progress)
+            self._fit(data, validation, progress)
         finally:
             if inference != "fp32":
                 self.use(inference)  # re-exports when the text fine-tune changed the weights
             else:
                 self.inference = inference
         return self
+
+    def _fit(self, data: TrainData, validation: Cases | None, progress: Callable[[str], None] | None) -> None:
+        a = self.args
+        started = time.perf_counter()
+        D.init_if_launched()
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        torch.manual_seed(a.seed)  # the network's initial weights and every dropout draw after it
+        say = (progress or log.info) if D.is_main() else None
+        item_texts = self.render_items(data.items)
+        require_item_text(item_texts, data.items, a.templates, model="the two-tower retriever")
+        if len(item_texts) != data.n_items:
+            raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")
+        self.item_texts = item_texts
+        self._text_model, self._finetuned, self._text_model_dir = None, False, None
+        history: list[dict[str, Any]] = []
+        if a.text_finetune_steps > 0:
+            self._text_model, info = finetune_text_model(self, data, item_texts, say)
+            self._finetuned = True
+            history.append(info)
+            if D.is_distributed():  # the HF trainer kept the replicas in step; prove it before every rank embeds with them
+                D.check_replicas(self._text_model.state_dict(), "text model")
+        text_emb = self.embed(item_texts)
+        self._build(text_emb, data.item_counts > 0, context_columns_of(data.events) if a.use_context else [])
+        self.time_context = not data.synthetic_timestamps
+        self.data_fingerprint = data_fingerprint(data, item_texts)
+        train_towers(self, data, validation, history=history, started=started, progress=progress)
 
     def _build(self, text_emb: np.ndarray, known: np.ndarray, context_columns: list[str]) -> None:
         self.context_columns = list(context_columns)
@@ -323,30 +298,110 @@ class TwoTowerRetriever:
         return self._require().n_items
 
     # encoding --------------------------------------------------------------------------------------------------
+    @property
+    def text_channel(self) -> bool:
+        """Whether vectors carry the cold-item channel (``cold_start`` "text" or "adaptor"): [tower ; channel ; offset]."""
+        return self.args.cold_start != "off"
+
+    def _channel_vectors(self, text: torch.Tensor) -> torch.Tensor:
+        """Normalised cold-item channel vectors of text embeddings: the text itself ("text", the pretrained model's
+        geometry) or its item-tower text path without ID embedding ("adaptor", what training made of the text)."""
+        net = self._require()
+        return net.normalise(text if self.args.cold_start == "text" else net.adaptor(text))
+
+    @property
+    def dim(self) -> int:
+        """Dimension of ``encode_items``/``encode_users`` vectors."""
+        net = self._require()
+        d = int(net.pos_emb.weight.shape[1])
+        return d + ((int(net.text.shape[1]) if self.args.cold_start == "text" else d) + 1 if self.text_channel else 0)
+
     def encode_items(
         self,
         items: pl.DataFrame | Sequence[str] | None = None,
         *,
         ids: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(n, d) float32 L2-normalised item vectors.
+        """(n, dim) float32 L2-normalised item vectors.
 
         ``items=None``: the fitted catalogue (with ID embeddings of items seen in training). A frame or texts:
         any items by their text alone (cold start, items added after training); ``ids`` optionally maps each row
         to a catalogue index whose learned ID embedding is added (-1 = none).
+
+        With the text channel (``cold_start = "text"``), an item with training interactions is [tower vector ; 0 ; 0]
+        and any other item (no interactions, or text without a catalogue id) is [0 ; text embedding ; 1] / sqrt 2.
         """
         net = self._require()
         net.eval()
         with torch.inference_mode():
             if items is None:
-                z = net.item_raw()
+                text, idt = net.text, torch.arange(net.n_items, device=net.text.device)
             else:
                 texts = self.render_items(items) if isinstance(items, pl.DataFrame) else list(items)
-                dev = net.text.device
-                emb = torch.from_numpy(self.embed(texts, cache=False)).to(dev)
+                text = torch.from_numpy(self.embed(texts, cache=False)).to(net.text.device)
                 idt = torch.full((len(texts),), -1, dtype=torch.long) if ids is None else torch.as_tensor(np.asarray(ids), dtype=torch.long)
-                z = net.item_raw(emb, idt.to(dev))
-            return net.normalise(z).cpu().numpy().astype(np.float32)
+                idt = idt.to(net.text.device)
+            tower = net.normalise(net.item_raw(text, idt))
+            if not self.text_channel:
+                return tower.cpu().numpy().astype(np.float32)
+            warm = ((idt >= 0) & net.known[idt.clamp(min=0)]).unsqueeze(-1).to(tower.dtype)
+            half = (1 - warm) * SQRT_HALF
+            out = torch.cat([tower * warm, self._channel_vectors(text) * half, half], dim=1)
+            return out.cpu().numpy().astype(np.float32)
+
+    def encode_text_users(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) user vectors of users known only by a text (a profile, a query): the text's item-tower vector, and
+        with the text channel its text embedding too, so it scores warm and cold items alike."""
+        if not self.text_channel:
+            return self.encode_items(list(texts))
+        net = self._require()
+        net.eval()
+        with torch.inference_mode():
+            text = torch.from_numpy(self.embed(list(texts), cache=False)).to(net.text.device)
+            z = net.normalise(net.item_raw(text, torch.full((len(text),), -1, dtype=torch.long, device=text.device)))
+            signal = z if self.args.cold_start == "adaptor" else net.normalise(text)
+        return self._with_text_channel(z.cpu().numpy(), signal.cpu().numpy())
+
+    def _with_text_channel(self, tower: np.ndarray, signal: np.ndarray, histories: list[np.ndarray] | None = None) -> np.ndarray:
+        """[tower ; sqrt2 a_u text ; sqrt2 c_u], normalised: against cold items ([0 ; text / sqrt2 ; 1 / sqrt2]) this
+        scores a_u cos(text, item text) + c_u, the text cosine mapped onto the user's trained-score scale.
+
+        a_u, c_u map the user's best and 10th-best text cosine over the reference warm items (those not in the
+        history) onto the best and 10th-best trained score over the same items, then shift by ``cold_text_shift``
+        times their gap: a cold item that the untrained model would put in the user's top 10 against warm items is
+        put in the top 10 against warm items here too, so cold HR@10 matches zero-shot's (and ties break alike among
+        cold items, ranked by the text cosine). Rescaling a user's vector leaves that user's ranking unchanged.
+        """
+        net = self._require()
+        ref = self._reference_items()
+        with torch.inference_mode():
+            warm = net.normalise(self._catalogue_table()[torch.from_numpy(ref)]).cpu().numpy()
+            channel = self._channel_vectors(net.text[torch.from_numpy(ref)]).cpu().numpy()
+        s, q = tower @ warm.T, signal @ channel.T
+        if histories is not None:  # the user's own items are excluded at ranking, so not anchors either
+            pos = np.full(net.n_items, -1, dtype=np.int64)
+            pos[ref] = np.arange(len(ref))
+            rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+            cols = pos[np.concatenate(histories).astype(np.int64)] if len(rows) else np.zeros(0, dtype=np.int64)
+            s[rows[cols >= 0], cols[cols >= 0]] = -np.inf
+            q[rows[cols >= 0], cols[cols >= 0]] = -np.inf
+        k = min(ANCHOR_RANK, s.shape[1]) - 1
+        s_top, s_k = s.max(axis=1), -np.partition(-s, k, axis=1)[:, k]
+        q_top, q_k = q.max(axis=1), -np.partition(-q, k, axis=1)[:, k]
+        gap_s, gap_q = s_top - s_k, q_top - q_k
+        ok = np.isfinite(gap_s) & np.isfinite(gap_q) & (gap_q > 1e-6)
+        a = np.where(ok, gap_s / np.where(ok, gap_q, 1.0), 0.0)
+        c = np.where(ok, s_k - a * np.where(ok, q_k, 0.0) + self.args.cold_text_shift * np.where(ok, gap_s, 0.0), np.nan_to_num(s_k))
+        both = np.concatenate([tower, signal * (a / SQRT_HALF)[:, None], (c / SQRT_HALF)[:, None]], axis=1)
+        return (both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def _reference_items(self) -> np.ndarray:
+        """Catalogue indices of the warm items the text channel is calibrated on (at most REFERENCE_ITEMS, evenly
+        spaced, so the calibration is deterministic and its cost bounded on large catalogues)."""
+        known = np.flatnonzero(self._require().known.cpu().numpy())
+        if len(known) > REFERENCE_ITEMS:
+            known = known[np.linspace(0, len(known) - 1, REFERENCE_ITEMS).astype(np.int64)]
+        return known
 
     def _catalogue_table(self) -> torch.Tensor:
         """The item tower over the whole catalogue (+ a zero padding row), cached until any weight changes.
@@ -385,14 +440,18 @@ class TwoTowerRetriever:
         *,
         batch_size: int = 512,
     ) -> np.ndarray:
-        """(n, d) float32 L2-normalised user vectors from histories of catalogue item indices (oldest first).
+        """(n, dim) float32 L2-normalised user vectors from histories of catalogue item indices (oldest first).
+
+        With the text channel a user vector is [sequence-tower state ; the recency-weighted mean of the history's text
+        embeddings and an offset, calibrated per user] (normalised): warm items are scored by the first part, cold
+        items by the second (``_with_text_channel``).
 
         ``context``: one row per history, the request's timestamp (+ context columns), used when trained with
         ``use_context``. ``profiles``: one profile row per history, used when trained with ``use_profiles``.
         """
         net = self._require()
         net.eval()
-        hs = _as_histories(histories)
+        hs = as_histories(histories)
         n = len(hs)
         ctx_all = context_features(context, n, self.context_columns, time=self.time_context) if net.ctx_emb is not None else None
         prof_all = self._profile_embeddings(profiles, n)
@@ -410,7 +469,11 @@ class TwoTowerRetriever:
                     ctx = ctx.to(dev)
                 prof = prof_all[lo:hi].to(dev) if prof_all is not None else None
                 out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].cpu().numpy()
-        return out
+        if not self.text_channel:
+            return out
+        if self.args.cold_start == "adaptor":  # cold items by the tower state . their text path
+            return self._with_text_channel(out, out, hs)
+        return self._with_text_channel(out, recency_weighted_mean(hs, net.text.cpu().numpy(), self.args.cold_text_decay), hs)
 
     def score(self, cases: Cases, profiles: pl.DataFrame | None = None) -> np.ndarray:
         """(len(cases), n_items) float32 cosine scores over the whole fitted catalogue."""
@@ -445,7 +508,7 @@ class TwoTowerRetriever:
                     "data_fingerprint": self.data_fingerprint,
                     "time_context": self.time_context,
                     "n_items": net.n_items,
-                    "dim": int(net.pos_emb.weight.shape[1]),
+                    "dim": self.dim,
                     "settings": self.args.to_dict(),
                     "metrics": self.metrics,
                     "training": self.history,
@@ -458,7 +521,10 @@ class TwoTowerRetriever:
     def load(cls, directory: Path | str) -> "TwoTowerRetriever":
         directory = Path(directory)
         manifest = read_manifest(directory, MANIFEST_KIND)
-        args = RetrieverTrainingArguments.from_dict(json.loads((directory / "config.json").read_text()))
+        config = json.loads((directory / "config.json").read_text())
+        # a model saved before the cold-start channel existed keeps the vectors (and dimension) its indexes were built with
+        config.setdefault("cold_start", "off")
+        args = RetrieverTrainingArguments.from_dict(config)
         state = json.loads((directory / "state.json").read_text())
         self = cls(args)
         weights = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
@@ -478,24 +544,5 @@ class TwoTowerRetriever:
         return copy.deepcopy(self._require().state_dict())
 
 
-def recency_weighted_mean(histories: list[np.ndarray], item_vectors: np.ndarray, decay: float) -> np.ndarray:
-    """Zero-shot user vector: sum_k exp(-decay * k) * v(item k from the end), normalised (k = 0 newest)."""
-    out = np.zeros((len(histories), item_vectors.shape[1]), dtype=np.float32)
-    for r, h in enumerate(histories):
-        if len(h) == 0:
-            continue
-        w = np.exp(-decay * np.arange(len(h))[::-1]).astype(np.float32)
-        out[r] = w @ item_vectors[h]
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, 1e-12)
-
-
-__all__ = [
-    "TwoTowerNet",
-    "TwoTowerRetriever",
-    "context_features",
-    "embed_texts",
-    "load_text_model",
-    "recency_weighted_mean",
-]
+__all__ = ["MANIFEST_KIND", "TwoTowerNet", "TwoTowerRetriever", "load_text_model"]
 

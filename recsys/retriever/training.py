@@ -29,39 +29,58 @@ Two stages:
 2. the adaptor (+ ID embeddings) and the causal sequence tower, SASRec-style: every position predicts the next item
    with a full-softmax cross-entropy over the whole catalogue's item vectors, Adam, early stopping on validation
    NDCG@10 within a time budget. (A full softmax needs no sampling correction; logQ applies to stage 1 only.)
+
+Over 450 lines because it holds both stages and their data preparation; the model calls them, nothing else does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 import torch
 from torch import nn
 
-from recsys.hf_training import trainer_defaults
+from recsys import distributed as D
 from recsys.evaluation import metrics as M
 from recsys.data.types import Cases, TrainData, train_data_fingerprint
+from recsys.hf_training import trainer_defaults
+from recsys.index import MISSING_INT_ID, ItemIndex
 from recsys.retriever.config import RetrieverTrainingArguments
-from recsys.retriever.model import context_columns_of, context_features
-from recsys.text import render_profile, render_users, require_item_text
-
-if TYPE_CHECKING:
-    from recsys.retriever.model import TwoTowerRetriever
+from recsys.retriever.features import context_features
+from recsys.text import render_profile, render_users
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
 data_fingerprint = train_data_fingerprint  # shared with the other text model
+
+
+class Trainable(Protocol):
+    """What training needs of a retriever (``recsys.retriever.model.TwoTowerRetriever`` is one); a protocol, so this
+    module does not import the model module that calls it."""
+
+    args: RetrieverTrainingArguments
+    #: the built ``TwoTowerNet`` (item_raw, user_states, logits, normalise, id_emb, profile_proj)
+    net: Any
+    #: categorical request-context columns the network embeds (``features.context_columns_of``)
+    context_columns: list[str]
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+    def embed(self, texts: Sequence[str], *, cache: bool = True) -> np.ndarray: ...
+
+    def score(self, cases: Cases, profiles: pl.DataFrame | None = None) -> np.ndarray: ...
 
 
 # ---------------------------------------------------------------------------------------- stage 1: MNRL
@@ -81,7 +100,7 @@ class TextPairs:
     anchor_items: np.ndarray | None
 
 
-def sample_text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> TextPairs:
+def sample_text_pairs(retriever: Trainable, data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> TextPairs:
     """(anchor, positive) pairs: consecutive distinct items, or a user's rendered history and the item that followed."""
     rng = np.random.default_rng(seed)
     seq = data.sequences
@@ -104,7 +123,7 @@ def sample_text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_text
     return TextPairs(anchors, positives, positive_items, users, anchor_items)
 
 
-def text_pairs(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> tuple[list[str], list[str]]:
+def text_pairs(retriever: Trainable, data: TrainData, item_texts: list[str], n_pairs: int, seed: int) -> tuple[list[str], list[str]]:
     """(anchor, positive) texts: consecutive items, or a user's rendered history and the item that followed."""
     pairs = sample_text_pairs(retriever, data, item_texts, n_pairs, seed)
     return pairs.anchors, pairs.positives
@@ -140,7 +159,7 @@ def user_exclusions(data: TrainData, users: np.ndarray, also: np.ndarray) -> lis
     return np.split(flat, np.cumsum(sizes)[:-1])
 
 
-def mine_hard_negatives(retriever: "TwoTowerRetriever", data: TrainData, pairs: TextPairs, item_texts: list[str], k: int, seed: int) -> np.ndarray:
+def mine_hard_negatives(retriever: Trainable, data: TrainData, pairs: TextPairs, item_texts: list[str], k: int, seed: int) -> np.ndarray:
     """(n,) one hard negative per pair (catalogue index; -1 where none is eligible).
 
     Every item is embedded with the retriever's current text model and put in an exact inner-product FAISS index
@@ -148,8 +167,6 @@ def mine_hard_negatives(retriever: "TwoTowerRetriever", data: TrainData, pairs: 
     searches its ``k`` nearest items *after* removing the positive and every item of the user's training history
     (they are not negatives: the user chose them), and one of those ``k`` is drawn uniformly (seeded).
     """
-    from recsys.index import MISSING_INT_ID, ItemIndex
-
     item_emb = retriever.embed(item_texts)
     queries = item_emb[pairs.anchor_items] if pairs.anchor_items is not None else retriever.embed(pairs.anchors, cache=False)
     index = ItemIndex.build(
@@ -176,7 +193,7 @@ def text_finetune_loss(args: RetrieverTrainingArguments, model: Any) -> Any:
     return CachedMultipleNegativesRankingLoss(model, mini_batch_size=mbs) if args.text_finetune_cached else MultipleNegativesRankingLoss(model)
 
 
-def text_finetune_dataset(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], n_pairs: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+def text_finetune_dataset(retriever: Trainable, data: TrainData, item_texts: list[str], n_pairs: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """Columns of the trainer's dataset (anchor, positive[, negative][, label = log q per candidate column]) + stats."""
     a = retriever.args
     pairs = sample_text_pairs(retriever, data, item_texts, n_pairs, a.seed)
@@ -200,8 +217,9 @@ def text_finetune_dataset(retriever: "TwoTowerRetriever", data: TrainData, item_
     return cols, stats
 
 
-def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_texts: list[str], progress: Progress | None = None) -> dict[str, Any]:
-    """Stage 1: in-batch-negatives fine-tune of the text model through the sentence-transformers trainer."""
+def finetune_text_model(retriever: Trainable, data: TrainData, item_texts: list[str], progress: Progress | None = None) -> tuple[Any, dict[str, Any]]:
+    """Stage 1: in-batch-negatives fine-tune of a private copy of the text model through the sentence-transformers
+    trainer; returns (the fine-tuned model, the stage's history record)."""
     try:
         from datasets import Dataset
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -234,8 +252,6 @@ def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_te
         with contextlib.redirect_stdout(sys.stderr):
             result = trainer.train()
     model.eval()
-    retriever._text_model = model
-    retriever._finetuned = True
     info = {
         "stage": "text_finetune", "steps": a.text_finetune_steps, "pairs": len(cols["anchor"]), "loss_fn": type(loss).__name__,
         "logq": a.text_finetune_logq, "hard_negatives": a.text_finetune_hard_negatives, **stats,
@@ -243,7 +259,7 @@ def finetune_text_model(retriever: "TwoTowerRetriever", data: TrainData, item_te
     }
     if progress:
         progress(f"text fine-tune: {info}")
-    return info
+    return model, info
 
 
 # ---------------------------------------------------------------------------------------- stage 2: sequence tower
@@ -280,7 +296,7 @@ def training_windows(data: TrainData, max_len: int, all_windows: bool, ctx: np.n
     return {"inputs": inputs, "targets": targets, "ctx": c, "users": np.asarray(users, dtype=np.int64)}
 
 
-def validation_ndcg(retriever: "TwoTowerRetriever", cases: Cases, profiles: pl.DataFrame | None) -> tuple[float, float]:
+def validation_ndcg(retriever: Trainable, cases: Cases, profiles: pl.DataFrame | None) -> tuple[float, float]:
     """NDCG@10 and HR@10 on ``cases`` with the protocol's exclusions (ties by a fixed key; rare with cosine scores)."""
     scores = retriever.score(cases, profiles)
     excl = cases.exclude
@@ -316,48 +332,38 @@ class _TrainStep(nn.Module):
         return logits
 
 
-def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: Cases | None = None, *, progress: Progress | None = None) -> None:
-    """Stage 1 (optional text fine-tune) then stage 2 (sequence tower), early-stopped on ``validation``.
+def train_towers(
+    retriever: Trainable,
+    data: TrainData,
+    validation: Cases | None = None,
+    *,
+    history: list[dict[str, Any]] | None = None,
+    started: float | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Stage 2: train the built network's adaptor (+ ID embeddings) and sequence tower, early-stopped on
+    ``validation``; the best state is restored and ``retriever.metrics``/``retriever.history`` are set.
 
-    Under ``torchrun``/``accelerate launch`` (WORLD_SIZE > 1) stage 2 is data-parallel: the network is wrapped in
+    Under ``torchrun``/``accelerate launch`` (WORLD_SIZE > 1) training is data-parallel: the network is wrapped in
     ``DistributedDataParallel``, every rank draws the same window permutation each epoch and trains on its own
     strided shard (so the effective batch is ``batch_size`` x ranks), rank 0 validates and its early-stopping and
     time-budget decisions are broadcast, so all ranks stop at the same step and restore the same best state. A plain
-    process runs exactly the single-process loop (same seed, same result).
+    process runs exactly the single-process loop (same seed, same result). Dropout draws from torch's global
+    generator, which the caller seeds (``TwoTowerRetriever.fit`` seeds it before building the network).
     """
-    from recsys import distributed as D
-
     a = retriever.args
-    D.init_if_launched()
     rank, world_size, _ = D.world()
     distributed = D.is_distributed()
     main = rank == 0
     say = (progress or (lambda m: log.info(m))) if main else (lambda m: None)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)  # identical on every rank: one shared permutation per epoch
-    t0 = time.perf_counter()
-    history: list[dict[str, Any]] = []
-
-    item_texts = retriever.render_items(data.items)
-    require_item_text(item_texts, data.items, a.templates, model="the two-tower retriever")
-    if len(item_texts) != data.n_items:
-        raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")
-    retriever.item_texts = item_texts
-    retriever._text_model, retriever._finetuned, retriever._text_model_dir = None, False, None
-    if a.text_finetune_steps > 0:
-        history.append(finetune_text_model(retriever, data, item_texts, say))
-        if distributed:  # the HF trainer kept the replicas in step; prove it before every rank embeds with them
-            D.check_replicas(retriever._text_model.state_dict(), "text model")
-    text_emb = retriever.embed(item_texts)
-    known = data.item_counts > 0
-    ctx_cols = context_columns_of(data.events) if a.use_context else []
-    retriever._build(text_emb, known, ctx_cols)
-    retriever.time_context = not data.synthetic_timestamps
-    retriever.data_fingerprint = data_fingerprint(data, item_texts)
+    t0 = started if started is not None else time.perf_counter()
+    history = list(history or [])
     net = retriever.net
-    assert net is not None
+    if net is None:
+        raise RuntimeError("build the retriever's network before training it")
+    known = net.known.cpu().numpy()
+    text_dim = net.text.shape[1]
     dev = D.device()
     net.to(dev)
 
@@ -365,7 +371,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     if a.use_context:
         if data.events.height != len(data.sequences.items):
             raise ValueError("events and sequences disagree: cannot align request contexts")
-        ctx = context_features(data.events, data.events.height, ctx_cols, time=retriever.time_context)
+        ctx = context_features(data.events, data.events.height, retriever.context_columns, time=retriever.time_context)
     win = training_windows(data, a.max_len, a.all_windows, ctx)
     profile_emb = None
     if a.use_profiles and data.users is not None:
@@ -402,7 +408,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
     bad, steps, stop = 0, 0, ""
     train_start = time.perf_counter()
     ranks = f", {world_size} ranks x batch {a.batch_size} on {dev}" if distributed else ""
-    say(f"retriever: {n_win} windows, {data.n_items} items, text dim {text_emb.shape[1]}, setup {train_start - t0:.1f}s{ranks}")
+    say(f"retriever: {n_win} windows, {data.n_items} items, text dim {text_dim}, setup {train_start - t0:.1f}s{ranks}")
     for epoch in range(1, a.epochs + 1):
         step.train()
         order = D.shard_order(rng.permutation(n_win), rank, world_size) if distributed else rng.permutation(n_win)
@@ -443,7 +449,7 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
             ndcg, hr = D.broadcast_object(scores) if distributed else scores
             rec.update({"val_NDCG@10": round(ndcg, 5), "val_HR@10": round(hr, 5)})
             if ndcg > best[0]:
-                best, bad = (ndcg, epoch, retriever.copy_state()), 0
+                best, bad = (ndcg, epoch, copy.deepcopy(net.state_dict())), 0
             else:
                 bad += 1
                 if bad >= a.patience:
@@ -466,14 +472,15 @@ def fit_retriever(retriever: "TwoTowerRetriever", data: TrainData, validation: C
 __all__ = [
     "TextPairs",
     "data_fingerprint",
+    "Trainable",
     "finetune_text_model",
-    "fit_retriever",
     "item_log_q",
     "mine_hard_negatives",
     "sample_text_pairs",
     "text_finetune_dataset",
     "text_finetune_loss",
     "text_pairs",
+    "train_towers",
     "training_windows",
     "user_exclusions",
     "validation_ndcg",

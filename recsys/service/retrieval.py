@@ -171,7 +171,7 @@ class RetrievalService:
                 if not text:
                     raise RecsysError("a user with no history needs a profile (or pass --history)")
                 texts.append(text)
-            vectors[cold] = self.model.encode_items(texts)
+            vectors[cold] = self.model.encode_text_users(texts)
         return vectors
 
     def profiles(self, user_ids: Sequence[Any]) -> list[dict[str, Any] | None]:

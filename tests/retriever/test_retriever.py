@@ -47,8 +47,8 @@ def test_vectors_are_normalised_float32(synthetic_split, fitted):
     for v in (items, users):
         assert v.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
-    assert items.shape == (synthetic_split.train.n_items, FAST["d_model"])
-    assert users.shape == (len(synthetic_split.validation), FAST["d_model"])
+    assert items.shape == (synthetic_split.train.n_items, fitted.dim)
+    assert users.shape == (len(synthetic_split.validation), fitted.dim)
     # list-of-arrays histories give the same vectors as Sequences
     hs = [synthetic_split.validation.history.row(r) for r in range(3)]
     np.testing.assert_allclose(fitted.encode_users(hs), users[:3], atol=1e-6)
