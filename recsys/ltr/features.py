@@ -217,8 +217,10 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
         ts = _epoch_seconds(ctx[S.TIMESTAMP])
         cols["hour"] = ctx[S.TIMESTAMP].dt.hour().to_numpy().astype(np.int32)
         cols["weekday_num"] = ctx[S.TIMESTAMP].dt.weekday().to_numpy().astype(np.int32)
-    else:
+    else:  # no request time: the end of training, hour and weekday unknown
         ts = np.full(n, tables.last_time)
+        cols["hour"] = pl.Series("hour", [None] * n, dtype=pl.Int32)
+        cols["weekday_num"] = pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
     cols["request_time"] = ts
     if tables.context_values:
         found = _context_columns(ctx) if ctx is not None else {}
