@@ -113,6 +113,20 @@ def holdout_split(data: TrainData, holdout: int = 1) -> tuple[TrainData, Cases]:
     return data_a, cases
 
 
+def item_names(items: pl.DataFrame) -> pl.Series:
+    """Display name of each catalogue item (its title, else its id), for explanations."""
+    return (items["title"] if "title" in items.columns else items[S.ITEM_ID]).cast(pl.String).fill_null("?")
+
+
+def catalogue_vectors(items: pl.DataFrame) -> np.ndarray:
+    """MiniLM vectors of the catalogue's item text (the protocol's rendering), for the text-similarity features."""
+    from recsys.retriever import default_base_model, embed_texts, load_text_model
+    from recsys.text import render_items
+
+    name = default_base_model()
+    return embed_texts(render_items(items), load_text_model(name), cache_key=name)
+
+
 SourceFactory = Callable[[SourceSpec, dict[str, Any]], CandidateSource]
 
 
@@ -162,8 +176,11 @@ class LearnedRanker:
             overrides = self.serving_[spec.key].params_without_validation()
             label_sources[spec.key] = self.source_factory(spec, overrides).fit(data_a, None)
             say(f"label-fold source {spec.key} fitted {overrides or ''}")
+        if self.feature_settings.text_similarity and self.item_vectors is None:
+            self.item_vectors = catalogue_vectors(data.items)
         tables_a = FeatureTables.fit(data_a, self.feature_settings, item_vectors=self.item_vectors)
         self.tables_ = FeatureTables.fit(data, self.feature_settings, item_vectors=self.item_vectors)
+        self.tables_.extra["names"] = item_names(data.items)
         train = self.features(label_sources, tables_a, label_cases, include_targets=True)
         names = [c for c in feature_columns(train) if c not in st.exclude_features]
         self.feature_names_ = names
