@@ -213,15 +213,12 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
     n = len(cases)
     ctx = cases.context
     cols: dict[str, Any] = {"case": np.arange(n, dtype=np.int32), "history_length": cases.history.lengths.astype(np.int32)}
-    if ctx is not None and S.TIMESTAMP in ctx.columns:
-        ts = _epoch_seconds(ctx[S.TIMESTAMP])
-        cols["hour"] = ctx[S.TIMESTAMP].dt.hour().to_numpy().astype(np.int32)
-        cols["weekday_num"] = ctx[S.TIMESTAMP].dt.weekday().to_numpy().astype(np.int32)
-    else:  # no request time: the end of training, hour and weekday unknown
-        ts = np.full(n, tables.last_time)
-        cols["hour"] = pl.Series("hour", [None] * n, dtype=pl.Int32)
-        cols["weekday_num"] = pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
-    cols["request_time"] = ts
+    timed = ctx is not None and S.TIMESTAMP in ctx.columns
+    # no request time: the end of training stands in, hour and weekday are unknown
+    cols["request_time"] = _epoch_seconds(ctx[S.TIMESTAMP]) if timed else np.full(n, tables.last_time)
+    if tables.settings.context:
+        cols["hour"] = ctx[S.TIMESTAMP].dt.hour().cast(pl.Int32) if timed else pl.Series("hour", [None] * n, dtype=pl.Int32)
+        cols["weekday_num"] = ctx[S.TIMESTAMP].dt.weekday().cast(pl.Int32) if timed else pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
     if tables.context_values:
         found = _context_columns(ctx) if ctx is not None else {}
         for key, vocab in tables.context_values.items():
