@@ -229,8 +229,11 @@ class LearnedRanker:
         return self
 
     def params_without_validation(self) -> dict[str, Any]:
-        """Tree count chosen on validation, for a refit without validation."""
-        return {"n_estimators": int(getattr(self, "best_iteration_", self.settings.n_estimators))}
+        """Settings for a refit without validation: the tree count and the sources' epochs validation chose."""
+        sources = [
+            {**spec.to_dict(), "params": {**spec.params, **self.serving_[spec.key].params_without_validation()}} for spec in self.specs
+        ]
+        return {"n_estimators": int(getattr(self, "best_iteration_", self.settings.n_estimators)), "sources": sources}
 
     # ------------------------------------------------------------------ scoring
     def rank_frame(self, cases: Cases) -> pl.DataFrame:

@@ -26,3 +26,14 @@ def test_registered_and_evaluated_like_every_model():
     pop, ltr = (r["metrics"] for r in report["results"])
     assert ltr["NDCG@10"] > pop["NDCG@10"]  # the device -> format rule is worth a lot here
     assert np.isfinite(ltr["AUC"])
+
+
+def test_refit_without_validation_reuses_what_validation_chose():
+    from tests.ltr.synthetic import context_rule_split
+
+    split = context_rule_split(users=120, items=30, length=8)
+    model = LTRRecommender(**{**TINY, "sources": [{"kind": "ease", "depth": 30}]}).fit(split.train, split.validation)
+    again = model.params_without_validation()
+    assert again["n_estimators"] == model.ranker_.best_iteration_ <= TINY["n_estimators"]
+    assert [s["kind"] for s in again["sources"]] == ["ease"]
+    LTRRecommender(**{**TINY, **again}).fit(split.train, None)  # accepted as settings
