@@ -47,8 +47,8 @@ ML_SOURCES = [
     {"kind": "popularity", "depth": 50},
 ]
 DEMO_SOURCES = ML_SOURCES[1:]
-ML_SETTINGS: dict[str, Any] = {"sources": ML_SOURCES, "holdout": 3, "threads": 1}
-DEMO_SETTINGS: dict[str, Any] = {"sources": DEMO_SOURCES, "holdout": 1, "threads": 1}
+ML_SETTINGS: dict[str, Any] = {"sources": ML_SOURCES, "threads": 1}
+DEMO_SETTINGS: dict[str, Any] = {"sources": DEMO_SOURCES, "threads": 1}
 
 
 class Scored:

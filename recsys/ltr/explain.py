@@ -25,7 +25,7 @@ from recsys.ltr.sources import CooccurrenceScores
 def feature_group(name: str, sources: list[str]) -> str:
     """The reason group of a feature column."""
     for s in sources:
-        if name in (f"{s}_score", f"{s}_rank", f"{s}_gap", f"{s}_z"):
+        if name in (f"{s}_score", f"{s}_rank"):
             return f"source:{s}"
     if name.startswith("text_sim"):
         return "text"

@@ -56,12 +56,12 @@ class LTRSettings:
 
     sources: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SOURCES])
     features: dict[str, Any] = field(default_factory=dict)
-    holdout: int = 1
+    holdout: int = 3
     scores_beyond_depth: bool = True
     n_estimators: int = 500
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    min_child_samples: int = 50
+    learning_rate: float = 0.03
+    num_leaves: int = 7
+    min_child_samples: int = 150
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0

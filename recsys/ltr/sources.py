@@ -193,8 +193,7 @@ def merge_candidates(
 
     Columns: ``case`` (row in ``cases``), ``item``, ``n_sources`` (how many proposed it), and per source
     ``<name>_score`` (Float32, null when it cannot score the item or, with ``scores_beyond_depth`` off, did not
-    propose it), ``<name>_gap`` (score minus the case's best score) and ``<name>_z`` (score standardised over the
-    case's scorable items), null like the score, and ``<name>_rank`` (1 = its best; null when not proposed). ``include_targets`` adds
+    propose it) and ``<name>_rank`` (1 = its best; null when it did not propose the item). ``include_targets`` adds
     each case's target even when no source proposed it (for diagnostics only; training never uses it).
     """
     if not scores:
@@ -216,14 +215,6 @@ def merge_candidates(
         ok = np.isfinite(v) & ((r > 0) | scores_beyond_depth)
         cols[f"{name}_score"] = pl.Series(f"{name}_score", np.where(ok, v, np.nan), dtype=pl.Float32).fill_nan(None)
         cols[f"{name}_rank"] = pl.Series(f"{name}_rank", r, dtype=pl.Int32).replace(0, None)
-        # the score relative to the case's own scores: logits and similarities are not comparable across users
-        finite = np.where(excluded | ~np.isfinite(s), np.nan, s)
-        with np.errstate(all="ignore"):
-            best, mean, std = np.nanmax(finite, axis=1), np.nanmean(finite, axis=1), np.nanstd(finite, axis=1)
-        gap = np.where(np.isfinite(v), v - best[case_idx], np.nan)
-        z = np.where(np.isfinite(v) & (std[case_idx] > 0), (v - mean[case_idx]) / std[case_idx], np.nan)
-        cols[f"{name}_gap"] = pl.Series(f"{name}_gap", np.where(ok, gap, np.nan), dtype=pl.Float32).fill_nan(None)
-        cols[f"{name}_z"] = pl.Series(f"{name}_z", np.where(ok, z, np.nan), dtype=pl.Float32).fill_nan(None)
         proposed += r > 0
     cols["n_sources"] = proposed
     return pl.DataFrame(cols)
