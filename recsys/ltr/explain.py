@@ -85,8 +85,16 @@ def explain(
     for r in range(frame.height):
         order = np.argsort(-by_group[r])
         render.keys = [keys[k] for k in np.flatnonzero(by_key[r] > 0)]
-        said = [render(groups[g], r) for g in order[:reasons] if by_group[r, g] > 0]
-        out_reasons.append(list(dict.fromkeys(x for x in said if x)))
+        said: list[str] = []
+        anchors: set[str] = set()
+        for g in order:  # strongest first; a history item is named once
+            if len(said) == reasons or by_group[r, g] <= 0:
+                break
+            text, anchor = render(groups[g], r)
+            if text and text not in said and (anchor is None or anchor not in anchors):
+                said.append(text)
+                anchors.add(anchor) if anchor else None
+        out_reasons.append(said)
     contrib_maps = [dict(zip(feats, map(float, row[: len(feats)]))) for row in contrib]
     return frame.select("case", "rank", "item", "score").with_columns(
         reasons=pl.Series("reasons", out_reasons, dtype=pl.List(pl.String)),
@@ -111,9 +119,10 @@ class _Renderer:
         self.context = cases.context
         self.keys: list[str] = []  # context keys that contributed to the recommendation being rendered
 
-    def _anchor(self, r: int, *, text: bool) -> str | None:
-        """The history item that best explains the candidate: most co-occurring (or most similar text)."""
-        hist = self.cases.history.row(self.case[r])[-50:]
+    def _anchor(self, r: int, *, text: bool, last: int = 50) -> str | None:
+        """The history item (of the last ``last``) that best explains the candidate: most co-occurring, or most
+        similar text."""
+        hist = self.cases.history.row(self.case[r])[-last:]
         if not len(hist):
             return None
         if not text and self.co is not None:
@@ -125,35 +134,36 @@ class _Renderer:
             return self.names[int(hist[int(np.argmax(sims))])]
         return self.names[int(hist[-1])]
 
-    def __call__(self, group: str, r: int) -> str | None:
+    def __call__(self, group: str, r: int) -> tuple[str | None, str | None]:
+        """(sentence, the history item it names) for one reason group of recommendation ``r``."""
         kind, _, what = group.partition(":")
         if kind == "source":
             if what == "popularity":
-                return "popular overall"
+                return "popular overall", None
+            if what == "sasrec":
+                anchor = self._anchor(r, text=False, last=5)
+                return (f"fits what you {self.verb} lately, like {anchor}", anchor) if anchor else (None, None)
             anchor = self._anchor(r, text=False)
             if what == "cooccurrence":
-                return f"often {self.verb} after {anchor}" if anchor else None
-            if what == "sasrec":
-                last = self.cases.history.row(self.case[r])
-                return f"often comes next after {self.names[int(last[-1])]}" if len(last) else None
-            return f"you {self.verb} {anchor}" if anchor else None
+                return (f"often {self.verb} after {anchor}", anchor) if anchor else (None, None)
+            return (f"you {self.verb} {anchor}", anchor) if anchor else (None, None)
         if kind == "text":
             anchor = self._anchor(r, text=True)
-            return f"similar to {anchor}, which you {self.verb}" if anchor else None
+            return (f"similar to {anchor}, which you {self.verb}", anchor) if anchor else (None, None)
         if kind == "affinity":
             attr = next((a for a in self.ranker.tables_.attributes if a.name == what), None)
             if attr is None:
-                return None
+                return None, None
             m = attr.matrix.tocsr()
             vals = [attr.values[j] for j in m.indices[m.indptr[self.item[r]] : m.indptr[self.item[r] + 1]]]
-            return f"you often pick {', '.join(vals[:2])}" if vals else None
+            return (f"you often pick {', '.join(vals[:2])}" if vals else None), None
         if kind == "popularity":
-            return "popular lately" if what == "pop_recent" else "popular overall"
+            return ("popular lately" if what == "pop_recent" else "popular overall"), None
         if kind == "rating":
-            return "highly rated"
+            return "highly rated", None
         if kind == "context":
-            return self._context(r)
-        return None
+            return self._context(r), None
+        return None, None
 
     def _context(self, r: int) -> str | None:
         """'popular on tv in the evening': the context values whose features pushed this item up."""
@@ -161,14 +171,12 @@ class _Renderer:
             return None
         row: dict[str, Any] = self.context.row(int(self.case[r]), named=True)
         ts = row.get(S.TIMESTAMP)
-        parts = []
-        for key in self.keys:
-            if key == "time_of_day" and ts is not None:
-                parts.append(f"in the {TIME_OF_DAY[ts.hour // 6]}")
-            elif key == "weekday" and ts is not None:
-                parts.append(f"on {ts.strftime('%A')}s")
-            elif isinstance(row.get(key), str):
-                parts.insert(0, f"on {row[key]}")
+        values = [f"on {row[k]}" for k in self.keys if k not in ("time_of_day", "weekday") and isinstance(row.get(k), str)]
+        if ts is not None and "weekday" in self.keys:
+            values.append(f"on {ts.strftime('%A')}s")
+        if ts is not None and "time_of_day" in self.keys:
+            values.append(f"in the {TIME_OF_DAY[ts.hour // 6]}")
+        parts = values
         return ("popular " + " ".join(parts)) if parts else None
 
 

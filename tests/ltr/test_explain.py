@@ -55,3 +55,13 @@ def test_feature_groups():
     assert feature_group("lift_device_format", ["ease"]) == "context"
     assert feature_group("affinity_genres", []) == "affinity:genres"
     assert feature_group("history_length", []) == "other"
+
+
+def test_a_history_item_is_named_once_per_recommendation(fitted):
+    import re
+
+    split, ranker = fitted
+    out = explain(ranker, split.test.take(np.arange(20)), top=5, reasons=4)
+    for reasons in out["reasons"].to_list():
+        named = [m for s in reasons for m in re.findall(r"(?:you watched |after |like |similar to )(thing \d+)", s)]
+        assert len(named) == len(set(named)), reasons
