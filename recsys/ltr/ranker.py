@@ -285,7 +285,7 @@ class LearnedRanker:
                      "best_iteration": self.best_iteration_, "n_items": self.n_items_, "validation_ndcg": self.validation_ndcg_}  # fmt: skip
             (tmp / SETTINGS_FILE).write_text(json.dumps(state, indent=2, default=str))
             files = {str(p.relative_to(tmp)): fingerprint_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            sources = {name: files[f"sources/{name}/source.pkl"] for name in self.serving_}
+            sources = {name: fingerprint_json({f: fp for f, fp in files.items() if f.startswith(f"sources/{name}/")}) for name in self.serving_}
             write_manifest(tmp, {"kind": KIND, "data_fingerprint": self.data_fingerprint_, "sources": sources, "files": files,
                                  "fingerprint": fingerprint_json(files)})  # fmt: skip
         return directory

@@ -13,6 +13,7 @@ EASE score of a co-occurrence candidate) unless ``scores_beyond_depth`` is off.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from recsys.errors import RecsysError
 from recsys.evaluation.split import Cases, TrainData
 from recsys.models import get_model_class
 
-SOURCE_FILE = "source.pkl"
+SOURCE_FILE, MODEL_DIR = "source.pkl", "model"
 
 
 @runtime_checkable
@@ -87,7 +88,17 @@ class RecommenderSource:
         return self.model.params_without_validation()
 
     def save(self, directory: Path) -> None:
-        _pickle(self, directory)
+        """Pickle; a fitted model with its own ``save``/``load`` (the two-tower retriever) is saved its own way."""
+        inner = getattr(self.model, "model_", None)
+        if inner is None or not (hasattr(inner, "save") and hasattr(type(inner), "load")):
+            _pickle(self, directory)
+            return
+        inner.save(Path(directory) / MODEL_DIR)
+        self.model.model_, self.saved_model_class = None, f"{type(inner).__module__}:{type(inner).__qualname__}"
+        try:
+            _pickle(self, directory)
+        finally:
+            self.model.model_ = inner
 
 
 class CooccurrenceScores:
@@ -127,7 +138,12 @@ def load_source(directory: Path) -> CandidateSource:
     if not path.is_file():
         raise RecsysError(f"{path} is missing: the ranking run is incomplete")
     with open(path, "rb") as f:
-        return pickle.load(f)  # noqa: S301 - our own artefact, fingerprint-checked by the caller
+        source = pickle.load(f)  # noqa: S301 - our own artefact, fingerprint-checked by the caller
+    saved = getattr(source, "saved_model_class", None)
+    if saved:
+        module, _, name = saved.partition(":")
+        source.model.model_ = getattr(importlib.import_module(module), name).load(Path(directory) / MODEL_DIR)
+    return source
 
 
 #: kind -> (harness model name or None for co-occurrence)

@@ -56,3 +56,16 @@ def test_bad_source_spec_is_refused():
         SourceSpec.from_dict({"kind": "nope"})
     with pytest.raises(RecsysError, match="unknown keys"):
         SourceSpec.from_dict({"kind": "ease", "deepth": 3})
+
+
+@pytest.mark.slow
+def test_retriever_source_saves_its_model_its_own_way(tmp_path):
+    from recsys.ltr.sources import load_source
+
+    data = synthetic_train()
+    cases = cases_for(data, [0, 25])
+    fast = dict(d_model=32, layers=1, heads=2, dropout=0.1, max_len=10, batch_size=16, lr=5e-3, epochs=2, patience=2, threads=1, seed=0)
+    src = make_source(SourceSpec("retriever", 10, fast)).fit(data)
+    src.save(tmp_path / "r")
+    assert (tmp_path / "r" / "model" / "manifest.json").is_file()
+    np.testing.assert_array_equal(load_source(tmp_path / "r").score(cases), src.score(cases))
