@@ -42,7 +42,7 @@ def feature_group(name: str, sources: list[str]) -> str:
 
 def contributions(ranker: LearnedRanker, frame: pl.DataFrame) -> np.ndarray:
     """(rows, features + 1) SHAP contributions of each feature (last column: the bias)."""
-    return ranker.booster_.predict(ranker._matrix(frame), num_iteration=ranker.best_iteration_, pred_contrib=True)
+    return ranker.booster_.predict(ranker.feature_matrix(frame), num_iteration=ranker.best_iteration_, pred_contrib=True)
 
 
 def explain(

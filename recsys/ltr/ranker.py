@@ -58,6 +58,7 @@ class LTRSettings:
     features: dict[str, Any] = field(default_factory=dict)
     holdout: int = 3
     scores_beyond_depth: bool = True
+    objective: str = "lambdarank"  # or "rank_xendcg"
     n_estimators: int = 500
     learning_rate: float = 0.03
     num_leaves: int = 7
@@ -152,7 +153,8 @@ class LearnedRanker:
         target = np.asarray(cases.targets, dtype=np.int32)[frame["case"].to_numpy()]
         return frame.with_columns(label=pl.Series("label", (frame["item"].to_numpy() == target).astype(np.int32)))
 
-    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
+    def feature_matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """The ranker's input matrix (float64, NaN = missing) of a feature frame; refuses one missing a column."""
         missing = [c for c in self.feature_names_ if c not in frame.columns]
         if missing:
             raise RecsysError(f"feature columns {missing} are missing: the request does not match the ranking run's features")
@@ -189,7 +191,7 @@ class LearnedRanker:
         if ranked.height == 0:
             raise RecsysError("no label was proposed by any candidate source: deepen the sources")
         params = dict(
-            objective="lambdarank", n_estimators=st.n_estimators, learning_rate=st.learning_rate, num_leaves=st.num_leaves,
+            objective=st.objective, n_estimators=st.n_estimators, learning_rate=st.learning_rate, num_leaves=st.num_leaves,
             min_child_samples=st.min_child_samples, subsample=st.subsample, subsample_freq=1, colsample_bytree=st.colsample_bytree,
             reg_lambda=st.reg_lambda, random_state=st.seed, n_jobs=st.threads, verbose=-1, lambdarank_truncation_level=20,
         )  # fmt: skip
@@ -200,13 +202,13 @@ class LearnedRanker:
             val = _with_positive(self.features(self.serving_, self.tables_, validation).filter(pl.col("n_sources") > 0))
             if val.height:
                 fit_kw.update(
-                    eval_set=[(self._matrix(val), val["label"].to_numpy())], eval_group=[_groups(val)], eval_at=[10],
+                    eval_set=[(self.feature_matrix(val), val["label"].to_numpy())], eval_group=[_groups(val)], eval_at=[10],
                     callbacks=[lgb.early_stopping(st.early_stopping_rounds, verbose=False)],
                 )  # fmt: skip
         with warnings.catch_warnings():  # eval_set is renamed in lightgbm 4.7; the old name works in every 4.x
             warnings.simplefilter("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", message=".*eval_set.*")
-            ranker.fit(self._matrix(ranked), ranked["label"].to_numpy(), group=_groups(ranked), feature_name=names, **fit_kw)
+            ranker.fit(self.feature_matrix(ranked), ranked["label"].to_numpy(), group=_groups(ranked), feature_name=names, **fit_kw)
         self.booster_ = ranker.booster_
         self.best_iteration_ = int(ranker.best_iteration_ or st.n_estimators) if "eval_set" in fit_kw else st.n_estimators
         if "eval_set" in fit_kw:
@@ -221,7 +223,7 @@ class LearnedRanker:
                     n_estimators=200, learning_rate=0.03, num_leaves=7, min_child_samples=30, subsample=0.8, subsample_freq=1,
                     colsample_bytree=0.8, random_state=st.seed, n_jobs=st.threads, verbose=-1,
                 )  # fmt: skip
-                clf.fit(self._matrix(pos), y, feature_name=names, categorical_feature=self.categorical_)
+                clf.fit(self.feature_matrix(pos), y, feature_name=names, categorical_feature=self.categorical_)
                 self.rating_booster_ = clf.booster_
         self.label_cases_, self.label_fold_ = label_cases, data_a  # for audits (leakage test); not saved
         self.data_fingerprint_ = train_data_fingerprint(data, [])
@@ -244,7 +246,7 @@ class LearnedRanker:
     def _predict(self, frame: pl.DataFrame) -> np.ndarray:
         if frame.height == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.booster_.predict(self._matrix(frame), num_iteration=self.best_iteration_).astype(np.float32)
+        return self.booster_.predict(self.feature_matrix(frame), num_iteration=self.best_iteration_).astype(np.float32)
 
     def score(self, cases: Cases) -> np.ndarray:
         """(len(cases), n_items) float32 ranking scores: the candidates first, in the ranker's order (ties broken by
@@ -268,7 +270,7 @@ class LearnedRanker:
         items = np.asarray(cases.targets if items is None else items, dtype=np.int32)
         probe = Cases(cases.users, cases.history, items, cases.exclude, cases.context, cases.ratings)
         frame = self.features(self.serving_, self.tables_, probe, include_targets=True).filter(pl.col("label") == 1).sort("case")
-        return self.rating_booster_.predict(self._matrix(frame)).astype(np.float32)
+        return self.rating_booster_.predict(self.feature_matrix(frame)).astype(np.float32)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path | str) -> Path:

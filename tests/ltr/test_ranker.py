@@ -122,7 +122,7 @@ def test_bad_input_is_refused(split, fitted, tmp_path):
         fitted.score(cases)
     frame = fitted.features(fitted.serving_, fitted.tables_, split.test.take(np.arange(3))).drop("pop_all")
     with pytest.raises(RecsysError, match="pop_all"):
-        fitted._matrix(frame)
+        fitted.feature_matrix(frame)
     run = fitted.save(tmp_path / "run")
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     with pytest.raises(RecsysError):
