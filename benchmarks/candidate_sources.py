@@ -1,6 +1,6 @@
 """Recall of each candidate source (``recsys.ltr.sources``) and of their union on the protocol's test cases.
 
-    python benchmarks/candidate_sources.py [--ml data/ml100k] [--skip-demo] [--sizes 50,100,200]
+    python benchmarks/candidate_sources.py [--dataset data/ml100k] [--skip-demo] [--sizes 50,100,200]
                                            [--retriever DIR] [--cache /tmp/ltr-cache] [--json out.json]
 
 Sources, each fitted as the learned ranker's serving fold fits them (train split, early-stopped on validation
@@ -90,7 +90,7 @@ def show(result: dict[str, Any], sizes: list[int]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ml", type=Path, help="saved MovieLens 100K dataset (default: import ../shared/data/movielens-100k)")
+    p.add_argument("--dataset", "--ml", dest="ml", type=Path, help="saved MovieLens 100K dataset (default: import ../shared/data/movielens-100k)")
     p.add_argument("--retriever", type=Path, help="a saved TwoTowerRetriever fitted on MovieLens' train split")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ltr-cache")
     p.add_argument("--sizes", default="50,100,200")
