@@ -37,7 +37,7 @@ SOURCES = [
     {"kind": "cooccurrence", "params": {"neighbours": 50}},
     {"kind": "popularity"},
 ]
-SASREC = {"kind": "sasrec", "params": {"windows": "all"}}
+SASREC = {"kind": "sasrec", "params": {"windows": "all", "patience": 10, "time_budget_s": 1500}}
 
 
 class RetrieverScores:

@@ -39,7 +39,7 @@ from recsys.models.popularity import Popularity  # noqa: E402
 
 #: the protocol's tie-key offset of test cases (recsys.evaluation.protocol)
 TEST_OFFSET = 1 << 40
-SASREC = {"kind": "sasrec", "depth": 100, "params": {"windows": "all"}}
+SASREC = {"kind": "sasrec", "depth": 100, "params": {"windows": "all", "patience": 10, "time_budget_s": 1500}}
 ML_SOURCES = [
     SASREC,
     {"kind": "ease", "depth": 100, "params": {"l2": 100.0}},
