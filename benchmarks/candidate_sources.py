@@ -1,124 +1,124 @@
-"""Recall of each candidate source and of their union on the protocol's test cases (MovieLens 100K by default).
+"""Recall of each candidate source (``recsys.ltr.sources``) and of their union on the protocol's test cases.
 
-    python benchmarks/candidate_sources.py [--dataset data/movielens-100k] [--retriever DIR]
-                                           [--neighbours 50,200] [--sizes 20,50,100,200]
+    python benchmarks/candidate_sources.py [--dataset data/ml100k] [--skip-demo] [--sizes 50,100,200]
+                                           [--retriever DIR] [--cache /tmp/ltr-cache] [--json out.json]
 
-Sources: the two-tower retriever (fitted on the protocol's train split, early-stopped on validation), the
-co-occurrence source exactly as served (``CooccurrenceSource.candidates``, fitted on train + validation) and the
-harness's EASE for reference. Every list excludes the case's history. "union a+b" merges the retriever's top a with
-the co-occurrence top b: "50+50" spends the reranker budget of 100 from one source; "100+100" is ``--cooccurrence``
-at ``--candidates 100``.
-
-Results: docs/results.md ("candidate sources").
+Sources, each fitted as the learned ranker's serving fold fits them (train split, early-stopped on validation
+where they can): EASE (l2 100), item-item co-occurrence (50 neighbours, the served ``CooccurrenceSource``'s
+scores), popularity, SASRec (every window; ML only, cached under ``--cache``) and, with ``--retriever``, a saved
+two-tower retriever fitted on the train split. recall@N = share of test cases whose held-out item is among the
+source's top N (history excluded); "union @N" merges every source's top N (``merge_candidates``) and reports the
+mean number of distinct candidates beside it. Datasets: MovieLens 100K (943 cases) and the item-context demo
+(1500 users x 400 items). Results: docs/ranking.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def top_lists(scores: np.ndarray, cases, n: int) -> list[np.ndarray]:
-    """Top n catalogue indices per case, excluded items removed (ties by index: deterministic)."""
-    s = scores.astype(np.float32, copy=True)
-    excl = cases.exclude
-    s[np.repeat(np.arange(len(cases)), excl.lengths), excl.items] = -np.inf
-    out = []
-    for r in range(len(cases)):
-        row = s[r]
-        k = min(n, row.size)
-        idx = np.argpartition(-row, k - 1)[:k]
-        idx = idx[np.lexsort((idx, -row[idx]))]
-        out.append(idx[np.isfinite(row[idx])])
-    return out
+from ltr_cache import caching_factory  # noqa: E402
+
+from recsys.data.dataset import Dataset  # noqa: E402
+from recsys.evaluation.split import encode, leave_one_out  # noqa: E402
+from recsys.ltr.sources import SourceSpec, merge_candidates, recall_at, source_scores  # noqa: E402
+
+SOURCES = [
+    {"kind": "ease", "params": {"l2": 100.0}},
+    {"kind": "cooccurrence", "params": {"neighbours": 50}},
+    {"kind": "popularity"},
+]
+SASREC = {"kind": "sasrec", "params": {"windows": "all", "patience": 10, "time_budget_s": 1500}}
 
 
-def recall(lists: list[np.ndarray], targets: np.ndarray) -> float:
-    return float(np.mean([t in set(l.tolist()) for l, t in zip(lists, targets)]))
+class RetrieverScores:
+    """A saved two-tower retriever as a scorer (already fitted)."""
+
+    name = "two-tower"
+
+    def __init__(self, directory: Path, users: Any) -> None:
+        from recsys.retriever import TwoTowerRetriever
+
+        self.model, self.users = TwoTowerRetriever.load(directory), users
+
+    def score(self, cases):
+        profiles = self.users[cases.users] if (self.users is not None and self.model.args.use_profiles) else None
+        return self.model.score(cases, profiles).astype(np.float32)
+
+
+def measure(name: str, split, specs: list[dict[str, Any]], sizes: list[int], cache: Path, retriever: Path | None) -> dict[str, Any]:
+    cases = split.test
+    factory = caching_factory(cache)
+    scores: dict[str, np.ndarray] = {}
+    fit_s: dict[str, float] = {}
+    for d in specs:
+        spec = SourceSpec.from_dict({"depth": 100, **d})  # depth does not change a fit (the cache key holds it)
+        t = time.perf_counter()
+        src = factory(spec, {}).fit(split.train, split.validation)
+        fit_s[spec.key] = round(src.fit_seconds or time.perf_counter() - t, 1)
+        scores[spec.key] = source_scores(src, cases)
+    if retriever is not None:
+        scores["two-tower"] = source_scores(RetrieverScores(retriever, split.train.users), cases)
+    rows = []
+    for key, s in scores.items():
+        rows.append({"source": key, **{f"recall@{n}": recall_at(merge_candidates({key: s}, {key: n}, cases), cases.targets) for n in sizes}})
+    union: dict[str, Any] = {"source": "union of all"}
+    for n in sizes:
+        c = merge_candidates(scores, {k: n for k in scores}, cases)
+        union[f"recall@{n}"] = recall_at(c, cases.targets)
+        union[f"size@{n}"] = round(c.height / len(cases), 1)
+    rows.append(union)
+    return {"dataset": name, "cases": len(cases), "rows": rows, "fit_s": fit_s}
+
+
+def show(result: dict[str, Any], sizes: list[int]) -> None:
+    print(f"\n{result['dataset']}: {result['cases']} test cases; fit seconds {result['fit_s']}")
+    print(f"{'source':16s} " + " ".join(f"{'recall@' + str(n):>11s}" for n in sizes))
+    for r in result["rows"]:
+        cells = [f"{r[f'recall@{n}']:.4f}" + (f" ({r[f'size@{n}']:.0f})" if f"size@{n}" in r else "") for n in sizes]
+        print(f"{r['source']:16s} " + " ".join(f"{c:>11s}" for c in cells))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", type=Path, help="dataset directory (default: import ../shared/data/movielens-100k to a temp dir)")
-    p.add_argument("--retriever", type=Path, help="a saved TwoTowerRetriever fitted on the protocol's train split (default: fit one)")
-    p.add_argument("--neighbours", default="50,200")
-    p.add_argument("--sizes", default="20,50,100,200")
-    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--dataset", "--ml", dest="ml", type=Path, help="saved MovieLens 100K dataset (default: import ../shared/data/movielens-100k)")
+    p.add_argument("--retriever", type=Path, help="a saved TwoTowerRetriever fitted on MovieLens' train split")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ltr-cache")
+    p.add_argument("--sizes", default="50,100,200")
+    p.add_argument("--skip-ml", action="store_true")
+    p.add_argument("--skip-demo", action="store_true")
+    p.add_argument("--json", type=Path)
     a = p.parse_args()
-
-    import tempfile
-
-    import torch
-
-    from recsys.service.cooccurrence import CooccurrenceSource
-    from recsys.data.dataset import Dataset
-    from recsys.evaluation.split import encode, leave_one_out
-    from recsys.models.ease import EASE
-    from recsys.retriever import RetrieverTrainingArguments, TwoTowerRetriever
-
-    torch.set_num_threads(2)
-    if a.dataset:
-        ds = Dataset.load(a.dataset)
-    else:
-        from recsys.data.importers.movielens import import_movielens
-
-        src = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k"
-        ds, source = import_movielens(src)
-        ds = ds.save(Path(tempfile.mkdtemp()) / "ml100k", source=source)
-    split = leave_one_out(encode(ds))
-    cases, data = split.test, split.train_full
     sizes = [int(x) for x in a.sizes.split(",")]
-    top = max(sizes)
-    t0 = time.perf_counter()
-    if a.retriever:
-        retriever = TwoTowerRetriever.load(a.retriever)
-    else:
-        retriever = TwoTowerRetriever(RetrieverTrainingArguments(time_budget_s=600)).fit(split.train, split.validation)
-    fit_s = time.perf_counter() - t0
-    two_tower = top_lists(retriever.score(cases), cases, top)
-    ease = top_lists(EASE(l2=100.0).fit(data).score(cases), cases, top)
-    item_ids = data.items["item_id"]
-    id_to_row = {v: i for i, v in enumerate(item_ids.to_list())}
-    rows: list[dict] = []
+    results = []
+    if not a.skip_ml:
+        path = a.ml
+        if path is None:
+            from recsys.data.importers.movielens import import_movielens
 
-    def add(source: str, lists: list[np.ndarray]) -> None:
-        rows.append({"source": source, **{f"recall@{n}": round(recall([l[:n] for l in lists], cases.targets), 4) for n in sizes}})
+            ds, source = import_movielens(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k")
+            path = ds.save(Path(tempfile.mkdtemp()) / "ml100k", source=source).path
+        split = leave_one_out(encode(Dataset.load(path)))
+        results.append(measure("MovieLens 100K", split, [SASREC, *SOURCES], sizes, a.cache, a.retriever))
+        show(results[-1], sizes)
+    if not a.skip_demo:
+        from recsys.data.demo import generate_demo
 
-    add("two-tower", two_tower)
-    add("EASE (harness)", ease)
-    for k in (int(x) for x in a.neighbours.split(",")):
-        t = time.perf_counter()
-        co_source = CooccurrenceSource.from_matrix(item_ids, data.matrix, neighbours=k)
-        fit_co = time.perf_counter() - t
-        t = time.perf_counter()
-        co = []
-        for r in range(len(cases)):
-            hist = item_ids.gather(cases.history.row(r)).to_list()
-            excl = item_ids.gather(cases.exclude.row(r)).to_list()
-            ids, _ = co_source.candidates(hist, top, exclude=excl)
-            co.append(np.asarray([id_to_row[i] for i in ids], dtype=np.int64))
-        per_case_ms = 1000 * (time.perf_counter() - t) / len(cases)
-        add(f"co-occurrence k={k} (fit {fit_co:.1f} s, {per_case_ms:.2f} ms/case)", co)
-        for n in sizes:
-            half = [np.concatenate([a_[: n // 2], b_[~np.isin(b_, a_[: n // 2])][: n - n // 2]]) for a_, b_ in zip(two_tower, co)]
-            full = [np.concatenate([a_[:n], b_[~np.isin(b_, a_[:n])][:n]]) for a_, b_ in zip(two_tower, co)]
-            rows.append({"source": f"union k={k}", "n": n, f"{n//2}+{n - n//2}": round(recall(half, cases.targets), 4),
-                         f"{n}+{n}": round(recall(full, cases.targets), 4), "mean size n+n": round(float(np.mean([len(x) for x in full])), 1)})
-    print(f"MovieLens test cases: {len(cases)}; retriever {'loaded' if a.retriever else f'fitted in {fit_s:.0f} s'}")
-    header = ["source", *[f"recall@{n}" for n in sizes]]
-    print(" | ".join(header))
-    for r in rows:
-        if "n" in r:
-            keys = [k for k in r if k not in ("source", "n")]
-            print(f"{r['source']} @ {r['n']}: " + ", ".join(f"{k} {r[k]}" for k in keys))
-        else:
-            print(" | ".join(str(r.get(h, "")) for h in header))
+        ds, source = generate_demo(users=1500, items=400, seed=0, item_context=True)
+        split = leave_one_out(encode(ds.save(Path(tempfile.mkdtemp()) / "demo-ic", source=source)))
+        results.append(measure("item-context demo 1500 x 400", split, SOURCES, sizes, a.cache, None))
+        show(results[-1], sizes)
     if a.json:
-        a.json.write_text(json.dumps(rows, indent=2))
+        a.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ MODEL_REGISTRY: dict[str, str] = {
     "retriever": "recsys.models.retriever:RetrieverRecommender",
     "zero-shot": "recsys.models.retriever:ZeroShotRecommender",
     "pipeline": "recsys.models.pipeline:PipelineRecommender",
+    "ltr": "recsys.models.ltr:LTRRecommender",
 }
 
 

@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from recsys.data import schema as S
-from recsys.evaluation.split import Sequences
+from recsys.data.types import Sequences
 from recsys.manifest import fingerprint_json
 from recsys.retriever.config import default_base_model
 

@@ -1,0 +1,333 @@
+"""Features of (request, candidate) pairs: the one module that training and every serving path call.
+
+``FeatureTables.fit(data)`` learns per-item and per-context statistics from the interactions the first stages were
+fitted on, never from the labels the ranker learns (see ``recsys.ltr.ranker`` for the scheme); ``build_features``
+turns merged candidates (``recsys.ltr.sources.merge_candidates``) plus their cases into one feature row each:
+
+- every source's score and rank (from the merger; rank missing when the source did not propose the item);
+- item popularity, all time and recent (the last ``recent_fraction`` of the training interactions), log-scaled;
+  item age (request time minus the item's first training interaction, days); numeric item columns (e.g. year);
+- the user's history length; mean rating of the item and of the user (when the data has ratings; shrunk);
+- text similarity of the candidate to the user's ``recent_items`` last items (max and mean of MiniLM cosines);
+- per categorical item attribute (single or multi-valued, e.g. category, format, genres): the share of the user's
+  history with the candidate's value(s) (affinity), and the attribute's code as a LightGBM categorical feature;
+- request context: hour, weekday, time-of-day bucket and every string context column (device, ...) as categorical
+  codes, and their crosses with each attribute and with the item itself as smoothed target encodings: log of
+  P(attribute value | context value) / P(attribute value), counted over the training interactions.
+
+All work is numpy gathers and polars expressions over the candidate rows; no per-row Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.data import schema as S
+from recsys.errors import RecsysError
+from recsys.data.types import Cases, TrainData
+
+#: item columns never used as attributes (identifiers, free text, links)
+NON_ATTRIBUTE_COLUMNS = {S.ITEM_ID, "title", "description", "imdb_url", "url", "bio"}
+TIME_OF_DAY = ["night", "morning", "afternoon", "evening"]
+#: events columns that are not request context
+NON_CONTEXT_COLUMNS = {"u", "i", S.TIMESTAMP, S.RATING, S.WEIGHT, "pos", "len"}
+ROW_CHUNK = 200_000
+
+
+@dataclass
+class FeatureSettings:
+    """What ``FeatureTables`` computes; saved with the ranking run."""
+
+    recent_fraction: float = 0.1
+    recent_items: int = 10
+    max_attribute_values: int = 64
+    smoothing: float = 20.0
+    text_similarity: bool = True
+    context: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "FeatureSettings":
+        d = dict(d or {})
+        known = set(cls.__dataclass_fields__)
+        if set(d) - known:
+            raise RecsysError(f"unknown feature settings: {sorted(set(d) - known)} (known: {sorted(known)})")
+        return cls(**d)
+
+
+@dataclass
+class Attribute:
+    """A categorical item attribute: vocabulary and the items x values multi-hot matrix."""
+
+    name: str
+    values: list[str]
+    matrix: sp.csr_matrix  # items x values, binary
+    single: bool  # one value per item: also exposed as a categorical code
+
+    def codes(self) -> np.ndarray:
+        """Per item: its value's index (-1 when none); single-valued attributes only."""
+        m = self.matrix.tocsr()
+        out = np.full(m.shape[0], -1, dtype=np.int32)
+        has = np.diff(m.indptr) > 0
+        out[has] = m.indices[m.indptr[:-1][has]]
+        return out
+
+
+@dataclass
+class FeatureTables:
+    """Statistics of one training set that ``build_features`` reads (fitted once per first-stage fold)."""
+
+    settings: FeatureSettings
+    n_items: int
+    log_pop: np.ndarray
+    log_pop_recent: np.ndarray
+    first_seen: np.ndarray  # epoch seconds of the item's first training interaction (nan: never)
+    last_time: float  # epoch seconds of the last training interaction (request time when a case has none)
+    numeric: dict[str, np.ndarray]
+    attributes: list[Attribute]
+    context_values: dict[str, list[str]]  # context key -> vocabulary
+    lifts: dict[tuple[str, str], np.ndarray]  # (context key, attribute name or "item") -> values x (attr values | items)
+    item_rating: np.ndarray | None = None
+    user_rating: np.ndarray | None = None
+    item_vectors: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, data: TrainData, settings: FeatureSettings | None = None, *, item_vectors: np.ndarray | None = None) -> "FeatureTables":
+        st = settings or FeatureSettings()
+        ev = data.events
+        n = data.n_items
+        items = ev["i"].to_numpy()
+        counts = np.bincount(items, minlength=n).astype(np.float64)
+        ts = _epoch_seconds(ev[S.TIMESTAMP]) if S.TIMESTAMP in ev.columns else np.zeros(ev.height)
+        cutoff = np.quantile(ts, 1.0 - st.recent_fraction) if len(ts) else 0.0
+        recent = np.bincount(items[ts >= cutoff], minlength=n).astype(np.float64)
+        first = np.full(n, np.inf)
+        np.minimum.at(first, items, ts)
+        first[np.isinf(first)] = np.nan
+        attributes = _attributes(data.items, st.max_attribute_values)
+        numeric = {
+            c: data.items[c].cast(pl.Float64, strict=False).to_numpy().astype(np.float32)
+            for c, t in data.items.schema.items()
+            if c not in NON_ATTRIBUTE_COLUMNS and t.is_numeric()
+        }
+        item_rating = user_rating = None
+        if S.RATING in ev.columns:
+            r = ev[S.RATING].cast(pl.Float64).to_numpy()
+            mu, k = float(np.nanmean(r)) if len(r) else 0.0, 5.0
+            item_rating = ((np.bincount(items, weights=r, minlength=n) + k * mu) / (counts + k)).astype(np.float32)
+            users = ev["u"].to_numpy()
+            nu = data.n_users
+            user_rating = ((np.bincount(users, weights=r, minlength=nu) + k * mu) / (np.bincount(users, minlength=nu) + k)).astype(np.float32)
+        context_values: dict[str, list[str]] = {}
+        lifts: dict[tuple[str, str], np.ndarray] = {}
+        if st.context and ev.height:
+            ctx = _context_columns(ev)
+            for key, col in ctx.items():
+                vocab = sorted(col.drop_nulls().unique().to_list())
+                if not vocab:
+                    continue
+                context_values[key] = vocab
+                codes = _encode(col, vocab)
+                keep = codes >= 0
+                onehot = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (codes[keep], np.flatnonzero(keep))), shape=(len(vocab), ev.height))
+                item_onehot = sp.csr_matrix((np.ones(ev.height, np.float32), (np.arange(ev.height), items)), shape=(ev.height, n))
+                per_item = np.asarray((onehot @ item_onehot).todense(), dtype=np.float64)  # values x items
+                lifts[(key, "item")] = _lift(per_item, st.smoothing)
+                for a in attributes:
+                    per_value = per_item @ a.matrix.toarray().astype(np.float64)  # values x attribute values
+                    lifts[(key, a.name)] = _lift(per_value, st.smoothing)
+        return cls(
+            st, n, np.log1p(counts).astype(np.float32), np.log1p(recent).astype(np.float32), first,
+            float(ts.max()) if len(ts) else 0.0, numeric, attributes, context_values, lifts, item_rating, user_rating,
+            item_vectors if st.text_similarity else None,
+        )  # fmt: skip
+
+    def context_keys(self) -> list[str]:
+        return list(self.context_values)
+
+
+def _epoch_seconds(col: pl.Series) -> np.ndarray:
+    return col.dt.epoch("us").to_numpy().astype(np.float64) / 1e6
+
+
+def _context_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
+    """Context key -> string column: the frame's string context columns plus time of day and weekday."""
+    out: dict[str, pl.Series] = {}
+    if S.TIMESTAMP in frame.columns:
+        hour = frame[S.TIMESTAMP].dt.hour()
+        out["time_of_day"] = (hour // 6).replace_strict(dict(enumerate(TIME_OF_DAY)), return_dtype=pl.String, default=None)
+        out["weekday"] = frame[S.TIMESTAMP].dt.weekday().cast(pl.String)
+    for c, t in frame.schema.items():
+        if c not in NON_CONTEXT_COLUMNS and t == pl.String:
+            out[c] = frame[c]
+    return out
+
+
+def _encode(col: pl.Series, vocab: list[str]) -> np.ndarray:
+    """Index of each value in ``vocab`` (-1 when absent or null)."""
+    mapping = {v: i for i, v in enumerate(vocab)}
+    return col.cast(pl.String).replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+
+
+def _lift(counts: np.ndarray, alpha: float) -> np.ndarray:
+    """log P(x | context value) / P(x), smoothed towards 0 with ``alpha`` pseudo-interactions per context value."""
+    total = counts.sum()
+    p = (counts.sum(axis=0) + 1.0) / (total + counts.shape[1])
+    cond = (counts + alpha * p) / (counts.sum(axis=1, keepdims=True) + alpha)
+    return np.log(cond / p).astype(np.float32)
+
+
+def _attributes(items: pl.DataFrame, max_values: int) -> list[Attribute]:
+    out = []
+    for c, t in items.schema.items():
+        if c in NON_ATTRIBUTE_COLUMNS:
+            continue
+        if t == pl.String:
+            lists, single = items.select(pl.concat_list(pl.col(c)).alias(c))[c], True
+        elif t == pl.List(pl.String):
+            lists, single = items[c], False
+        else:
+            continue
+        vocab = sorted(lists.explode().drop_nulls().unique().to_list())
+        if not vocab or len(vocab) > max_values or len(vocab) >= items.height:
+            continue
+        mapping = {v: i for i, v in enumerate(vocab)}
+        flat = lists.explode()
+        row = np.repeat(np.arange(items.height), lists.list.len().fill_null(0).clip(1, None).to_numpy())
+        codes = flat.replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+        keep = codes >= 0
+        m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (row[keep], codes[keep])), shape=(items.height, len(vocab)))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        out.append(Attribute(c, vocab, m, single))
+    return out
+
+
+def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
+    """Per case: history length, request time, hour, weekday, context codes (one row per case, ``case`` = row)."""
+    n = len(cases)
+    ctx = cases.context
+    cols: dict[str, Any] = {"case": np.arange(n, dtype=np.int32), "history_length": cases.history.lengths.astype(np.int32)}
+    timed = ctx is not None and S.TIMESTAMP in ctx.columns
+    # no request time: the end of training stands in, hour and weekday are unknown
+    cols["request_time"] = _epoch_seconds(ctx[S.TIMESTAMP]) if timed else np.full(n, tables.last_time)
+    if tables.settings.context:
+        cols["hour"] = ctx[S.TIMESTAMP].dt.hour().cast(pl.Int32) if timed else pl.Series("hour", [None] * n, dtype=pl.Int32)
+        cols["weekday_num"] = ctx[S.TIMESTAMP].dt.weekday().cast(pl.Int32) if timed else pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
+    if tables.context_values:
+        found = _context_columns(ctx) if ctx is not None else {}
+        for key, vocab in tables.context_values.items():
+            cols[f"ctx_{key}"] = _encode(found[key], vocab) if key in found else np.full(n, -1, dtype=np.int32)
+    if tables.user_rating is not None:
+        u = np.asarray(cases.users)
+        ok = (u >= 0) & (u < len(tables.user_rating))
+        cols["user_mean_rating"] = np.where(ok, tables.user_rating[np.clip(u, 0, len(tables.user_rating) - 1)], np.nan).astype(np.float32)
+    return pl.DataFrame(cols)
+
+
+def check_context(cases: Cases, tables: FeatureTables) -> None:
+    """Refuse requests whose context names a key the ranking run has never seen (a typo must not do nothing)."""
+    if cases.context is None:
+        return
+    known = set(tables.context_values) | {S.TIMESTAMP} | set(NON_CONTEXT_COLUMNS)
+    unknown = [c for c in cases.context.columns if c not in known and cases.context[c].dtype == pl.String]
+    if unknown and tables.settings.context:
+        raise RecsysError(f"unknown context keys {unknown}: this ranking run knows {sorted(tables.context_values)}")
+
+
+def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables) -> pl.DataFrame:
+    """One feature row per candidate row (same order): the merger's source columns plus everything above."""
+    if "case" not in candidates.columns or "item" not in candidates.columns:
+        raise RecsysError("candidates need 'case' and 'item' columns (from recsys.ltr.sources.merge_candidates)")
+    check_context(cases, tables)
+    per_case = case_frame(cases, tables)
+    out = candidates.join(per_case, on="case", how="left", maintain_order="left")
+    case = out["case"].to_numpy()
+    item = out["item"].to_numpy()
+    cols: dict[str, Any] = {
+        "pop_all": tables.log_pop[item],
+        "pop_recent": tables.log_pop_recent[item],
+        "item_age_days": ((out["request_time"].to_numpy() - tables.first_seen[item]) / 86400.0).astype(np.float32),
+    }
+    for name, values in tables.numeric.items():
+        cols[f"item_{name}"] = values[item]
+    if tables.item_rating is not None:
+        cols["item_mean_rating"] = tables.item_rating[item]
+    hist = cases.history.to_csr(tables.n_items)
+    lengths = np.maximum(cases.history.lengths, 1).astype(np.float32)
+    for a in tables.attributes:
+        profile = np.asarray((hist @ a.matrix).todense(), dtype=np.float32) / lengths[:, None]  # cases x values
+        cols[f"affinity_{a.name}"] = _row_dot(a.matrix, item, profile, case)
+        if a.single:
+            cols[f"attr_{a.name}"] = a.codes()[item]
+    for (key, target), lift in tables.lifts.items():
+        code = out[f"ctx_{key}"].to_numpy()
+        ok = code >= 0
+        safe = np.where(ok, code, 0)
+        if target == "item":
+            v = lift[safe, item]
+        else:
+            a = next(x for x in tables.attributes if x.name == target)
+            v = _row_dot(a.matrix, item, lift, safe, mean=True)
+        cols[f"lift_{key}_{target}"] = np.where(ok, v, np.nan).astype(np.float32)
+    if tables.item_vectors is not None:
+        smax, smean = _text_similarity(tables.item_vectors, cases, item, case, tables.settings.recent_items)
+        cols["text_sim_max"], cols["text_sim_mean"] = smax, smean
+    return out.drop("request_time").with_columns(**{k: pl.Series(k, v) for k, v in cols.items()})
+
+
+def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np.ndarray, *, mean: bool = False) -> np.ndarray:
+    """Per candidate: sum (or mean) over the item's attribute values x of ``table[row, x]``."""
+    m = matrix.tocsr()
+    out = np.zeros(len(item), dtype=np.float32)
+    for lo in range(0, len(item), ROW_CHUNK):
+        sl = slice(lo, lo + ROW_CHUNK)
+        sub = m[item[sl]]
+        vals = table[np.repeat(row[sl], np.diff(sub.indptr)), sub.indices]
+        s = np.add.reduceat(vals, sub.indptr[:-1]) if len(vals) else np.zeros(len(item[sl]))
+        nnz = np.diff(sub.indptr)
+        s = np.where(nnz > 0, s, 0.0)
+        out[sl] = s / np.maximum(nnz, 1) if mean else s
+    if mean:
+        out[np.diff(m.indptr)[item] == 0] = np.nan
+    return out
+
+
+def _text_similarity(vectors: np.ndarray, cases: Cases, item: np.ndarray, case: np.ndarray, recent: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max and mean cosine of each candidate to its case's last ``recent`` history items (nan with no history)."""
+    last = cases.history.last(recent)
+    width = max(int(last.lengths.max(initial=0)), 1)
+    pad = np.full((len(cases), width), -1, dtype=np.int64)
+    rows = np.repeat(np.arange(len(cases)), last.lengths)
+    pad[rows, np.arange(len(last.items)) - np.repeat(last.indptr[:-1], last.lengths)] = last.items
+    smax = np.full(len(item), np.nan, dtype=np.float32)
+    smean = np.full(len(item), np.nan, dtype=np.float32)
+    for lo in range(0, len(item), ROW_CHUNK // 4):
+        sl = slice(lo, lo + ROW_CHUNK // 4)
+        h = pad[case[sl]]
+        valid = h >= 0
+        sims = np.einsum("nd,nkd->nk", vectors[item[sl]], vectors[np.where(valid, h, 0)])
+        cnt = valid.sum(1)
+        smax[sl] = np.where(cnt > 0, np.where(valid, sims, -np.inf).max(1), np.nan)
+        smean[sl] = np.where(cnt > 0, np.where(valid, sims, 0).sum(1) / np.maximum(cnt, 1), np.nan)
+    return smax, smean
+
+
+#: columns of a feature frame that are bookkeeping, not features
+NON_FEATURES = ("case", "item", "label")
+
+
+def feature_columns(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in NON_FEATURES]
+
+
+def categorical_columns(columns: list[str]) -> list[str]:
+    return [c for c in columns if c.startswith(("ctx_", "attr_"))]
+
+
+__all__ = ["FeatureSettings", "FeatureTables", "build_features", "case_frame", "categorical_columns", "check_context", "feature_columns"]
