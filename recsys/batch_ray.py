@@ -17,9 +17,8 @@ from recsys.errors import RecsysError
 
 
 #: Settings of a Ray instance the engine starts itself. Ray runs its workers at niceness +15 by default, so any job
-#: at the caller's priority on the same machine takes the CPU from the actors first (measured on 2 shared cores with
-#: such a job running: Ray's steady state 1.66x slower than the local engine's, which runs at the caller's
-#: priority; benchmarks/batch_scale.py). 0 keeps the actors at the caller's priority, as the local engine is.
+#: at the caller's priority on the same machine takes the CPU from the actors first (docs/performance.md, "Ray engine
+#: against local"). 0 keeps the actors at the caller's priority, as the local engine is.
 LOCAL_RAY_SYSTEM_CONFIG: dict[str, Any] = {"worker_niceness": 0}
 
 

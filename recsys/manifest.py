@@ -67,7 +67,7 @@ def library_versions() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str]:
-    # looked up once a process: batch scoring rewrites its manifest after every chunk (~25 ms a lookup)
+    # looked up once a process: batch scoring rewrites its manifest after every chunk, and a lookup is slow
     from importlib import metadata
 
     out = {"python": platform.python_version()}

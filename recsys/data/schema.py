@@ -1,4 +1,4 @@
-"""Column names and types of the on-disk dataset format (see README, "Dataset format")."""
+"""Column names and types of the on-disk dataset format (see docs/dataset-format.md)."""
 
 from __future__ import annotations
 

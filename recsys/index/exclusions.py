@@ -88,8 +88,8 @@ class Exclusions:
         """Which of ``found`` (faiss ids, one row per query in ``rows``) are excluded for their query.
 
         A boolean scratch mask over (query, faiss id) is set for a block of queries, read at the found ids and
-        cleared again: ~1 ms for 1,000 queries x 166 hits x ~42 exclusions, where a sorted-key searchsorted took
-        ~20 ms (the mask is per thread, so concurrent searches never share it)."""
+        cleared again, which is faster than a sorted-key searchsorted (docs/performance.md, "Figures behind code
+        choices"); the mask is per thread, so concurrent searches never share it."""
         counts = self.starts[rows + 1] - self.starts[rows]
         pos = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
         first = np.cumsum(counts) - counts

@@ -194,8 +194,8 @@ class SASRec(Recommender):
         self.d, self.layers, self.heads, self.max_len, self.dropout = d, layers, heads, max_len, dropout
         self.lr, self.batch_size, self.epochs, self.time_budget_s = lr, batch_size, epochs, time_budget_s
         self.patience, self.eval_every, self.seed, self.device = patience, eval_every, seed, device
-        # one intra-op thread by default: these matrices are small, and on a shared 2-core machine torch's
-        # OpenMP pool (2 threads, spin-waiting) measured 5-15x slower per batch than a single thread
+        # one intra-op thread by default: these matrices are small, and on a shared machine torch's spin-waiting
+        # OpenMP pool is slower per batch than a single thread (docs/performance.md)
         self.threads = threads
         self.windows = windows
 

@@ -61,7 +61,7 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
         keep_fp32=(r"layer\.0/", r"^Attention_0$", r"layer\.[12]/output/dense/MatMul$"),
     ),
 }
-#: what ``onnx-int8`` means for each model kind (the most accurate variant of the int8 study whose latency was measured)
+#: what ``onnx-int8`` means for each model kind (the most accurate timed variant of docs/experiments/int8-study.md)
 INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "fused-smooth-rr-l0-ffn12", EMBEDDER: "fused-smooth-rr-l0-ffn12"}
 
 

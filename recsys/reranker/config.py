@@ -62,9 +62,8 @@ class RerankerTrainingArguments(TomlSettings):
     #: the only thing that tells such a pair from its positive is whether the context fits the item, the
     #: interaction a cross-encoder otherwise has to find among history and item text. Needs ``use_context`` and
     #: the BCE loss (they are skipped without context, so the no-context ablation arm trains on the other pairs).
-    #: Off by default: in all three measured runs (demo data, 600 steps, 2 per positive, lr 1e-4 and 2e-5) they
-    #: collapsed the cross-encoder to one score for every pair, while the same training without them learned
-    #: (README, "Reranker context ablation"); ``Reranker.fit`` warns when that happens (``score_std``).
+    #: Off by default: they collapsed the cross-encoder to one score for every pair where the same training without
+    #: them learned (docs/experiments/context-ablation.md); ``Reranker.fit`` warns when that happens (``score_std``).
     context_negatives: int = 0
     #: retriever candidates per request: the hard-negative pool at training time, the list reranked at serving time
     candidates: int = 50
@@ -75,8 +74,7 @@ class RerankerTrainingArguments(TomlSettings):
     max_length: int = 256
     seed: int = 0
     #: "bce" (pointwise BinaryCrossEntropyLoss, the default), "listnet" or "lambda" (listwise over positive + negatives).
-    #: BCE is the default because it learns on small budgets: on demo data (60 steps, ~1,000 pairs each) BCE moved the
-    #: win rate against random negatives from 0.46 to 0.75, while ListNet's loss stayed at ln(5) (nothing learned).
+    #: BCE is the default because it learns on small budgets where ListNet learns nothing (docs/experiments/context-ablation.md).
     loss: str = "bce"
     #: also train a second CrossEncoder regressing rating / 5 on the positive pairs (data with ratings only)
     rating_head: bool = False

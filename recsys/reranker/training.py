@@ -40,14 +40,14 @@ data_fingerprint = train_data_fingerprint  # shared with the other text model
 
 
 #: a trained cross-encoder whose scores vary less than this over training pairs ranks almost nothing (collapsed,
-#: or too few steps: the demo pipeline's 60-step reranker scores 0.009)
+#: or too few steps; docs/experiments/context-ablation.md)
 COLLAPSED_STD = 1e-2
 
 
 def score_spread(reranker: "Reranker", train: Any, rng: np.random.Generator, n: int = 256) -> float:
     """Standard deviation of the fitted model's logits over ``n`` random training pairs: ~0 means it collapsed
     (every pair gets the label prior's log-odds), which the mean training loss alone does not tell apart from slow
-    learning. Measured on the demo: collapsed runs 0.0002-0.004, learning ones ~0.8."""
+    learning (collapsed and learning runs differ by orders of magnitude; docs/experiments/context-ablation.md)."""
     sample = train.select(rng.choice(len(train), size=min(n, len(train)), replace=False).tolist())
     docs = sample["document"] if "document" in sample.column_names else [d[0] for d in sample["docs"]]  # listwise: the positive
     return round(float(np.std(reranker.predict(list(zip(sample["query"], docs))))), 6)

@@ -23,7 +23,7 @@ class RetrieverTrainingArguments(TomlSettings):
 
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
-    fine-tune (100 MNRL steps cost ~40 min on a shared 2-core CPU and did not help), every history window.
+    fine-tune (slow on CPU and it did not help; docs/results.md), every history window.
     Items without training interactions are scored by the untrained text model through the vectors' text channel
     (``cold_start = "text"``; docs/cold-start.md), so cold items never rank below zero-shot's order among themselves.
 

@@ -407,7 +407,7 @@ class TwoTowerRetriever:
         """The item tower over the whole catalogue (+ a zero padding row), cached until any weight changes.
 
         Keyed on the parameters' in-place version counters, so training invalidates it and serving computes it
-        once (measured on a 10,000-item catalogue: one user encode 30 ms -> 1 ms).
+        once, instead of running the item tower over the catalogue for every user encode (docs/performance.md).
         """
         net = self._require()
         if torch.is_grad_enabled() and net.training:

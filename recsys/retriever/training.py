@@ -13,10 +13,8 @@ Two stages:
      dataset's ``label`` column (the trainer hands it to the loss as ``labels``); see ``recsys.retriever.losses``.
      A mined hard negative is corrected with its own log q, like every other candidate, but with hard negatives
      q is the item's share of *all* candidates (half positives, drawn by popularity; half mined negatives): mined
-     negatives are mostly rare items (MovieLens, k=10: median 23 interactions against the positives' 144), and
-     correcting them by their interaction share alone boosts them ~2 nats over the positives and swamps the
-     softmax (pretrained MiniLM, batches of 32: loss 8.37 that way, 5.72 with the candidate share, 6.35 plain
-     MNRL with the same hard negatives; ``benchmarks/text_finetune_options.py``).
+     negatives are mostly rare items, and correcting them by their interaction share alone boosts them over the
+     positives and swamps the softmax (docs/experiments/text-finetune-options.md).
    - ``text_finetune_hard_negatives = k``: random in-batch negatives are mostly easy (another genre); a negative
      from the anchor's ``k`` nearest items under the pretrained text model (exact FAISS inner product over every
      item, ``mine_hard_negatives``), never the positive nor anything in the user's training history, teaches the

@@ -7,13 +7,12 @@ cover disjoint, increasing user-id ranges, plus the sorted user list with per-us
 one range read: only the parts and row groups whose user-id statistics overlap the chunk are decoded.
 
 Neither the per-user counts nor the sort holds the whole log. The counts are taken batch by batch and merged
-(``_count_users``; a polars group_by over the scan held the key column: 10.6 GB at 1B rows). When the log has more
-than ``bucket_rows`` rows, one streaming pass spills the rows into user-range buckets (Arrow IPC files), and each
-bucket is sorted alone (polars' streaming sort keeps its input in memory, measured: 3.4 GB peak for 50M rows; so
-does a plain sort). Measured at 10M users x 100 interactions: 1.7 GB peak, 21 min on 2 shared cores
-(benchmarks/batch_scale.py). The result is cached (``$RECSYS_CACHE/histories`` for batch scoring), keyed by the dataset
-fingerprint and the interactions file's size and mtime, so ``--resume`` and the next run reuse it and a changed
-dataset rebuilds it.
+(``_count_users``; a polars group_by over the scan holds the whole key column). When the log has more than
+``bucket_rows`` rows, one streaming pass spills the rows into user-range buckets (Arrow IPC files), and each bucket
+is sorted alone (polars' streaming sort, like a plain sort, keeps its whole input in memory). Memory and time at
+scale: docs/performance.md, "Peak memory". The result is cached (``$RECSYS_CACHE/histories`` for batch scoring),
+keyed by the dataset fingerprint and the interactions file's size and mtime, so ``--resume`` and the next run reuse
+it and a changed dataset rebuilds it.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ HISTORIES_KIND = "histories"
 #: sub-directory per dataset), so a batch output directory holds only candidates.
 HISTORIES_DIR = "histories"
 USERS_FILE = "users.parquet"
-#: Rows sorted in memory at once while preparing (~80 bytes a row at peak: ~+80 MB per 1M rows, measured) ...
+#: Rows sorted in memory at once while preparing (the sort's peak grows with it; docs/performance.md) ...
 BUCKET_ROWS = 1_000_000
 #: ... unless that would mean more than this many spill files open at once (1B rows: ~2M rows a bucket).
 MAX_BUCKETS = 512
@@ -247,8 +246,8 @@ def _build(src: Path, out: Path, bucket_rows: int) -> dict[str, Any]:
 def _count_users(src: Path, *, batch_rows: int = _SPILL_BATCH_ROWS, merge_rows: int = _MERGE_ROWS) -> pl.DataFrame:
     """(user_id, n) sorted by user, in one streaming pass whose memory grows with the users, not the rows.
 
-    polars' ``group_by`` over ``scan_parquet`` holds the scanned key column (measured with its streaming engine:
-    10.6 GB peak for 1B rows of 10M users, 320 MB for 20M rows). Here each batch is counted alone and the partial
+    polars' ``group_by`` over ``scan_parquet`` holds the scanned key column, even with its streaming engine
+    (docs/performance.md, "Peak memory"). Here each batch is counted alone and the partial
     counts are merged into the running ones whenever they outgrow them (and ``merge_rows``), so at most about two
     users' worth of partial counts is held. A time-ordered log (every batch a new set of users) merges about once
     per ``n_users`` rows (100 merges of ~2 x 10M rows for 1B rows of 10M users); a user-ordered one almost never.
@@ -284,8 +283,8 @@ def _spill(src: Path, out: Path, firsts: pl.Series) -> dict[int, Path]:
     writers: dict[int, Any] = {}
     offset = 0
     try:
-        # pre_buffer=False: by default pyarrow pre-buffers every row group of the file at once (measured: the whole
-        # compressed file, 355 MB at 42M rows), which would make this pass grow with the log
+        # pre_buffer=False: by default pyarrow pre-buffers every row group of the file at once (the whole compressed
+        # file), which would make this pass grow with the log
         for batch in pq.ParquetFile(src, pre_buffer=False).iter_batches(batch_size=_SPILL_BATCH_ROWS, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)

@@ -26,8 +26,8 @@ from recsys.reranker.run import load_run
 from recsys.service.histories import UserHistories
 
 #: inference options of the cross-encoder (see ``recsys.reranker.fast``); ``auto`` = ``onnx`` when onnxruntime is
-#: installed (the same scores as torch fp32, 1.9-3.4x faster here), else ``fp32``. int8 is not the default: on the
-#: rerankers trained here it reorders the top 10 (overlap < 0.9)
+#: installed (the same scores as torch fp32, faster), else ``fp32``. int8 is not the default: it reorders the top 10
+#: (docs/experiments/int8-study.md, docs/performance.md)
 INFERENCE_OPTIONS = ("auto", "fp32", "bf16", "onnx", "onnx-int8")
 
 

@@ -141,8 +141,8 @@ def install(service: Any, *, text_lock: Any = None, max_batch: int = MAX_BATCH, 
     """Route ``service.user_vectors`` through a new MicroBatcher (``uninstall`` or ``batcher.close()`` to stop it).
 
     ``only_text``: batch only the calls that run the text model (MiniLM, tens of ms per call, must run one at a
-    time); history-only encodes (about 1 ms with a frozen item table) run directly on the request's thread, where
-    batching them was measured to cost more than it saves.
+    time); history-only encodes (cheap with a frozen item table) run directly on the request's thread, where
+    batching them costs more than it saves (docs/serving.md, "Measured latency").
     """
     batcher = MicroBatcher(service.user_vectors, text_lock=text_lock, max_batch=max_batch, batch_if=encodes_text(service) if only_text else None)
     service.user_vectors = batcher

@@ -1,6 +1,6 @@
 """Generic table importer: interactions, items and optional users from CSV/TSV or parquet files.
 
-Rules (also in the README):
+Rules (also in docs/cli.md, "import table"):
 
 * Format by extension: ``.csv`` (comma), ``.tsv``/``.tab`` (tab), ``.parquet``/``.pq``. CSV must be UTF-8 (a BOM is
   accepted); empty fields are missing values. Row numbers in messages are 1-based data rows (the header is not
