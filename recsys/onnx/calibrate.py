@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import RecsysError
-from recsys.onnx.export import CLASSIFIER, atomic_target
+from recsys.manifest import atomic_file
+from recsys.onnx.export import CLASSIFIER
 
 
 #: calibration texts for ``QuantSettings.smooth``: rendered item texts of a fixed demo catalogue (item descriptions
@@ -93,10 +94,6 @@ def smooth_activations(src: Path | str, dst: Path | str, batches: Sequence[Mappi
     del graph.node[:]
     graph.node.extend(nodes_out)
     dst = Path(dst)
-    tmp = atomic_target(dst)
-    try:
+    with atomic_file(dst) as tmp:
         onnx.save(model, str(tmp))
-        tmp.replace(dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst

@@ -3,23 +3,15 @@ reranker's classifier (pair logits) and the retriever's embedder (pooled sentenc
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from recsys.manifest import atomic_file
+
 #: the two kinds of text model: a sequence classifier (output ``logits``) and a sentence embedder (``embedding``)
 CLASSIFIER, EMBEDDER = "classifier", "embedder"
 OPSET = 17
-
-
-def atomic_target(path: Path) -> Path:
-    """A fresh temporary file beside ``path`` to write into and then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 class _Classifier:
@@ -86,18 +78,15 @@ def export_onnx(model: Any, tokenizer: Any, path: Path | str, *, kind: str, pool
     args = tuple(enc[n] for n in names)
     dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
     dynamic[out] = {0: "batch"}
-    tmp = atomic_target(path)
     # eager attention traces to plain ops (sdpa with masks does not always export)
     old = getattr(model.config, "_attn_implementation", None)
     try:
         if old is not None:
             model.config._attn_implementation = "eager"
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_file(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(wrapped, args, str(tmp), input_names=names, output_names=[out], dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-        tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
         if old is not None:
             model.config._attn_implementation = old
     return path

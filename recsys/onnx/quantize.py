@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from recsys.errors import RecsysError
-from recsys.onnx.export import CLASSIFIER, EMBEDDER, atomic_target
+from recsys.manifest import atomic_file
+from recsys.onnx.export import CLASSIFIER, EMBEDDER
 
 
 @dataclass(frozen=True)
@@ -90,20 +91,18 @@ def quantize_int8(src: Path | str, dst: Path | str, settings: QuantSettings | No
     extra = dict(settings.extra_options)
     if settings.fuse:
         extra.setdefault("DefaultTensorType", onnx.TensorProto.FLOAT)  # fused contrib ops have no inferred types
-    tmp = atomic_target(dst)
     root = logging.getLogger()
     level = root.level
     try:
         root.setLevel(logging.ERROR)  # quantize_dynamic's "consider pre-processing" note on every call
-        quantize_dynamic(
-            str(src), str(tmp), per_channel=settings.per_channel, reduce_range=settings.reduce_range,
-            weight_type=getattr(QuantType, settings.weight_type), op_types_to_quantize=list(settings.op_types) or None,
-            nodes_to_exclude=exclude, extra_options=extra or None,
-        )
-        tmp.replace(dst)
+        with atomic_file(dst) as tmp:
+            quantize_dynamic(
+                str(src), str(tmp), per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                weight_type=getattr(QuantType, settings.weight_type), op_types_to_quantize=list(settings.op_types) or None,
+                nodes_to_exclude=exclude, extra_options=extra or None,
+            )
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -112,14 +111,12 @@ def fuse_bert(src: Path | str, dst: Path | str, *, num_heads: int, hidden_size: 
     from onnxruntime.transformers import optimizer
 
     dst = Path(dst)
-    tmp = atomic_target(dst)
     root = logging.getLogger()
     level = root.level
     try:
         root.setLevel(logging.ERROR)
-        optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0).save_model_to_file(str(tmp))
-        tmp.replace(dst)
+        with atomic_file(dst) as tmp:
+            optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0).save_model_to_file(str(tmp))
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
     return dst
