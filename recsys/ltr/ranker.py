@@ -275,7 +275,7 @@ class LearnedRanker:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path | str) -> Path:
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, KIND) as tmp:
             for name, src in self.serving_.items():
                 src.save(tmp / "sources" / name)
             self.booster_.save_model(str(tmp / RANKER_FILE))

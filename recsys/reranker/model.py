@@ -22,6 +22,7 @@ from recsys.manifest import atomic_directory, read_manifest, write_manifest
 from recsys.reranker.backbone import load_cross_encoder
 from recsys.reranker.config import RerankerTrainingArguments
 from recsys.reranker.features import context_frame_of
+from recsys.data import schema as S
 from recsys.text import history_item_texts, render_items, render_users
 
 MANIFEST_KIND = "reranker"

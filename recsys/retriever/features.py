@@ -48,7 +48,7 @@ def embed_texts(
     texts: Sequence[str], model: Any, *, batch_size: int = 128, cache_key: str | None = None, inference: str = "fp32", threads: int | None = None
 ) -> np.ndarray:
     """L2-normalised float32 text embeddings; cached in memory by (model, inference, texts) when ``cache_key`` is
-    given. ``inference``: ``fp32`` (torch), ``onnx`` or ``onnx-int8`` (``recsys.onnx_inference``; same tokenisation,
+    given. ``inference``: ``fp32`` (torch), ``onnx`` or ``onnx-int8`` (``recsys.onnx``; same tokenisation,
     pooling and normalisation, fp32 ONNX agrees to cosine > 0.9999)."""
     texts = list(texts)
     key = (f"{cache_key}|{inference}", fingerprint_json(texts)) if cache_key else None
@@ -61,7 +61,7 @@ def embed_texts(
         with torch.inference_mode():
             e = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     else:
-        from recsys.onnx_inference import parse_option, sentence_encoder  # optional dependency (onnxruntime)
+        from recsys.onnx import parse_option, sentence_encoder  # optional dependency (onnxruntime)
 
         parse_option(inference, "embedder")
         e = sentence_encoder(model, inference, threads=threads).encode(texts, batch_size=batch_size)

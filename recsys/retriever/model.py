@@ -391,7 +391,7 @@ class TwoTowerRetriever:
         gap_s, gap_q = s_top - s_k, q_top - q_k
         ok = np.isfinite(gap_s) & np.isfinite(gap_q) & (gap_q > 1e-6)
         a = np.where(ok, gap_s / np.where(ok, gap_q, 1.0), 0.0)
-        c = np.where(ok, s_k - a * np.where(ok, q_k, 0.0) + self.args.cold_text_shift * np.where(ok, gap_s, 0.0), np.nan_to_num(s_k))
+        c = np.where(ok, s_k - a * np.where(ok, q_k, 0.0) + self.args.cold_text_shift * np.where(ok, gap_s, 0.0), np.where(np.isfinite(s_k), s_k, 0.0))
         both = np.concatenate([tower, signal * (a / SQRT_HALF)[:, None], (c / SQRT_HALF)[:, None]], axis=1)
         return (both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
