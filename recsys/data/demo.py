@@ -1,5 +1,7 @@
 """The built-in demo dataset: a synthetic catalogue and interaction log with known generative rules.
 
+Over 450 lines because the generator's rules (vocabularies, taste drift, context boosts) are one model of the data and are tested together.
+
 Every signal a recommender here is meant to exploit is planted on purpose and documented in
 ``docs/demo-data.md``: category vocabulary in item text, Zipf popularity, drifting user taste, a
 "same category again" sequential habit, and a device/time-of-day context effect. The constants below are

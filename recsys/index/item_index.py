@@ -1,5 +1,7 @@
 """``ItemIndex``: the item-vector FAISS index the two-tower retriever searches, with its id map and manifest.
 
+Over 450 lines because the index class's add/remove/search keep its id map, live mask and FAISS ids consistent; storage, exclusions and tuning live beside it.
+
 Vectors are L2-normalised float32 and compared by inner product (= cosine). External item ids (Int64 or
 String, as in the dataset) are mapped to int64 FAISS ids that are never reused, so items can be removed and
 replaced without a rebuild:

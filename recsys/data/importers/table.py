@@ -1,5 +1,7 @@
 """Generic table importer: interactions, items and optional users from CSV/TSV or parquet files.
 
+Over 450 lines because mapping, id typing, timestamp parsing and their row-level error messages share one pass over the files.
+
 Rules (also in docs/cli.md, "import table"):
 
 * Format by extension: ``.csv`` (comma), ``.tsv``/``.tab`` (tab), ``.parquet``/``.pq``. CSV must be UTF-8 (a BOM is
