@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ltr_cache import caching_factory  # noqa: E402
+from ltr_cache import caching_factory, movielens_dataset  # noqa: E402
 
 from recsys.data.dataset import Dataset  # noqa: E402
 from recsys.evaluation.split import encode, leave_one_out  # noqa: E402
@@ -101,12 +101,7 @@ def main() -> None:
     sizes = [int(x) for x in a.sizes.split(",")]
     results = []
     if not a.skip_ml:
-        path = a.ml
-        if path is None:
-            from recsys.data.importers.movielens import import_movielens
-
-            ds, source = import_movielens(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k")
-            path = ds.save(Path(tempfile.mkdtemp()) / "ml100k", source=source).path
+        path = movielens_dataset(a.ml)
         split = leave_one_out(encode(Dataset.load(path)))
         results.append(measure("MovieLens 100K", split, [SASREC, *SOURCES], sizes, a.cache, a.retriever))
         show(results[-1], sizes)

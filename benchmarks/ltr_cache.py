@@ -60,5 +60,17 @@ class CachedSource:
         self.inner.save(directory)
 
 
+def movielens_dataset(path: Path | None) -> Path:
+    """``path``, else MovieLens 100K imported from ../shared/data into a temporary directory."""
+    if path is not None:
+        return path
+    import tempfile
+
+    from recsys.data.importers.movielens import import_movielens
+
+    ds, source = import_movielens(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k")
+    return ds.save(Path(tempfile.mkdtemp()) / "ml100k", source=source).path
+
+
 def caching_factory(cache: Path):
     return lambda spec, overrides: CachedSource(cache, spec, overrides)

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ltr_cache import caching_factory  # noqa: E402
+from ltr_cache import caching_factory, movielens_dataset  # noqa: E402
 
 from recsys.data.dataset import Dataset  # noqa: E402
 from recsys.evaluation import metrics as M  # noqa: E402
@@ -147,12 +147,7 @@ def main() -> None:
     overrides = json.loads(a.settings)
     results = []
     if not a.skip_ml:
-        path = a.ml
-        if path is None:
-            from recsys.data.importers.movielens import import_movielens
-
-            ds, source = import_movielens(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k")
-            path = ds.save(Path(tempfile.mkdtemp()) / "ml100k", source=source).path
+        path = movielens_dataset(a.ml)
         results.append(movielens(path, a.cache, overrides))
         show(results[-1])
     if not a.skip_demo:
