@@ -52,10 +52,6 @@ class Dataset:
         so no model may read a time of day or a weekday from them."""
         return timestamps_synthetic(self.manifest)
 
-    @property
-    def item_text_columns(self) -> list[str]:
-        return [c for c in self.items.columns if c != S.ITEM_ID and self.items.schema[c] in (pl.String, pl.List(pl.String))]
-
     def user_id_from_text(self, raw: str) -> int | str:
         """Turn a command-line user id into the dataset's id type."""
         return _parse_id(raw, self.interactions.schema[S.USER_ID], "user")

@@ -27,7 +27,7 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, timestamps_synthetic
-from recsys.text import TextTemplates, empty_text_share, item_text_fields, render_items
+from recsys.text import TextTemplates, empty_text_share, fallback_text_columns, item_text_fields, render_items
 
 QUANTILES = (("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p90", 0.9))
 TOP_VALUES = 5
@@ -142,7 +142,7 @@ def _context(s: pl.Series) -> dict[str, Any]:
 
 
 def _text_columns(dataset: Dataset) -> list[str]:
-    cols = list(dataset.item_text_columns)
+    cols = fallback_text_columns(dataset.items)
     cols += [c for c in S.ITEM_TEXT_FIELDS if c in dataset.items.columns and c not in cols]
     return cols
 
