@@ -1,9 +1,15 @@
-"""The docs hold together: README size, every relative link resolves (file and heading), every benchmark is listed."""
+"""The docs hold together: README size, every relative link resolves (file and heading), every benchmark is listed,
+the README's Python example runs."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -49,3 +55,15 @@ def test_every_benchmark_script_is_described_in_benchmarks_readme():
     scripts = sorted(p.relative_to(ROOT / "benchmarks").as_posix() for p in (ROOT / "benchmarks").rglob("*.py"))
     missing = [s for s in scripts if f"`{s}`" not in readme]
     assert not missing, f"benchmarks/README.md does not name: {missing}"
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs(tmp_path):
+    """The README's Python block runs as printed (in a scratch directory: it writes data/, indexes/)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert blocks, "README has no Python example"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([sys.executable, "-c", blocks[0]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Recommendation(rank=1" in done.stdout
