@@ -74,17 +74,24 @@ def _scored_as(model: RetrieverRecommender, settings: dict[str, Any], data: Any 
     return model
 
 
+def _ndcg10(model: Any, cases: Any) -> np.ndarray:
+    ranks = rank_cases(model, cases, case_offset=_TEST).ranks
+    return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def warm_cost(warm: RetrieverRecommender, cases: Any, cold_items: np.ndarray) -> dict[str, Any]:
     """Warm NDCG@10 of the test cases whose target is not one of ``cold_items``, in the warm model with those items
-    made cold (no ID embedding, not calibration anchors: scored by the channel as any new item): without them in the
-    catalogue, then with them at each ``WARM_COST_SHIFTS`` shift (same channel as the model's). The difference is
-    what cold items cost warm targets by taking top-10 slots, which neither protocol pass charges for."""
+    made cold (no ID embedding, not calibration anchors: scored as any new item): without them in the catalogue, with
+    them scored as before the channel (``"off"``), and through the model's channel at each ``WARM_COST_SHIFTS``
+    shift; each against shift 0 as a paired difference ± its standard error. What cold items cost warm targets by
+    taking top-10 slots, which neither protocol pass charges for."""
     r = warm.model_
     net = r.net
     keep = ~np.isin(cases.targets, cold_items)
     sub = cases.take(np.flatnonzero(keep))
     known = net.known.clone()
-    out: dict[str, Any] = {"cases": int(keep.sum()), "channel": r.channel}
+    channel, shift = r.args.cold_start, r.args.cold_text_shift
+    out: dict[str, Any] = {"cases": int(keep.sum()), "channel": channel}
 
     class Without:
         def score(self, c: Any) -> np.ndarray:
@@ -92,18 +99,28 @@ def warm_cost(warm: RetrieverRecommender, cases: Any, cold_items: np.ndarray) ->
             s[:, cold_items] = np.nan
             return s
 
-    shift = r.args.cold_text_shift
+    per: dict[str, np.ndarray] = {}
     try:
         net.known[cold_items] = False
         r._table_cache = None
-        out["without"] = _metrics(Without(), sub, _TEST)
+        per["without"] = _ndcg10(Without(), sub)
+        r.args.cold_start = "off"
+        per["off"] = _ndcg10(warm, sub)
+        out["off_share"] = _metrics(warm, sub, _TEST, cold_items)["cold_share_top10"]
+        r.args.cold_start = channel
         for sh in WARM_COST_SHIFTS:
             r.args.cold_text_shift = sh
-            out[f"shift {sh}"] = _metrics(warm, sub, _TEST, cold_items)
+            per[f"shift {sh}"] = _ndcg10(warm, sub)
+            out[f"shift {sh} share"] = _metrics(warm, sub, _TEST, cold_items)["cold_share_top10"]
     finally:
         net.known.copy_(known)
-        r.args.cold_text_shift = shift
+        r.args.cold_start, r.args.cold_text_shift = channel, shift
         r._table_cache = None
+    base = per["shift 0.0"]
+    for k, v in per.items():
+        d = v - base
+        out[k] = {"NDCG@10": float(v.mean()), "NDCG@10_se": float(v.std(ddof=1) / np.sqrt(len(v))),
+                  "diff": float(d.mean()), "diff_se": float(d.std(ddof=1) / np.sqrt(len(d)))}
     return out
 
 

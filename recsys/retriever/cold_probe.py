@@ -8,8 +8,9 @@ avoids that leak by construction: it draws a random tenth of the training items 
 ``PROBE_MIN_INTERACTIONS`` interactions, as the evaluation protocol's cold split does), removes every interaction with
 them, trains a short copy of the retriever (same settings, ``cold_probe_epochs`` epochs, no validation) on the rest,
 and ranks the held-out items' interactions against the whole catalogue with each channel, exactly as the cold-start
-protocol ranks cold items. The channel with the higher HR@10 wins; a tie keeps ``"text"``, the one whose cold
-ranking equals the untrained model's. The held-out items were never seen by the probe, so neither channel had
+protocol ranks cold items. ``"adaptor"`` is chosen only when its HR@10 beats ``"text"``'s by more than one standard
+error of the paired per-case difference; otherwise (a tie, or a loss) ``"text"`` stays, the channel whose cold ranking
+is the untrained model's own. The held-out items were never seen by the probe, so neither channel had
 trained on them; test data is never involved (the probe sees only the ``TrainData`` given to ``fit``).
 """
 
@@ -78,14 +79,17 @@ def probe_split(data: TrainData, seed: int) -> ColdProbe | None:
     return ColdProbe(train, cases, held)
 
 
-def channel_hr10(scores: np.ndarray, cases: Cases) -> tuple[float, float]:
-    """HR@10 of the cases' targets under ``scores`` (protocol ranking: exclusions, deterministic tie keys) and its
-    standard error."""
+def target_hits(scores: np.ndarray, cases: Cases) -> np.ndarray:
+    """Per case, whether the target is in the top 10 under ``scores`` (protocol ranking: exclusions, deterministic
+    tie keys)."""
     rows = np.repeat(np.arange(len(cases)), cases.exclude.lengths)
     s = M.prepare_scores(scores, rows, cases.exclude.items, cases.targets)
     keys = M.tie_keys(np.arange(len(cases)), scores.shape[1], 0)
-    means, errs = M.ranking_metrics(M.target_ranks(s, cases.targets, keys))
-    return float(means["HR@10"]), float(errs["HR@10"])
+    return (M.target_ranks(s, cases.targets, keys) < 10).astype(np.float64)
+
+
+def _mean_se(x: np.ndarray) -> dict[str, float]:
+    return {"HR@10": float(x.mean()), "HR@10_se": float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")}
 
 
 def choose_cold_channel(
@@ -97,8 +101,8 @@ def choose_cold_channel(
     """Train a short probe retriever (``make(args)``, ``cold_probe_epochs`` epochs) without a held-out tenth of the
     items and rank those items' interactions with each channel at the configured ``cold_text_shift``.
 
-    Returns ``{"cold_start": winner, "probe": {...}}`` with each channel's HR@10 ± se, the number of held-out items
-    and cases and the probe's seconds; ``"text"`` without a probe when too few items can be held out.
+    Returns ``{"cold_start": winner, "probe": {...}}`` with each channel's HR@10 ± se, their paired difference
+    (adaptor - text) ± se, the number of held-out items and cases and the probe's seconds; ``"text"`` without a probe when too few items can be held out.
     """
     import time
 
@@ -112,10 +116,14 @@ def choose_cold_channel(
     model = make(probe_args)
     model.fit(split.train, None)
     result: dict[str, Any] = {"held_out_items": int(len(split.held_out)), "cases": int(len(split.cases)), "epochs": args.cold_probe_epochs}
+    hits = {}
     for channel in CHANNELS:
         model.args.cold_start = channel
-        result[channel] = dict(zip(("HR@10", "HR@10_se"), channel_hr10(model.score(split.cases), split.cases)))
-    winner = "adaptor" if result["adaptor"]["HR@10"] > result["text"]["HR@10"] else "text"
+        hits[channel] = target_hits(model.score(split.cases), split.cases)
+        result[channel] = _mean_se(hits[channel])
+    diff = _mean_se(hits["adaptor"] - hits["text"])
+    result["adaptor_minus_text"] = {"diff": diff["HR@10"], "se": diff["HR@10_se"]}
+    winner = "adaptor" if diff["HR@10"] > diff["HR@10_se"] else "text"
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if progress is not None:
         progress(
@@ -125,4 +133,4 @@ def choose_cold_channel(
     return {"cold_start": winner, "probe": result}
 
 
-__all__ = ["CHANNELS", "ColdProbe", "channel_hr10", "choose_cold_channel", "probe_split"]
+__all__ = ["CHANNELS", "ColdProbe", "choose_cold_channel", "probe_split", "target_hits"]
