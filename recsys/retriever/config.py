@@ -24,8 +24,9 @@ class RetrieverTrainingArguments(TomlSettings):
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
     fine-tune (slow on CPU and it did not help; docs/results.md), every history window.
-    Items without training interactions are scored by the untrained text model through the vectors' text channel
-    (``cold_start = "text"``; docs/cold-start.md), so cold items never rank below zero-shot's order among themselves.
+    Items without training interactions are scored through a second, per-user calibrated channel of the vectors that
+    carries the untrained text model's cosine or the item tower's text path, whichever a held-out-item probe at the end
+    of ``fit`` finds better on the training data (``cold_start = "auto"``; docs/cold-start.md).
 
     The optional text fine-tune (``text_finetune_steps`` > 0) trains the item tower's text model with in-batch
     negatives (MNRL, no duplicate texts in a batch); ``text_finetune_logq`` adds the logQ popularity correction,

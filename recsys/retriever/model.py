@@ -536,6 +536,7 @@ class TwoTowerRetriever:
         config = json.loads((directory / "config.json").read_text())
         # a model saved before the cold-start channel existed keeps the vectors (and dimension) its indexes were built with
         config.setdefault("cold_start", "off")
+        config.setdefault("cold_text_shift", 0.0)  # saved before the shift existed: its channel had none
         args = RetrieverTrainingArguments.from_dict(config)
         state = json.loads((directory / "state.json").read_text())
         self = cls(args)

@@ -193,6 +193,12 @@ def test_a_model_saved_without_the_setting_loads_with_its_old_vectors(tmp_path, 
     (path / "config.json").write_text(json.dumps(config))
     old = TwoTowerRetriever.load(path)
     assert old.args.cold_start == "off" and old.encode_items().shape[1] == old.args.d_model
+    # saved with the text channel before the shift existed: loads with the channel and no shift, as it scored then
+    config["cold_start"] = "text"
+    config.pop("cold_text_shift", None)
+    (path / "config.json").write_text(json.dumps(config))
+    older = TwoTowerRetriever.load(path)
+    assert (older.args.cold_start, older.args.cold_text_shift) == ("text", 0.0)
     # a model fitted with "auto" is saved with the channel its probe chose, so it loads with the same vectors
     new = TwoTowerRetriever.load(cold_fitted.save(tmp_path / "new"))
     assert new.args.cold_start == cold_fitted.args.cold_start in ("text", "adaptor")
