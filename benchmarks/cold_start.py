@@ -168,7 +168,8 @@ def run_dataset(
             "warm": _metrics(warm, split.test, _TEST), "cold": _metrics(coldm, cold.cases, _COLD, cold.cold_items),
         }
         if settings is AFTER:
-            out[f"retriever {name}"]["probe"] = {"warm pass": probes.get(id(split.train)), "cold pass": probes.get(id(cold.train))}
+            in_fit = lambda m: next((h for h in m.model_.history if h.get("stage") == "cold_probe"), None)  # noqa: E731
+            out[f"retriever {name}"]["probe"] = {"warm pass": probes.get(id(split.train)) or in_fit(warm), "cold pass": probes.get(id(cold.train)) or in_fit(coldm)}
             out[f"retriever {name}"]["warm_cost"] = warm_cost(warm, split.test, cold.cold_items)
         say(f"{path.name} retriever {name} {out[f'retriever {name}']}")
     return out
