@@ -16,6 +16,7 @@ trained on them; test data is never involved (the probe sees only the ``TrainDat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.data.types import Cases, Sequences, TrainData
 from recsys.evaluation import metrics as M
+from recsys.evaluation.split import _merge_rows as merge_rows
 from recsys.retriever.config import RetrieverTrainingArguments
 
 #: items with at least this many training interactions may be held out (the protocol's cold-split rule)
@@ -59,7 +61,8 @@ def probe_split(data: TrainData, seed: int) -> ColdProbe | None:
     held = np.sort(rng.choice(eligible, n, replace=False)).astype(np.int32)
     ev = data.events.with_row_index("_row")
     is_held = pl.col("i").is_in(pl.Series(held).implode())
-    keep, out = ev.filter(~is_held), ev.filter(is_held)
+    keep, all_held = ev.filter(~is_held), ev.filter(is_held)
+    out = all_held
     if len(out) > PROBE_MAX_CASES:
         out = out.sort("_row").gather(np.sort(rng.choice(len(out), PROBE_MAX_CASES, replace=False)))
     keep = keep.drop("_row")
@@ -67,25 +70,26 @@ def probe_split(data: TrainData, seed: int) -> ColdProbe | None:
     train = TrainData(seq, data.n_items, data.items, keep, data.users, held, data.synthetic_timestamps)
     users = out["u"].to_numpy()
     history = seq.take(users)
-    all_held = ev.filter(is_held)
     held_seq = Sequences.from_sorted(all_held["u"].to_numpy(), all_held["i"].to_numpy(), data.n_users).take(users)
-    rows = np.concatenate([np.repeat(np.arange(len(users)), history.lengths), np.repeat(np.arange(len(users)), held_seq.lengths)])
-    items = np.concatenate([history.items, held_seq.items])
-    order = np.argsort(rows, kind="stable")
-    indptr = np.zeros(len(users) + 1, dtype=np.int64)
-    np.cumsum(history.lengths + held_seq.lengths, out=indptr[1:])
+    excl_items, excl_ptr = merge_rows(history, held_seq)  # the protocol's cold-case exclusions
     ctx = out.drop(["_row", "u", "i"] + [c for c in (S.RATING, S.WEIGHT) if c in out.columns])
-    cases = Cases(users, history, out["i"].to_numpy(), Sequences(indptr, items[order].astype(np.int32)), ctx)
+    cases = Cases(users, history, out["i"].to_numpy(), Sequences(excl_ptr, excl_items), ctx)
     return ColdProbe(train, cases, held)
 
 
-def target_hits(scores: np.ndarray, cases: Cases) -> np.ndarray:
-    """Per case, whether the target is in the top 10 under ``scores`` (protocol ranking: exclusions, deterministic
-    tie keys)."""
-    rows = np.repeat(np.arange(len(cases)), cases.exclude.lengths)
-    s = M.prepare_scores(scores, rows, cases.exclude.items, cases.targets)
-    keys = M.tie_keys(np.arange(len(cases)), scores.shape[1], 0)
-    return (M.target_ranks(s, cases.targets, keys) < 10).astype(np.float64)
+def target_hits(model: Any, cases: Cases, batch_size: int = 512) -> np.ndarray:
+    """Per case, whether the target is in ``model.score``'s top 10 (protocol ranking: exclusions, deterministic tie
+    keys), scored in batches so memory stays batch x catalogue."""
+    hits = []
+    for lo in range(0, len(cases), batch_size):
+        idx = np.arange(lo, min(lo + batch_size, len(cases)))
+        batch = cases.take(idx)
+        scores = model.score(batch)
+        rows = np.repeat(np.arange(len(idx)), batch.exclude.lengths)
+        s = M.prepare_scores(scores, rows, batch.exclude.items, batch.targets)
+        keys = M.tie_keys(idx, scores.shape[1], 0)
+        hits.append(M.target_ranks(s, batch.targets, keys) < 10)
+    return np.concatenate(hits).astype(np.float64)
 
 
 def _mean_se(x: np.ndarray) -> dict[str, float]:
@@ -104,8 +108,6 @@ def choose_cold_channel(
     Returns ``{"cold_start": winner, "probe": {...}}`` with each channel's HR@10 ± se, their paired difference
     (adaptor - text) ± se, the number of held-out items and cases and the probe's seconds; ``"text"`` without a probe when too few items can be held out.
     """
-    import time
-
     t0 = time.perf_counter()
     split = probe_split(data, args.seed)
     if split is None:
@@ -119,7 +121,7 @@ def choose_cold_channel(
     hits = {}
     for channel in CHANNELS:
         model.args.cold_start = channel
-        hits[channel] = target_hits(model.score(split.cases), split.cases)
+        hits[channel] = target_hits(model, split.cases)
         result[channel] = _mean_se(hits[channel])
     diff = _mean_se(hits["adaptor"] - hits["text"])
     result["adaptor_minus_text"] = {"diff": diff["HR@10"], "se": diff["HR@10_se"]}
