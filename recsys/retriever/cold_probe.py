@@ -116,7 +116,8 @@ def choose_cold_channel(
         {**args.to_dict(), "cold_start": "text", "epochs": args.cold_probe_epochs, "text_finetune_steps": 0}
     )
     model = make(probe_args)
-    model.fit(split.train, None)
+    model.replica_label = "cold-start probe"  # its replica check (launched runs) is not the retriever's
+    model.fit(split.train, None, progress=lambda message: None)  # its epochs are not the retriever's progress
     result: dict[str, Any] = {"held_out_items": int(len(split.held_out)), "cases": int(len(split.cases)), "epochs": args.cold_probe_epochs}
     hits = {}
     for channel in CHANNELS:

@@ -239,7 +239,7 @@ class _Scripted:
         self.args = args
         return self
 
-    def fit(self, data, validation=None):
+    def fit(self, data, validation=None, progress=None):
         self.n_items = data.n_items
         return self
 
