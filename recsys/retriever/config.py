@@ -24,8 +24,9 @@ class RetrieverTrainingArguments(TomlSettings):
     Defaults were chosen on MovieLens 100K (benchmarks/retriever_quality.py): ID embeddings with ID dropout 0.25
     (warm quality unchanged, cold-item HR@10 doubles over zero-shot), request context on (hour/weekday), no text
     fine-tune (slow on CPU and it did not help; docs/results.md), every history window.
-    Items without training interactions are scored by the untrained text model through the vectors' text channel
-    (``cold_start = "text"``; docs/cold-start.md), so cold items never rank below zero-shot's order among themselves.
+    Items without training interactions are scored through a second, per-user calibrated channel of the vectors that
+    carries the untrained text model's cosine or the item tower's text path, whichever a held-out-item probe at the end
+    of ``fit`` finds better on the training data (``cold_start = "auto"``; docs/cold-start.md).
 
     The optional text fine-tune (``text_finetune_steps`` > 0) trains the item tower's text model with in-batch
     negatives (MNRL, no duplicate texts in a batch); ``text_finetune_logq`` adds the logQ popularity correction,
@@ -62,13 +63,18 @@ class RetrieverTrainingArguments(TomlSettings):
     #: the scale of the user's trained scores, in a second channel of the vectors: among themselves cold items rank
     #: exactly as the untrained model ranks them; "adaptor": the same channel with the item tower's text path (no ID
     #: embedding) instead of the pretrained cosine; "off": no channel, the item tower's text path on the tower's own
-    #: scale (docs/cold-start.md)
-    cold_start: str = "text"
+    #: scale; "auto" (the default): "text" or "adaptor", whichever ranks held-out training items better in a short
+    #: probe run at the end of ``fit`` (``recsys.retriever.cold_probe``; the fitted model then says which it chose)
+    #: (docs/cold-start.md)
+    cold_start: str = "auto"
     #: recency decay of the user's history text vector in the "text" channel (weights exp(-decay * k), k = 0 newest)
     cold_text_decay: float = 0.3
     #: shift of cold items' scores in units of the gap between the user's best and 10th-best trained score (> 0 ranks
     #: them higher against warm items, < 0 lower)
-    cold_text_shift: float = 0.0
+    cold_text_shift: float = 0.25
+    #: epochs of the probe retriever that ``cold_start = "auto"`` trains on the data without a held-out tenth of
+    #: the items (no validation; its cost is this many epochs of the main training)
+    cold_probe_epochs: int = 3
     #: items without an ID embedding (no training interactions, items added later) borrow one: the similarity-weighted
     #: mean of the ID embeddings of this many items with one whose text is nearest under the text model; 0 = none (the
     #: text path alone, which lands cold items in a region of the score scale no warm item is in; docs/cold-start.md)
@@ -133,8 +139,10 @@ class RetrieverTrainingArguments(TomlSettings):
             )
         if self.text_finetune_mini_batch_size < 1:
             raise ValueError(f"text_finetune_mini_batch_size must be at least 1, not {self.text_finetune_mini_batch_size}")
-        if self.cold_start not in ("text", "adaptor", "off"):
-            raise ValueError(f"cold_start must be 'text', 'adaptor' or 'off', not {self.cold_start!r}")
+        if self.cold_start not in ("auto", "text", "adaptor", "off"):
+            raise ValueError(f"cold_start must be 'auto', 'text', 'adaptor' or 'off', not {self.cold_start!r}")
+        if self.cold_probe_epochs < 1:
+            raise ValueError(f"cold_probe_epochs must be at least 1, not {self.cold_probe_epochs}")
         if self.cold_text_decay < 0:
             raise ValueError(f"cold_text_decay must be 0 or more, not {self.cold_text_decay}")
         if self.cold_neighbours < 0:

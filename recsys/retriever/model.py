@@ -31,6 +31,7 @@ from torch import nn
 from recsys import distributed as D
 from recsys.data.types import Cases, Sequences, TrainData
 from recsys.manifest import atomic_directory, read_manifest, write_manifest
+from recsys.retriever.cold_probe import choose_cold_channel
 from recsys.retriever.config import RetrieverTrainingArguments
 from recsys.retriever.features import (
     CONTEXT_HASH_BUCKETS,
@@ -278,6 +279,11 @@ class TwoTowerRetriever:
         self.time_context = not data.synthetic_timestamps
         self.data_fingerprint = data_fingerprint(data, item_texts)
         train_towers(self, data, validation, history=history, started=started, progress=progress)
+        if a.cold_start == "auto":  # resolved once, from the training data alone; saved as the chosen channel
+            choice = choose_cold_channel(type(self), a, data, say)
+            a.cold_start = choice["cold_start"]
+            self.history.append({"stage": "cold_probe", **choice})
+            self.metrics["cold_start"] = a.cold_start
 
     def _build(self, text_emb: np.ndarray, known: np.ndarray, context_columns: list[str]) -> None:
         self.context_columns = list(context_columns)
@@ -303,18 +309,24 @@ class TwoTowerRetriever:
         """Whether vectors carry the cold-item channel (``cold_start`` "text" or "adaptor"): [tower ; channel ; offset]."""
         return self.args.cold_start != "off"
 
+    @property
+    def channel(self) -> str:
+        """The cold-item channel in use: "text", "adaptor" or "off"; an unresolved "auto" (during ``fit``, before the
+        probe chose) scores as "text"."""
+        return "text" if self.args.cold_start == "auto" else self.args.cold_start
+
     def _channel_vectors(self, text: torch.Tensor) -> torch.Tensor:
         """Normalised cold-item channel vectors of text embeddings: the text itself ("text", the pretrained model's
         geometry) or its item-tower text path without ID embedding ("adaptor", what training made of the text)."""
         net = self._require()
-        return net.normalise(text if self.args.cold_start == "text" else net.adaptor(text))
+        return net.normalise(text if self.channel == "text" else net.adaptor(text))
 
     @property
     def dim(self) -> int:
         """Dimension of ``encode_items``/``encode_users`` vectors."""
         net = self._require()
         d = int(net.pos_emb.weight.shape[1])
-        return d + ((int(net.text.shape[1]) if self.args.cold_start == "text" else d) + 1 if self.text_channel else 0)
+        return d + ((int(net.text.shape[1]) if self.channel == "text" else d) + 1 if self.text_channel else 0)
 
     def encode_items(
         self,
@@ -359,7 +371,7 @@ class TwoTowerRetriever:
         with torch.inference_mode():
             text = torch.from_numpy(self.embed(list(texts), cache=False)).to(net.text.device)
             z = net.normalise(net.item_raw(text, torch.full((len(text),), -1, dtype=torch.long, device=text.device)))
-            signal = z if self.args.cold_start == "adaptor" else net.normalise(text)
+            signal = z if self.channel == "adaptor" else net.normalise(text)
         return self._with_text_channel(z.cpu().numpy(), signal.cpu().numpy())
 
     def _with_text_channel(self, tower: np.ndarray, signal: np.ndarray, histories: list[np.ndarray] | None = None) -> np.ndarray:
@@ -471,7 +483,7 @@ class TwoTowerRetriever:
                 out[lo:hi] = net.user_states(seq, table, ctx, prof)[:, -1].cpu().numpy()
         if not self.text_channel:
             return out
-        if self.args.cold_start == "adaptor":  # cold items by the tower state . their text path
+        if self.channel == "adaptor":  # cold items by the tower state . their text path
             return self._with_text_channel(out, out, hs)
         return self._with_text_channel(out, recency_weighted_mean(hs, net.text.cpu().numpy(), self.args.cold_text_decay), hs)
 
@@ -524,6 +536,7 @@ class TwoTowerRetriever:
         config = json.loads((directory / "config.json").read_text())
         # a model saved before the cold-start channel existed keeps the vectors (and dimension) its indexes were built with
         config.setdefault("cold_start", "off")
+        config.setdefault("cold_text_shift", 0.0)  # saved before the shift existed: its channel had none
         args = RetrieverTrainingArguments.from_dict(config)
         state = json.loads((directory / "state.json").read_text())
         self = cls(args)

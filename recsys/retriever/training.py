@@ -463,7 +463,8 @@ def train_towers(
     retriever.history = history
     net.to("cpu")  # a fitted retriever serves on CPU (the library's default), whichever device trained it
     if distributed:
-        retriever.metrics.update({"world_size": world_size, "replica_checksum": D.check_replicas(net.state_dict(), "retriever")})
+        label = getattr(retriever, "replica_label", "retriever")  # the cold-start probe's own training says so
+        retriever.metrics.update({"world_size": world_size, "replica_checksum": D.check_replicas(net.state_dict(), label)})
     net.eval()
 
 

@@ -1,5 +1,6 @@
 """Items without training interactions: they borrow the ID embedding of their text neighbours, rank at least as well
-as under the untrained text model, and items added to an index later rank as the evaluation's cold protocol says."""
+as under the untrained text model, and items added to an index later rank as the evaluation's cold protocol says;
+``cold_start = "auto"`` chooses the channel from held-out training items only."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from recsys.data import schema as S
 from recsys.evaluation import metrics as M
 from recsys.evaluation.split import cold_start, encode
 from recsys.retriever import RetrieverTrainingArguments, TwoTowerRetriever
+from recsys.retriever.cold_probe import PROBE_FRACTION, PROBE_MIN_INTERACTIONS, choose_cold_channel, probe_split
 from recsys.retriever.model import TwoTowerNet
 
 from .conftest import FAST, synthetic_dataset
@@ -34,8 +36,17 @@ def cold_split():
 
 @pytest.fixture(scope="module")
 def cold_fitted(cold_split):
-    # the protocol's cold pass: trained without validation, the cold items only in the catalogue (no interactions)
+    # the protocol's cold pass: trained without validation, the cold items only in the catalogue (no interactions);
+    # default settings, so the probe chose the channel at the end of fit
     return TwoTowerRetriever(RetrieverTrainingArguments(**{**FAST, "epochs": 15})).fit(cold_split.train, None)
+
+
+@pytest.fixture
+def text_model(tmp_path, cold_fitted):
+    """A copy of the fitted model scoring cold items through the "text" channel (the vectors follow the settings)."""
+    model = TwoTowerRetriever.load(cold_fitted.save(tmp_path / "text-model"))
+    model.args.cold_start = "text"
+    return model
 
 
 def test_settings_are_checked():
@@ -43,6 +54,10 @@ def test_settings_are_checked():
         RetrieverTrainingArguments(cold_neighbours=-1)
     with pytest.raises(ValueError, match="cold_temperature"):
         RetrieverTrainingArguments(cold_temperature=0)
+    with pytest.raises(ValueError, match="cold_probe_epochs"):
+        RetrieverTrainingArguments(cold_probe_epochs=0)
+    defaults = RetrieverTrainingArguments()
+    assert (defaults.cold_start, defaults.cold_text_shift) == ("auto", 0.25)
 
 
 def test_text_of_a_known_item_borrows_that_items_id_embedding():
@@ -120,12 +135,12 @@ def test_items_added_to_an_index_rank_as_the_cold_protocol_predicts(tmp_path, co
     assert (np.abs(index_ranks - protocol_ranks) <= 1).mean() >= 0.98
 
 
-def test_text_channel_scores_cold_items_by_the_text_model(cold_split, cold_fitted):
+def test_text_channel_scores_cold_items_by_the_text_model(cold_split, text_model):
     """Warm items keep the trained score; among cold items the order is the untrained text model's exactly."""
     from recsys.retriever import recency_weighted_mean
 
     cases = cold_split.cases
-    model = cold_fitted
+    model = text_model
     assert model.dim == model.args.d_model + model.net.text.shape[1] + 1
     items, users = model.encode_items(), model.encode_users(cases.history, cases.context)
     np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-5)
@@ -178,4 +193,86 @@ def test_a_model_saved_without_the_setting_loads_with_its_old_vectors(tmp_path, 
     (path / "config.json").write_text(json.dumps(config))
     old = TwoTowerRetriever.load(path)
     assert old.args.cold_start == "off" and old.encode_items().shape[1] == old.args.d_model
-    assert TwoTowerRetriever.load(cold_fitted.save(tmp_path / "new")).args.cold_start == "text"
+    # saved with the text channel before the shift existed: loads with the channel and no shift, as it scored then
+    config["cold_start"] = "text"
+    config.pop("cold_text_shift", None)
+    (path / "config.json").write_text(json.dumps(config))
+    older = TwoTowerRetriever.load(path)
+    assert (older.args.cold_start, older.args.cold_text_shift) == ("text", 0.0)
+    # a model fitted with "auto" is saved with the channel its probe chose, so it loads with the same vectors
+    new = TwoTowerRetriever.load(cold_fitted.save(tmp_path / "new"))
+    assert new.args.cold_start == cold_fitted.args.cold_start in ("text", "adaptor")
+    np.testing.assert_array_equal(new.encode_items(), cold_fitted.encode_items())
+
+
+def test_probe_holds_out_a_tenth_of_the_items_and_never_trains_on_them(cold_split):
+    """The probe's split: a seeded tenth of the items with enough interactions leaves the training data entirely;
+    one case per held-out interaction, history = the user's other items, the user's other held-out items excluded."""
+    data = cold_split.train
+    probe = probe_split(data, seed=0)
+    eligible = np.flatnonzero(data.item_counts >= PROBE_MIN_INTERACTIONS)
+    assert len(probe.held_out) == round(PROBE_FRACTION * len(eligible)) and np.isin(probe.held_out, eligible).all()
+    assert (probe.train.item_counts[probe.held_out] == 0).all()  # never seen by the probe retriever
+    kept = np.setdiff1d(np.arange(data.n_items), probe.held_out)
+    np.testing.assert_array_equal(probe.train.item_counts[kept], data.item_counts[kept])
+    assert len(probe.cases) == int(data.item_counts[probe.held_out].sum())
+    assert np.isin(probe.cases.targets, probe.held_out).all()
+    assert not np.isin(probe.cases.history.items, probe.held_out).any()
+    held = set(probe.held_out.tolist())
+    for r in range(len(probe.cases)):
+        user = probe.cases.users[r]
+        own = set(data.sequences.row(user).tolist())
+        assert set(probe.cases.history.row(r).tolist()) == own - held
+        assert set(probe.cases.exclude.row(r).tolist()) == own  # history + every held-out item of the user
+    assert probe.cases.context.height == len(probe.cases) and "timestamp" in probe.cases.context.columns
+    np.testing.assert_array_equal(probe_split(data, seed=0).held_out, probe.held_out)  # deterministic
+
+
+class _Scripted:
+    """A stand-in probe retriever whose hits per channel are given (cases start <= row < stop hit, at rank 0; the rest
+    rank last): the decision rule in isolation."""
+
+    def __init__(self, hits: dict[str, tuple[int, int]]) -> None:
+        self.hits, self.args = hits, None
+
+    def __call__(self, args):
+        self.args = args
+        return self
+
+    def fit(self, data, validation=None, progress=None):
+        self.n_items = data.n_items
+        return self
+
+    def score(self, cases):
+        s = np.random.default_rng(0).random((len(cases), self.n_items)).astype(np.float32)
+        start, stop = self.hits[self.args.cold_start]
+        rows = np.arange(len(cases))
+        s[rows, cases.targets] = np.where((rows >= start) & (rows < stop), 2.0, -1.0)
+        return s
+
+
+def test_the_probe_picks_adaptor_only_when_it_wins_by_more_than_one_standard_error(cold_split):
+    args = RetrieverTrainingArguments(**FAST)
+    n = len(probe_split(cold_split.train, args.seed).cases)
+    k = n // 4
+    clear = choose_cold_channel(_Scripted({"text": (0, k), "adaptor": (0, 2 * k)}), args, cold_split.train)
+    assert clear["cold_start"] == "adaptor" and clear["probe"]["cases"] == n
+    assert clear["probe"]["text"]["HR@10"] == pytest.approx(k / n) and clear["probe"]["adaptor"]["HR@10"] == pytest.approx(2 * k / n)
+    assert choose_cold_channel(_Scripted({"text": (0, 2 * k), "adaptor": (0, k)}), args, cold_split.train)["cold_start"] == "text"
+    assert choose_cold_channel(_Scripted({"text": (0, k), "adaptor": (1, k + 1)}), args, cold_split.train)["cold_start"] == "text"
+    # adaptor loses 2 cases and wins 4: a gain of 2 / n against a paired standard error of about 2.4 / n is a tie,
+    # and a tie keeps the pretrained text
+    tie = choose_cold_channel(_Scripted({"text": (0, k), "adaptor": (2, k + 4)}), args, cold_split.train)
+    d = tie["probe"]["adaptor_minus_text"]
+    assert d["diff"] == pytest.approx(2 / n) and d["se"] > d["diff"] and tie["cold_start"] == "text"
+
+
+def test_auto_resolves_in_fit_and_records_the_probe(cold_fitted):
+    """The fitted model scores with the chosen channel, says which, and keeps what the probe measured."""
+    assert cold_fitted.args.cold_start in ("text", "adaptor") and cold_fitted.channel == cold_fitted.args.cold_start
+    record = next(h for h in cold_fitted.history if h.get("stage") == "cold_probe")
+    probe = record["probe"]
+    assert record["cold_start"] == cold_fitted.metrics["cold_start"] == cold_fitted.args.cold_start
+    winner = "adaptor" if probe["adaptor_minus_text"]["diff"] > probe["adaptor_minus_text"]["se"] else "text"
+    assert record["cold_start"] == winner and probe["cases"] > 0 and probe["epochs"] == cold_fitted.args.cold_probe_epochs
+
