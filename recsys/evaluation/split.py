@@ -147,12 +147,13 @@ def cold_start(
     cases = _cases(enc, warm_ev, cold_ev)
     # exclude the user's training items and the user's *other* cold items
     cold_seq = Sequences.from_sorted(cold_ev["u"].to_numpy(), cold_ev["i"].to_numpy(), enc.n_users).take(cases.users)
-    excl_items, excl_ptr = _merge_rows(cases.history, cold_seq)
+    excl_items, excl_ptr = merge_rows(cases.history, cold_seq)
     cases.exclude = Sequences(excl_ptr, excl_items)  # the target itself is removed from exclusion at ranking time
     return ColdStartSplit(np.sort(cold).astype(np.int32), _train_data(enc, warm_ev, cold), cases)
 
 
-def _merge_rows(a: Sequences, b: Sequences) -> tuple[np.ndarray, np.ndarray]:
+def merge_rows(a: Sequences, b: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise concatenation of two sequence sets over the same rows: (items, indptr) of each row's a-items then b-items."""
     lengths = a.lengths + b.lengths
     indptr = np.zeros(a.n_rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
