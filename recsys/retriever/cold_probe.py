@@ -27,7 +27,7 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.data.types import Cases, Sequences, TrainData
 from recsys.evaluation import metrics as M
-from recsys.evaluation.split import _merge_rows as merge_rows
+from recsys.evaluation.split import merge_rows as merge_rows
 from recsys.retriever.config import RetrieverTrainingArguments
 
 #: items with at least this many training interactions may be held out (the protocol's cold-split rule)
