@@ -142,3 +142,12 @@ def test_train_ranker_cli_refuses_a_retriever_of_another_dataset(retrieval_stack
     other.save(tmp_path / "other", source=src)
     result = runner.invoke(app, ["train", "ranker", str(tmp_path / "other"), "--retriever", str(root / "run"), "--out", str(tmp_path / "rank")])
     assert result.exit_code == 2 and "recsys train retriever" in result.output and not (tmp_path / "rank").exists()
+
+
+def test_full_scores_put_the_ranking_first_then_retriever_order():
+    from recsys.service.ranking import Ranking, full_scores
+
+    retrieval = np.array([[0.9, 0.1, 0.5, 0.3, -np.inf]], dtype=np.float32)
+    ranking = Ranking(np.array([3, 4]), np.array([2.0, 1.0], dtype=np.float32), np.array([0.3, np.nan]), [["retriever"], ["ease"]])
+    scores = full_scores([ranking], retrieval)
+    assert np.argsort(-scores[0], kind="stable").tolist() == [3, 4, 0, 2, 1]
