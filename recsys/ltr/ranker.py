@@ -193,7 +193,7 @@ class LearnedRanker:
         for spec in self.specs:
             overrides = self.serving_[spec.key].params_without_validation()
             label_sources[spec.key] = self.source_factory(spec, overrides).fit(data_a, None)
-            say(f"label-fold source {spec.key} fitted {overrides or ''}")
+            say(f"label-fold source {spec.key} fitted" + (f" (epochs {overrides['epochs']})" if "epochs" in overrides else ""))
         if self.feature_settings.text_similarity and self.item_vectors is None:
             self.item_vectors = catalogue_vectors(data.items)
         tables_a = FeatureTables.fit(data_a, self.feature_settings, item_vectors=self.item_vectors)

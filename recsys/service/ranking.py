@@ -11,8 +11,9 @@ item order, which is also the retriever run's catalogue).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.data.types import Cases, Sequences
-from recsys.errors import RecsysError
-from recsys.ltr.ranker import LearnedRanker
+from recsys.errors import ManifestMismatchError, RecsysError
+from recsys.ltr.ranker import KIND, LearnedRanker
+from recsys.manifest import read_manifest
 
 
 @dataclass
@@ -52,7 +54,6 @@ class Ranking:
     sources: list[list[str]]
     reasons: list[list[str]] | None = None
     contributions: list[dict[str, float]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RankingStage:
@@ -73,10 +74,6 @@ class RankingStage:
     @classmethod
     def open(cls, run_dir: Path | str, *, retriever_fingerprint: str | None = None, dataset_fingerprint: str | None = None) -> "RankingStage":
         """Load a ``recsys train ranker`` run; refuse one built on another retriever model or dataset."""
-        from recsys.errors import ManifestMismatchError
-        from recsys.ltr.ranker import KIND
-        from recsys.manifest import read_manifest
-
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise RecsysError(f"ranking run {run_dir} does not exist (train one with `recsys train ranker DATASET --retriever RUN --out {run_dir}`)")
@@ -141,8 +138,6 @@ class RankingStage:
                 [[s for s, p in zip(self.source_names, row) if p] for row in proposed[lo:hi]],
             )  # fmt: skip
             if explained is not None:
-                import json
-
                 ranking.reasons = explained["reasons"][lo:hi].to_list()
                 ranking.contributions = [json.loads(c) for c in explained["contributions"][lo:hi].to_list()]
             out.append(ranking)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-import numpy as np
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 

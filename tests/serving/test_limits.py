@@ -10,7 +10,7 @@ import time
 import pytest
 from fastapi import HTTPException
 
-from recsys.serving.limits import RequestAbandoned, RerankGate, StopFlag, _call, checkpoint
+from recsys.serving.limits import RequestAbandoned, RerankGate, checkpoint
 from recsys.serving.settings import ServeSettings
 from recsys.settings import SettingsError
 

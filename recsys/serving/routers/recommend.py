@@ -69,7 +69,7 @@ def recommend(loaded: Loaded, req: RecommendRequest, settings: ServeSettings) ->
     if not stored and req.profile is None and history is not None and not len(svc.to_catalogue(history)):
         raise HTTPException(422, "none of the history's items is in this catalogue; send items of the catalogue or a profile")
     if req.rerank and svc.ranker is None:
-        raise HTTPException(400, "this server has no ranking run (it was started without --rerank): omit rerank or send rerank=false")
+        raise HTTPException(400, "this server has no ranking run (it was started without one): omit rerank or send rerank=false")
     checkpoint()
     call = lambda: svc.recommend(  # noqa: E731
         uid, history=history, profile=req.profile, context=context, k=req.k, exclude=exclude, rerank=req.rerank, depth=depth, explain=req.explain
