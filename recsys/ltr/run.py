@@ -1,8 +1,8 @@
 """A ranking run that serves: ``recsys train ranker DATASET --retriever RUN --out DIR``.
 
 The learned ranker's sources are the served two-tower run (its serving fold *is* that run; the label fold retrains a
-copy on the label fold's data with the run's settings and epochs, so the no-leak scheme of ``recsys.ltr.ranker``
-holds) plus the cheap default sources (EASE, co-occurrence, popularity). The data are what the retriever run was
+copy on the label fold's data with the run's settings and best epoch count, so the no-leak scheme of
+``recsys.ltr.ranker`` holds) plus the cheap default sources (EASE, co-occurrence, popularity). The data are what the retriever run was
 trained on: the dataset's interactions minus each user's last one, which early-stopped the run and early-stops the
 ranker here. The run directory's manifest (kind ``ltr``) records the fingerprints of the dataset, the retriever run
 and every source; ``recsys.service.ranking.RankingStage.open`` refuses it next to another retriever or dataset.

@@ -108,8 +108,8 @@ class ServedRetrieverSource:
 
     ``fit`` loads the run (or keeps the given model) instead of training: the serving fold *is* the served retriever
     (its catalogue must be the data's); ``params_without_validation`` hands the label fold the retriever's settings
-    and the epochs it ran, so the label-fold copy is retrained on the label fold's data the way the served one was
-    trained. ``save`` writes only the run's path: at serving time the retriever's scores come with each request (the
+    and its best validation epoch count, so the label-fold copy is retrained on the label fold's data the way the
+    served one was trained. ``save`` writes only the run's path: at serving time the retriever's scores come with each request (the
     index's top ``depth``), and the ranking stage refuses an index built by another run (the manifest's fingerprint).
     """
 
@@ -136,7 +136,8 @@ class ServedRetrieverSource:
         return np.asarray(self.model_.score(cases, profiles), dtype=np.float32)
 
     def params_without_validation(self) -> dict[str, Any]:
-        epochs = int(self.model_.metrics.get("epochs_run") or self.model_.args.epochs)
+        m = self.model_.metrics  # the served weights are the best validation epoch's: the label fold trains that many
+        epochs = int(m.get("best_epoch") or m.get("epochs_run") or self.model_.args.epochs)
         return {**self.model_.args.to_dict(), "epochs": epochs, "epochs_without_validation": epochs, "time_budget_s": None}
 
     def save(self, directory: Path) -> None:
