@@ -4,7 +4,7 @@
                                            [--retriever DIR] [--cache /tmp/ltr-cache] [--json out.json]
 
 Sources, each fitted as the learned ranker's serving fold fits them (train split, early-stopped on validation
-where they can): EASE (l2 100), item-item co-occurrence (50 neighbours, the served ``CooccurrenceSource``'s
+where they can): EASE (l2 100), item-item co-occurrence (50 neighbours, ``recsys.ltr.cooccurrence.item_neighbours``,
 scores), popularity, SASRec (every window; ML only, cached under ``--cache``) and, with ``--retriever``, a saved
 two-tower retriever fitted on the train split. recall@N = share of test cases whose held-out item is among the
 source's top N (history excluded); "union @N" merges every source's top N (``merge_candidates``) and reports the

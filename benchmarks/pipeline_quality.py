@@ -39,7 +39,7 @@ from recsys.data.types import Cases, TrainData
 from recsys.evaluation.split import LeaveOneOutSplit
 from recsys.manifest import atomic_file, write_text_atomic
 
-#: reranked candidates score LIFT + logit (as recsys.models.pipeline); retriever cosines are within [-1, 1]
+#: reranked candidates score LIFT + logit; retriever cosines are within [-1, 1]
 LIFT = 1000.0
 #: MovieLens 100K numbers of EVALUATION.md (SASRec is the best tuned baseline)
 SASREC_NDCG10, SASREC_SE = 0.1118, 0.0081
@@ -121,7 +121,7 @@ def load_or_fit_reranker(work: Path, tag: str, overrides: dict[str, Any], split:
             diff = {k: (saved.get(k), wanted.get(k)) for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k)}
             raise SystemExit(f"{path} was trained with other settings {diff}; use another --tag")
         return reranker
-    # validation cases pick the served fusion weight (retrieval_weight), as `recsys train reranker` does
+    # validation cases pick the fusion weight (retrieval_weight), as the reranker's own training does
     reranker = Reranker(args).fit(split.train, retriever, split.validation, progress=say)
     say(f"reranker {tag}: {reranker.history}")
     reranker.save(path)

@@ -6,10 +6,10 @@
 
 1. Prepares (or reuses from ``--work``) a demo dataset, a briefly trained retriever run, its index and a copy (the
    reload target). ``--index-items N`` pads the index to N vectors with random unit vectors (ids from 10^9): search
-   cost depends on the vector count and dimension only. ``--rerank-depths`` also trains a brief cross-encoder.
+   cost depends on the vector count and dimension only. ``--rerank-depths`` also fits a ranking run (``recsys train ranker``).
 2. Starts ``recsys.cli.serve.serve`` in a subprocess on a free loopback port, waits for ``/ready``.
 3. Per concurrency level: GET /recommend/{user} (known users, k=20) with an httpx.AsyncClient, p50/p99 latency,
-   throughput, errors; then new users by profile text (POST); reranked GETs at concurrency 1.
+   throughput, errors; then new users by profile text (POST); ranked GETs at concurrency 1.
 4. Server RSS before/after ``--rss-requests`` requests; a hot reload in the middle of a load at concurrency 8:
    every request must succeed.
 
@@ -50,7 +50,7 @@ def pad_index(index_dir: Path, out: Path, total: int) -> Path:
             v = rng.standard_normal((min(50_000, extra - lo), index.dim)).astype(np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             index.add_items(v, np.arange(10**9 + lo, 10**9 + lo + len(v), dtype=np.int64))
-        # a text for each padding item, so a reranker can read them when they are retrieved
+        # a title for each padding item (shown in responses; the ranker ranks only the ranking run's catalogue)
         added = dict(index.metadata.get("added_items", {}))
         added.update({str(10**9 + i): {"title": f"Padding item {i}"} for i in range(extra)})
         index.metadata["added_items"] = added
@@ -58,16 +58,15 @@ def pad_index(index_dir: Path, out: Path, total: int) -> Path:
     return out
 
 
-def prepare_reranker(work: Path, steps: int) -> Path:
-    """A briefly fine-tuned cross-encoder on the benchmark's demo data (work/rerank)."""
+def prepare_ranker(work: Path, depth: int) -> Path:
+    """A ranking run (``recsys train ranker``: the retriever's top ``depth`` + EASE, co-occurrence, popularity) on
+    the benchmark's demo data (work/rank-DEPTH)."""
     from recsys.data.dataset import Dataset
-    from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.run import train_run as train_reranker
+    from recsys.ltr.run import train_ranking_run
 
-    out = work / "rerank"
+    out = work / f"rank-{depth}"
     if not (out / "manifest.json").is_file():
-        args = RerankerTrainingArguments(max_steps=steps, max_length=128, batch_size=16, progress_bar=False)
-        train_reranker(Dataset.load(work / "ds"), work / "run", out, args, eval_cases=20)
+        train_ranking_run(Dataset.load(work / "ds"), work / "run", out, depth=depth)
     return out
 
 
@@ -109,14 +108,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: Path, port: int, log: Path, *, micro_batch: bool, threads: int, rerank: Path | None = None, inference: str = "fp32") -> subprocess.Popen:
+def start_server(index: Path, port: int, log: Path, *, micro_batch: bool, threads: int, rerank: Path | None = None) -> subprocess.Popen:
     rerank_arg = f"Path({str(rerank)!r})" if rerank else "None"
     code = textwrap.dedent(
         f"""
         from pathlib import Path
         from recsys.cli.serve import serve
         serve(Path({str(index)!r}), host="127.0.0.1", port={port}, log_level="warning", micro_batch={micro_batch!r}, threads={threads},
-              rerank={rerank_arg}, inference={inference!r})
+              rerank={rerank_arg})
         """
     )
     env = {**os.environ, "RECSYS_ADMIN_TOKEN": TOKEN, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
@@ -209,10 +208,8 @@ def main() -> None:
     p.add_argument("--no-micro-batch", action="store_true", help="Serve without micro-batching (to compare).")
     p.add_argument("--threads", type=int, default=1, help="Server's torch/FAISS threads (0 = library default).")
     p.add_argument("--index-items", type=int, default=0, help="Pad the index to this many vectors (random unit vectors beyond the demo items).")
-    p.add_argument("--rerank-depths", default="", help="e.g. 20,50: also serve with a briefly trained reranker and time reranked GETs.")
+    p.add_argument("--rerank-depths", default="", help="e.g. 20,50: also serve with a ranking run of the largest depth and time ranked GETs at each.")
     p.add_argument("--rerank-requests", type=int, default=10)
-    p.add_argument("--inference", default="fp32", help="Reranker inference of the server (fp32, onnx, onnx-int8).")
-    p.add_argument("--rerank-steps", type=int, default=20, help="Fine-tuning steps of the benchmark's reranker.")
     p.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -222,10 +219,10 @@ def main() -> None:
     if args.index_items and args.index_items > args.items:
         index = pad_index(index, args.work / f"index-{args.index_items}", args.index_items)
         index_b = pad_index(index_b, args.work / f"index-b-{args.index_items}", args.index_items + 1)
-    rerank = prepare_reranker(args.work, args.rerank_steps) if depths else None
+    rerank = prepare_ranker(args.work, max(depths)) if depths else None
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_server(index, port, args.work / "server.log", micro_batch=not args.no_micro_batch, threads=args.threads, rerank=rerank, inference=args.inference)
+    proc = start_server(index, port, args.work / "server.log", micro_batch=not args.no_micro_batch, threads=args.threads, rerank=rerank)
     print(f"server: micro-batching {'off' if args.no_micro_batch else 'on'}, threads {args.threads}", flush=True)
     rng = random.Random(0)
     results: dict = {"micro_batch": not args.no_micro_batch, "threads": args.threads, "levels": [], "profile": [], "rerank": [], "index_items": args.index_items or args.items, "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}}
@@ -288,7 +285,7 @@ def main() -> None:
     print(f"| {'test':<24} | {'conc.':>5} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s':>6} | {'errors':>6} |")
     print(f"|{'-' * 26}|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|")
     rows = [("GET known user (k=20)", r) for r in results["levels"]] + [("POST new user, profile", r) for r in results["profile"]]
-    rows += [(f"GET rerank {r['depth']} ({args.inference})", r) for r in results["rerank"]]
+    rows += [(f"GET ranked, {r['depth']} retrieved", r) for r in results["rerank"]]
     rows.append(("GET during reload", results["reload"]))
     for name, r in rows:
         print(f"| {name:<24} | {r['concurrency']:>5} | {r['requests']:>8} | {r['p50_ms']:>7.1f} | {r['p99_ms']:>7.1f} | {r['rps']:>6.1f} | {r['errors']:>6} |")

@@ -48,16 +48,14 @@ class BatchJob:
     ray_address: str | None = None
     ray_actors: int = 2
     ray_gpus: float | None = None  # GPUs per Ray actor; None = 1 when the cluster has GPUs, else 0
-    rerank: Path | None = None  # a reranker run: its cross-encoder reorders each user's top rerank_depth
-    rerank_depth: int | None = None  # default: the reranker's ``candidates`` setting (at most k)
-    rerank_inference: str = "auto"
-    cooccurrence: Path | None = None  # a co-occurrence source merged into the rerank pool (needs rerank)
+    rerank: Path | None = None  # a ranking run (recsys train ranker): ranks each user's top rerank_depth with its other sources
+    rerank_depth: int | None = None  # default and most: the ranking run's depth
     histories_cache: Path | None = None  # where histories are prepared (default: $RECSYS_CACHE/histories); shared storage for Ray on a cluster
     generated_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
 
     def __post_init__(self) -> None:
         # paths may be given as strings from Python
-        for name in ("index", "out", "dataset", "rerank", "cooccurrence", "histories_cache"):
+        for name in ("index", "out", "dataset", "rerank", "histories_cache"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
@@ -181,14 +179,9 @@ def run_batch(
     if job.engine not in ("local", "ray"):
         raise RecsysError(f"engine must be local or ray, not {job.engine!r}")
     previous = _previous_run(job.out, resume=resume, overwrite=overwrite)  # before the (long) history preparation
-    if job.cooccurrence is not None and job.rerank is None:
-        raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
     # nothing is written to job.out until every input is checked: a refused run leaves it as it was
     # no interactions in memory: histories are prepared once in the cache and read per chunk
-    service = RetrievalService.open(
-        job.index, dataset_dir=job.dataset, histories=False, rerank_run=job.rerank, rerank_inference=job.rerank_inference,
-        rerank_depth=job.rerank_depth, cooccurrence=job.cooccurrence,
-    )
+    service = RetrievalService.open(job.index, dataset_dir=job.dataset, histories=False, rerank_run=job.rerank, rerank_depth=job.rerank_depth)
     store = prepare_histories(service.dataset, job.histories_cache or cache_dir(HISTORIES_DIR))
     users = store.user_ids() if job.users == "all" else read_user_list(job.users, store.user_dtype)
     unknown = users.filter(~users.is_in(store.user_ids().implode()))
@@ -206,12 +199,9 @@ def run_batch(
         "k": job.k,
         "chunk_size": job.chunk_size,
     }
-    if service.reranker is not None:
-        inputs["reranker_fingerprint"] = service.reranker.fingerprint
-        inputs["rerank_depth"] = min(job.k, service.reranker.depth)
-        inputs["rerank_inference"] = service.reranker.inference
-        if service.cooccurrence is not None:
-            inputs["cooccurrence_fingerprint"] = service.cooccurrence.fingerprint
+    if service.ranker is not None:
+        inputs["ranker_fingerprint"] = service.ranker.fingerprint
+        inputs["rerank_depth"] = service.ranker.depth
     n_chunks = -(-len(users) // job.chunk_size)
 
     def chunk_size(c: int) -> int:

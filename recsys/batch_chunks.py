@@ -24,8 +24,9 @@ OUTPUT_SCHEMA = ["user_id", "rank", "item_id", "retrieval_score", "rerank_score"
 def score_chunk(
     service: Any, user_ids: list[Any], k: int, generated_at: str, index_fp: str, *, histories: Any = None, rerank_depth: int | None = None
 ) -> pl.DataFrame:
-    """Top-k for one chunk of known users (encode -> search, seen items excluded); with a reranker attached to the
-    service, each user's top ``rerank_depth`` are reordered by it (``rerank_score``), the rest keep retrieval order.
+    """Top-k for one chunk of known users (encode -> search, seen items excluded); with a ranking run attached to the
+    service, each user's top ``rerank_depth`` and the run's other sources' candidates are ranked by it
+    (``rerank_score``; ``retrieval_score`` null for items only another source proposed), the rest keep retrieval order.
 
     ``histories``: these users' ``UserHistories`` (read per chunk by ``recsys.histories``); default the service's.
     """
@@ -49,7 +50,7 @@ class ScoredChunk:
 def score_chunk_arrays(
     service: Any, user_ids: list[Any], k: int, generated_at: str, *, histories: Any = None, rerank_depth: int | None = None
 ) -> ScoredChunk:
-    """The scoring half of ``score_chunk`` (encode, search, optional rerank), without the output frame."""
+    """The scoring half of ``score_chunk`` (encode, search, optional ranking), without the output frame."""
     from recsys.context import context_frame
 
     histories = service.histories if histories is None else histories
@@ -62,11 +63,14 @@ def score_chunk_arrays(
     ctx = context_frame({}, service.context_columns, now=when)
     contexts = ctx.select(pl.all().gather(np.zeros(len(rows), dtype=np.int64))) if len(rows) else None
     vectors = service.user_vectors(hist, contexts)
-    scores, items = service.index.search(vectors, k, exclude=seen)
     n = len(user_ids)
+    depth = min(rerank_depth or service.ranker.depth, service.ranker.depth) if service.ranker is not None else 0
+    scores, items = service.index.search(vectors, max(k, depth), exclude=seen)
     rerank = np.full((n, k), np.nan, dtype=np.float32)
-    if service.reranker is not None and n:
-        scores, items, rerank = _rerank_top(service, user_ids, seen, vectors, scores, items, min(k, rerank_depth or service.reranker.depth), when)
+    if service.ranker is not None and n:
+        scores, items, rerank = _rank_top(service, user_ids, hist, seen, scores, items, k, depth, when)
+    else:
+        scores, items = scores[:, :k], items[:, :k]
     return ScoredChunk(list(user_ids), histories.user_dtype, scores, items, rerank, when)
 
 
@@ -83,9 +87,12 @@ def chunk_frame(service: Any, chunk: ScoredChunk, index_fp: str) -> pl.DataFrame
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
             "item_id": item_col,
             "retrieval_score": chunk.scores.reshape(-1).astype(np.float32),
-            "rerank_score": pl.Series(chunk.rerank.reshape(-1), dtype=pl.Float32).fill_nan(None),
+            "rerank_score": pl.Series(chunk.rerank.reshape(-1), dtype=pl.Float32),
         }
-    ).filter(pl.col("retrieval_score").is_finite())
+    )
+    # padding: -inf retrieval and no rank score; NaN retrieval = an item only another candidate source proposed
+    frame = frame.filter(pl.col("retrieval_score").is_finite() | pl.col("rerank_score").is_not_nan())
+    frame = frame.with_columns(pl.col("retrieval_score", "rerank_score").fill_nan(None))
     return frame.with_columns(
         model_fingerprint=pl.lit(service.run_manifest["fingerprint"]),
         index_fingerprint=pl.lit(index_fp),
@@ -93,45 +100,42 @@ def chunk_frame(service: Any, chunk: ScoredChunk, index_fp: str) -> pl.DataFrame
     ).select(OUTPUT_SCHEMA)
 
 
-def _rerank_top(
-    service: Any, user_ids: list[Any], seen: Any, vectors: np.ndarray, scores: np.ndarray, items: np.ndarray, depth: int, when: dt.datetime
+def _rank_top(
+    service: Any, user_ids: list[Any], hist: list[np.ndarray], seen: Any, scores: np.ndarray, items: np.ndarray, k: int, depth: int, when: dt.datetime
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rerank each row's pool (its first ``depth`` candidates, plus the co-occurrence source's top ``depth`` when the
-    service has one) by the cross-encoder: the pool in rerank order, then the rest in retrieval order, cut at k.
-    Returns (retrieval scores, items, rerank scores), rerank scores NaN outside the pool."""
+    """Rank each row's first ``depth`` retrieved items with the ranking run's other candidates
+    (``RetrievalService.rank_requests``, the path ``recommend`` takes): the ranked list first, then the rest in
+    retrieval order, cut at k. Returns (retrieval scores, items, rank scores), (n, k) each: retrieval NaN for
+    items only another source proposed, rank scores NaN outside the ranked list, padding -inf / NaN."""
     from recsys.context import context_frame
 
-    k = scores.shape[1]
-    request = context_frame({}, service.known_context_keys, now=when).row(0, named=True)
-    pools: list[list[Any]] = []
-    pool_scores: list[np.ndarray] = []
-    for r in range(len(user_ids)):
-        finite = int(np.isfinite(scores[r]).sum())
-        pool = items[r, : min(depth, finite)].tolist()
-        cos = scores[r, : len(pool)].astype(np.float64)
-        if service.cooccurrence is not None:
-            history = seen[r].tolist()
-            pool, cos, _ = service.merge_cooccurrence(vectors[r], history, history, pool, cos, depth)
-        pools.append(pool)
-        pool_scores.append(cos)
-    logits = service.reranker.score(
-        [s.tolist() for s in seen], pools, contexts=[request] * len(user_ids), profiles=service.profiles(user_ids), retrieval_scores=pool_scores
+    n = len(user_ids)
+    ctx = context_frame({}, service.known_context_keys, now=when)
+    contexts = ctx.select(pl.all().gather(np.zeros(n, dtype=np.int64)))
+    cands, cos = [], []
+    for r in range(n):
+        m = int(np.isfinite(scores[r, :depth]).sum())
+        cands.append(items[r, :m].tolist())
+        cos.append(scores[r, :m])
+    rankings = service.rank_requests(
+        hist, cands, cos, contexts, exclude=[service.to_catalogue(list(s)) for s in seen], users=user_ids, top=k
     )
-    out_scores = np.full(scores.shape, -np.inf, dtype=np.float32)
-    out_items = items.copy()
-    rerank = np.full(scores.shape, np.nan, dtype=np.float32)
-    for r, (pool, cos, z) in enumerate(zip(pools, pool_scores, logits)):
-        order = np.argsort(-z, kind="stable")[:k]
-        in_pool = set(pool)
-        rest = [j for j in range(k) if np.isfinite(scores[r, j]) and items[r, j] not in in_pool]
-        m = len(order)
-        taken = rest[: k - m]
-        out_items[r, :m] = np.asarray([pool[j] for j in order], dtype=items.dtype)
-        out_scores[r, :m] = cos[order]
-        rerank[r, :m] = z[order]
-        out_items[r, m : m + len(taken)] = items[r, taken]
-        out_scores[r, m : m + len(taken)] = scores[r, taken]
-    return out_scores, out_items, rerank
+    out_scores = np.full((n, k), -np.inf, dtype=np.float32)
+    out_items = np.empty((n, k), dtype=items.dtype)
+    out_items[:] = items[:, :1] if items.shape[1] else 0
+    rank = np.full((n, k), np.nan, dtype=np.float32)
+    ids = service.catalogue_ids
+    for r, ranking in enumerate(rankings):
+        m = len(ranking.items)
+        ranked_ids = ids.gather(ranking.items).to_numpy() if m else np.zeros(0, dtype=items.dtype)
+        out_items[r, :m] = ranked_ids.astype(items.dtype) if items.dtype != object else np.asarray(ranked_ids.tolist(), dtype=object)
+        out_scores[r, :m] = ranking.retrieval
+        rank[r, :m] = ranking.scores
+        have = set(ranked_ids.tolist())
+        rest = [j for j in range(items.shape[1]) if np.isfinite(scores[r, j]) and items[r, j] not in have][: k - m]
+        out_items[r, m : m + len(rest)] = items[r, rest]
+        out_scores[r, m : m + len(rest)] = scores[r, rest]
+    return out_scores, out_items, rank
 
 
 def write_part(out: Path, chunk: int, frame: pl.DataFrame) -> Path:

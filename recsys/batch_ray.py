@@ -43,8 +43,7 @@ class _ChunkScorer:
         ray = _ray()
         rerank = rerank or {}
         self.service = RetrievalService.open(
-            index, dataset_dir=dataset, histories=False, rerank_run=rerank.get("run"), rerank_inference=rerank.get("inference", "fp32"),
-            rerank_depth=rerank.get("depth"), cooccurrence=rerank.get("cooccurrence"),
+            index, dataset_dir=dataset, histories=False, rerank_run=rerank.get("run"), rerank_depth=rerank.get("depth"),
         )
         self.store = HistoryStore(histories)
         # the job's user list travels once, as one object-store reference (wrapped so Ray leaves it unresolved)
@@ -87,7 +86,7 @@ def run_on_ray(job: Any, users: pl.Series, histories: Path, todo: list[int], gen
         return
     rerank = None
     if job.rerank:
-        rerank = {"run": str(job.rerank), "inference": job.rerank_inference, "depth": job.rerank_depth, "cooccurrence": str(job.cooccurrence) if job.cooccurrence else None}
+        rerank = {"run": str(job.rerank), "depth": job.rerank_depth}
     ds = ray.data.from_items([{"chunk": c} for c in todo])
     scored = ds.map_batches(
         _ChunkScorer,

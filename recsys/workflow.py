@@ -55,6 +55,9 @@ class EvaluateStage:
     cold_start: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: PipelineRecommender parameters: also fit retriever -> ranker under the protocol and print what the ranker adds
+    #: over its own retriever (NDCG@10 side by side, paired difference); None = skip
+    second_stage: dict[str, Any] | None = None
 
 
 @dataclass
@@ -66,13 +69,14 @@ class TrainStage:
 
 
 @dataclass
-class TrainRerankerStage:
-    """Fine-tune the cross-encoder reranker on the retriever's candidates; ``reranker`` holds
-    RerankerTrainingArguments fields. Later retrieve/batch stages rerank with it when they say so."""
+class TrainRankerStage:
+    """Fit the learned ranker (``recsys train ranker``) on the trained retriever run: ``depth`` retrieved candidates
+    per request plus the other sources of ``ltr`` (LTRSettings fields). Later retrieve/batch stages rank with it when
+    they say so (``rerank = true``)."""
 
-    out: Path = Path("data/runs/reranker")
-    reranker: dict[str, Any] = field(default_factory=dict)
-    eval_cases: int = 100
+    out: Path = Path("data/runs/ranker")
+    depth: int = 100
+    ltr: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,8 +96,8 @@ class RetrieveStage:
     users: list[str] = field(default_factory=list)  # empty: the first three users of the dataset
     k: int = 10
     context: str = ""
-    rerank: bool = True  # with a [rerank] stage: rerank the top `candidates` with it
-    candidates: int | None = None  # default: the reranker's setting
+    rerank: bool = True  # with a [ranker] stage: rank the top `candidates` (and its other sources') with it
+    candidates: int | None = None  # default: the ranking run's depth
     explain: bool = False
 
 
@@ -105,7 +109,7 @@ class BatchStage:
     k: int = 100
     chunk_size: int = 10_000
     engine: str = "local"
-    rerank: bool = False  # with a [rerank] stage: rerank each user's top `rerank_depth` (costs depth pairs a user)
+    rerank: bool = False  # with a [ranker] stage: rank each user's top `rerank_depth` with it
     rerank_depth: int | None = None
 
 
@@ -114,25 +118,25 @@ class PipelineSettings:
     name: str = "pipeline"
     data: DataStage | None = None
     train: TrainStage | None = None
-    rerank: TrainRerankerStage | None = None
+    ranker: TrainRankerStage | None = None
     index: IndexStage | None = None
     retrieve: RetrieveStage | None = None
     evaluate: EvaluateStage | None = None
     batch: BatchStage | None = None
 
 
-STAGE_ORDER = ("data", "train", "rerank", "index", "retrieve", "evaluate", "batch")
+STAGE_ORDER = ("data", "train", "ranker", "index", "retrieve", "evaluate", "batch")
 _STAGE_CLASSES: dict[str, type] = {
-    "data": DataStage, "train": TrainStage, "rerank": TrainRerankerStage, "index": IndexStage, "retrieve": RetrieveStage,
+    "data": DataStage, "train": TrainStage, "ranker": TrainRankerStage, "index": IndexStage, "retrieve": RetrieveStage,
     "evaluate": EvaluateStage, "batch": BatchStage,
 }
 #: what each stage consumes from the stages before it
 _NEEDS = {
-    "data": (), "train": ("data",), "rerank": ("data", "train"), "index": ("data", "train"), "retrieve": ("data", "index"),
+    "data": (), "train": ("data",), "ranker": ("data", "train"), "index": ("data", "train"), "retrieve": ("data", "index"),
     "evaluate": ("data",), "batch": ("data", "index"),
 }
-#: stages consumed when the pipeline has them (retrieve and batch rerank when they are asked to)
-_OPTIONAL_NEEDS = {"retrieve": ("rerank",), "batch": ("rerank",)}
+#: stages consumed when the pipeline has them (retrieve and batch rank with the ranker when ``rerank`` is on)
+_OPTIONAL_NEEDS = {"retrieve": ("ranker",), "batch": ("ranker",)}
 
 
 def load_pipeline(path: Path, overrides: list[str] | None = None, env: dict[str, str] | None = None) -> PipelineSettings:
@@ -191,17 +195,14 @@ def _run_train(s: TrainStage, ctx: dict[str, Any], log: Log) -> str:
     return summary["fingerprint"]
 
 
-def _run_rerank(s: TrainRerankerStage, ctx: dict[str, Any], log: Log) -> str:
+def _run_ranker(s: TrainRankerStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.data.dataset import Dataset
-    from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.run import run_fingerprint
-    from recsys.reranker.run import train_run
+    from recsys.ltr.run import train_ranking_run
 
-    args = RerankerTrainingArguments.from_dict({"progress_bar": False, **s.reranker})
-    summary = train_run(Dataset.load(ctx["dataset"]), ctx["run"], s.out, args, eval_cases=s.eval_cases)
-    m = summary["metrics"]
-    log(f"rerank: wrote {s.out} (validation win rate {m.get('val_win_rate', float('nan')):.3f}, MRR {m.get('val_MRR', float('nan')):.3f})")
-    return run_fingerprint(s.out)
+    summary = train_ranking_run(Dataset.load(ctx["dataset"]), ctx["run"], s.out, s.ltr or None, depth=s.depth, overwrite=True, progress=log)
+    ndcg = summary["validation_ndcg_at_10_candidates"]
+    log(f"ranker: wrote {s.out} (ranking run {summary['fingerprint']}, validation NDCG@10 of the candidates {ndcg if ndcg is not None else float('nan'):.4f}, {summary['fit_seconds']} s)")
+    return summary["fingerprint"]
 
 
 def _run_index(s: IndexStage, ctx: dict[str, Any], log: Log) -> str:
@@ -218,7 +219,7 @@ def _run_retrieve(s: RetrieveStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.context import parse_context
     from recsys.service.retrieval import RetrievalService
 
-    rerank = ctx.get("rerank") if s.rerank else None
+    rerank = ctx.get("ranker") if s.rerank else None
     service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"], rerank_run=rerank, rerank_depth=s.candidates)
     users = [service.dataset.user_id_from_text(u) for u in s.users] or service.histories.user_ids.sort().head(3).to_list()
     context = parse_context(s.context)
@@ -226,7 +227,7 @@ def _run_retrieve(s: RetrieveStage, ctx: dict[str, Any], log: Log) -> str:
     for user in users:
         recs = service.recommend(user, k=s.k, context=context, explain=s.explain)
         results.append({"user": user, "context": context, "items": [r.to_dict() for r in recs]})
-        log(f"retrieve{' + rerank' if rerank else ''}: user {user}: " + "; ".join(f"{r.item_id} {r.title or ''}".strip() for r in recs[:5]) + (" ..." if len(recs) > 5 else ""))
+        log(f"retrieve{' + ranker' if rerank else ''}: user {user}: " + "; ".join(f"{r.item_id} {r.title or ''}".strip() for r in recs[:5]) + (" ..." if len(recs) > 5 else ""))
     write_text_atomic(Path(s.out), json.dumps({"results": results}, indent=2, default=str))
     return fingerprint_json(results)
 
@@ -238,17 +239,22 @@ def _run_evaluate(s: EvaluateStage, ctx: dict[str, Any], log: Log) -> str:
     ds = Dataset.load(ctx["dataset"])
     report = evaluate(ds, EvaluationSettings(models=s.models, params=s.params, grids=s.grids, seed=s.seed, cold_start=s.cold_start), progress=log)
     report["manifest"] = {"kind": "evaluation", "dataset_fingerprint": ds.fingerprint, "code": code_version()}
-    write_text_atomic(Path(s.out), json.dumps(report, indent=2, default=str))
     log(format_table(report))
-    return fingerprint_json(report["results"])
+    if s.second_stage is not None:
+        from recsys.evaluation.second_stage import format_second_stage, second_stage_report
+
+        report["second_stage"] = second_stage_report(ds, s.second_stage, seed=s.seed, progress=log)
+        log(format_second_stage(report["second_stage"]))
+    write_text_atomic(Path(s.out), json.dumps(report, indent=2, default=str))
+    return fingerprint_json([report["results"], report.get("second_stage")])
 
 
 def _run_batch(s: BatchStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.batch import BatchJob, run_batch
 
-    rerank = ctx.get("rerank") if s.rerank else None
+    rerank = ctx.get("ranker") if s.rerank else None
     if s.rerank and rerank is None:
-        raise RecsysError("[batch] rerank = true needs a [rerank] stage in the pipeline")
+        raise RecsysError("[batch] rerank = true needs a [ranker] stage in the pipeline")
     job = BatchJob(
         index=Path(ctx["index"]), out=Path(s.out), dataset=Path(ctx["dataset"]), k=s.k, chunk_size=s.chunk_size, engine=s.engine,
         rerank=Path(rerank) if rerank else None, rerank_depth=s.rerank_depth,
@@ -259,11 +265,11 @@ def _run_batch(s: BatchStage, ctx: dict[str, Any], log: Log) -> str:
 
 
 _RUNNERS: dict[str, Callable[[Any, dict[str, Any], Log], str]] = {
-    "data": _run_data, "train": _run_train, "rerank": _run_rerank, "index": _run_index, "retrieve": _run_retrieve,
+    "data": _run_data, "train": _run_train, "ranker": _run_ranker, "index": _run_index, "retrieve": _run_retrieve,
     "evaluate": _run_evaluate, "batch": _run_batch,
 }
 #: the context key under which each stage's output path is passed downstream
-_PROVIDES = {"data": "dataset", "train": "run", "rerank": "rerank", "index": "index"}
+_PROVIDES = {"data": "dataset", "train": "run", "ranker": "ranker", "index": "index"}
 
 
 def _stage_fingerprint(name: str, settings: Any, inputs: dict[str, str]) -> str:
@@ -311,7 +317,7 @@ def run_pipeline(settings: PipelineSettings, *, force: list[str] | None = None, 
             if need not in produced:
                 raise RecsysError(f"stage '{name}' needs a [{need}] stage before it in the pipeline")
         inputs = _data_inputs(stage) if name == "data" else {need: produced[need] for need in _NEEDS[name]}
-        inputs.update({opt: produced[opt] for opt in _OPTIONAL_NEEDS.get(name, ()) if opt in produced and getattr(stage, opt, False)})
+        inputs.update({opt: produced[opt] for opt in _OPTIONAL_NEEDS.get(name, ()) if opt in produced and getattr(stage, "rerank", False)})
         fp = _stage_fingerprint(name, stage, inputs)
         out = Path(stage.out)
         record = _read_record(out)

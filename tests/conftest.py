@@ -101,22 +101,15 @@ def retrieval_stack(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def rerank_stack(retrieval_stack):
-    """``retrieval_stack`` plus ``root/rerank``: a cross-encoder fine-tuned for a few steps on its candidates.
-
-    Returns (root, dataset). Short texts (max 64 tokens) keep scoring fast on 2 cores. Tests must not modify it.
-    """
-    from recsys.reranker.config import RerankerTrainingArguments
-    from recsys.reranker.run import train_run
-    from recsys.text import TextTemplates
+def ranking_stack(retrieval_stack):
+    """``retrieval_stack`` plus ``root/rank``: a ranking run (``recsys train ranker``) over its retriever (depth 30)
+    and EASE, co-occurrence and popularity. Returns (root, dataset). Tests must not modify it (copy first)."""
+    from recsys.ltr.run import train_ranking_run
 
     root, ds = retrieval_stack
-    if not (root / "rerank").exists():
-        args = RerankerTrainingArguments(
-            max_steps=4, batch_size=8, max_length=64, candidates=12, positives_per_user=1, progress_bar=False, fusion_cases=20,
-            templates=TextTemplates(history_max_items=3, item_fields=["title", "category"]),
-        )
-        train_run(ds, root / "run", root / "rerank", args, eval_cases=10)
+    if not (root / "rank").exists():
+        sources = [{"kind": "retriever", "depth": 30}, {"kind": "ease", "depth": 30}, {"kind": "cooccurrence", "depth": 30}, {"kind": "popularity", "depth": 20}]
+        train_ranking_run(ds, root / "run", root / "rank", {"sources": sources})
     return root, ds
 
 

@@ -41,7 +41,7 @@ from recsys.data.types import Cases
 from recsys.evaluation.split import LeaveOneOutSplit
 from recsys.manifest import atomic_file, write_text_atomic
 
-#: reranked candidates score LIFT + new score (as recsys.models.pipeline): retriever cosines stay within [-1, 1]
+#: reranked candidates score LIFT + new score: retriever cosines stay within [-1, 1]
 LIFT = 1000.0
 DEPTH = 20
 ARMS = ("ctx", "noctx")

@@ -25,7 +25,7 @@ class _RecsysGroup(TyperGroup):
 app = typer.Typer(
     name="recsys",
     cls=_RecsysGroup,
-    help="Pretrained-language-model recommender: data, training, FAISS retrieval, reranking, evaluation.",
+    help="Pretrained-language-model recommender: data, training, FAISS retrieval, learned ranking, evaluation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -37,20 +37,16 @@ def _register() -> None:
     from recsys.cli import data as data_cli
     from recsys.cli import evaluate as evaluate_cli
     from recsys.cli import index as index_cli
-    from recsys.cli import rerank as rerank_cli
     from recsys.cli import retrieve as retrieve_cli
     from recsys.cli import run as run_cli
     from recsys.cli import serve as serve_cli
     from recsys.cli import train as train_cli
 
     app.add_typer(data_cli.app, name="data")
-    train_cli.app.command("reranker")(rerank_cli.train_reranker_cmd)
     app.add_typer(train_cli.app, name="train")
     app.command("build-index")(retrieve_cli.build_index)
-    app.command("build-cooccurrence")(retrieve_cli.build_cooccurrence)
     app.add_typer(index_cli.app, name="index")
     app.command("retrieve")(retrieve_cli.retrieve)
-    app.command("rerank")(rerank_cli.rerank_cmd)
     app.command("batch-score")(batch_cli.batch_score)
     app.command("serve")(serve_cli.serve)
     app.command("evaluate")(evaluate_cli.evaluate)

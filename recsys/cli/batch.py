@@ -23,20 +23,18 @@ def batch_score(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start a local Ray).", envvar="RAY_ADDRESS")] = None,
     actors: Annotated[int, typer.Option("--actors", help="Ray actors (one model load each).")] = 2,
     gpus_per_actor: Annotated[float | None, typer.Option("--gpus-per-actor", help="Ray: GPUs each actor reserves (default: 1 when the cluster has GPUs, else 0).")] = None,
-    rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: its cross-encoder reorders each user's top --rerank-depth (rerank_score).", envvar="RECSYS_RERANK_RUN")] = None,
-    rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="How many of each user's k candidates get reranked (default: the reranker's setting).")] = None,
-    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: auto (onnx when onnxruntime is installed, else fp32), fp32, bf16, onnx or onnx-int8.")] = "auto",
-    cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source whose candidates join each user's rerank pool (needs --rerank).", envvar="RECSYS_COOCCURRENCE")] = None,
+    rerank: Annotated[Path | None, typer.Option("--rerank", help="Ranking run (from `recsys train ranker`): ranks each user's top --rerank-depth with its other sources' candidates (rerank_score).", envvar="RECSYS_RERANK_RUN")] = None,
+    rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="Retrieved items per user the ranker reads (default and most: the run's depth).")] = None,
     histories_cache: Annotated[Path | None, typer.Option("--histories-cache", help="Where the users' histories are prepared once per dataset and reused (default: $RECSYS_CACHE/histories; shared storage for --engine ray on a cluster).", envvar="RECSYS_BATCH__HISTORIES_CACHE")] = None,
     generated_at: Annotated[str | None, typer.Option("--generated-at", help="Request time the candidates are for (ISO 8601; default: now). Context-aware models read its hour and weekday.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Score top-k candidates for every user: encode -> FAISS search without seen items -> optional rerank of the
-    top candidates -> parquet parts."""
+    """Score top-k candidates for every user: encode -> FAISS search without seen items -> optional learned ranking of
+    the top candidates with the ranking run's other sources -> parquet parts."""
     from recsys.batch import BatchJob, parse_time, run_batch
 
     job = BatchJob(index=index, out=out, dataset=dataset, users=users, k=k, chunk_size=chunk_size, engine=engine, ray_address=address, ray_actors=actors, ray_gpus=gpus_per_actor,
-                   rerank=rerank, rerank_depth=rerank_depth, rerank_inference=inference, cooccurrence=cooccurrence,
+                   rerank=rerank, rerank_depth=rerank_depth,
                    histories_cache=histories_cache)
     if generated_at is not None:
         job.generated_at = parse_time(generated_at)

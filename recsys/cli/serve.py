@@ -14,8 +14,7 @@ from recsys.errors import RecsysError
 #: Environment variables that carry the app's settings into uvicorn worker processes (``--workers`` > 1).
 _ENV_INDEX, _ENV_DATASET, _ENV_RUN = "RECSYS_SERVE_INDEX", "RECSYS_SERVE_DATASET", "RECSYS_SERVE_RUN"
 _ENV_BATCH, _ENV_THREADS = "RECSYS_SERVE_MICRO_BATCH", "RECSYS_SERVE_THREADS"
-_ENV_RERANK, _ENV_INFERENCE, _ENV_DEPTH = "RECSYS_SERVE_RERANK", "RECSYS_SERVE_INFERENCE", "RECSYS_SERVE_RERANK_DEPTH"
-_ENV_COOC, _ENV_SETTINGS = "RECSYS_SERVE_COOCCURRENCE", "RECSYS_SERVE_SETTINGS"
+_ENV_RERANK, _ENV_DEPTH, _ENV_SETTINGS = "RECSYS_SERVE_RERANK", "RECSYS_SERVE_RERANK_DEPTH", "RECSYS_SERVE_SETTINGS"
 
 
 def app_from_env():
@@ -31,9 +30,7 @@ def app_from_env():
         micro_batch=os.environ.get(_ENV_BATCH, "1") == "1",
         threads=int(os.environ.get(_ENV_THREADS, "1")) or None,
         rerank_run=os.environ.get(_ENV_RERANK) or None,
-        rerank_inference=os.environ.get(_ENV_INFERENCE) or "auto",
         rerank_depth=int(os.environ.get(_ENV_DEPTH) or 0) or None,
-        cooccurrence=os.environ.get(_ENV_COOC) or None,
     )
 
 
@@ -41,10 +38,8 @@ def serve(
     index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (from `recsys build-index`).")],
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Dataset (histories, item fields); default: the index's.")] = None,
     run: Annotated[Path | None, typer.Option("--run", help="Retriever run (default: the one recorded in the index).")] = None,
-    rerank: Annotated[Path | None, typer.Option("--rerank", help="Reranker run: rerank each request's top --rerank-depth with the cross-encoder (per request: rerank=false turns it off).", envvar="RECSYS_RERANK_RUN")] = None,
-    rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="Default number of retrieved items reranked (default: the reranker's setting).")] = None,
-    inference: Annotated[str, typer.Option("--inference", help="Reranker inference: auto (onnx when onnxruntime is installed, else fp32), fp32, bf16, onnx or onnx-int8.")] = "auto",
-    cooccurrence: Annotated[Path | None, typer.Option("--cooccurrence", help="Co-occurrence source whose candidates join the reranked pool (needs --rerank).", envvar="RECSYS_COOCCURRENCE")] = None,
+    rerank: Annotated[Path | None, typer.Option("--rerank", help="Ranking run (from `recsys train ranker`): rank each request's top --rerank-depth with its other sources' candidates (per request: rerank=false turns it off).", envvar="RECSYS_RERANK_RUN")] = None,
+    rerank_depth: Annotated[int | None, typer.Option("--rerank-depth", help="Default number of retrieved items the ranker reads (default and most: the run's depth).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind; loopback by default (put a proxy in front to expose it).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (each loads its own model and index).")] = 1,
@@ -71,9 +66,7 @@ def serve(
     if not index.is_dir():
         raise RecsysError(f"index directory {index} does not exist")
     if rerank is not None and not rerank.is_dir():
-        raise RecsysError(f"reranker run {rerank} does not exist")
-    if cooccurrence is not None and rerank is None:
-        raise RecsysError("--cooccurrence merges candidates before reranking: it needs --rerank")
+        raise RecsysError(f"ranking run {rerank} does not exist (train one with `recsys train ranker`)")
     if rerank_depth is not None and rerank_depth < 1:
         raise RecsysError(f"--rerank-depth must be at least 1, got {rerank_depth}")
     from recsys.serving.settings import load_serve_settings
@@ -85,7 +78,7 @@ def serve(
 
         app = create_app(
             index, dataset_dir=dataset, run_dir=run, micro_batch=micro_batch, threads=threads or None,
-            rerank_run=rerank, rerank_inference=inference, rerank_depth=rerank_depth, cooccurrence=cooccurrence, settings=settings,
+            rerank_run=rerank, rerank_depth=rerank_depth, settings=settings,
         )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
@@ -95,8 +88,6 @@ def serve(
     os.environ[_ENV_BATCH] = "1" if micro_batch else "0"
     os.environ[_ENV_THREADS] = str(threads)
     os.environ[_ENV_RERANK] = str(rerank.resolve()) if rerank else ""
-    os.environ[_ENV_INFERENCE] = inference
     os.environ[_ENV_DEPTH] = str(rerank_depth or "")
-    os.environ[_ENV_COOC] = str(cooccurrence.resolve()) if cooccurrence else ""
     os.environ[_ENV_SETTINGS] = json.dumps(settings.to_dict())
     uvicorn.run("recsys.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from recsys.cli.common import echo_json
+from recsys.cli.common import OverwriteOpt, echo_json
 
-app = typer.Typer(help="Train models: the two-tower retriever and the cross-encoder reranker.", no_args_is_help=True)
+app = typer.Typer(help="Train models: the two-tower retriever and the learned ranker (the second stage).", no_args_is_help=True)
 
 
 @app.command("retriever")
@@ -62,3 +62,32 @@ def retriever_cmd(
         m = summary["metrics"]
         typer.echo(f"wrote {out}: model {summary['fingerprint']}, validation NDCG@10 {m.get('val_NDCG@10', float('nan')):.4f}, "
                    f"{m.get('epochs_run')} epochs, {m.get('fit_seconds')} s")
+
+
+@app.command("ranker")
+def ranker_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory (the one the retriever run was trained on).")],
+    retriever: Annotated[Path, typer.Option("--retriever", "-r", help="Retriever run (from `recsys train retriever`): the served first stage and the ranker's main source.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Ranking run directory to write (atomically; manifest kind ltr).")],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML whose [ltr] table holds LTRSettings (sources, features, LightGBM settings).")] = None,
+    depth: Annotated[int, typer.Option("--depth", help="Retrieved candidates per request the ranker reads (unless [ltr] sources set the retriever's).")] = 100,
+    overwrite: OverwriteOpt = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Fit the learned ranker (LightGBM LambdaRank) over the retriever's candidates and the cheap sources (EASE,
+    co-occurrence, popularity); `retrieve`, `batch-score` and `serve` use it with --rerank OUT."""
+    from recsys.data.dataset import Dataset
+    from recsys.ltr.run import train_ranking_run
+    from recsys.settings import load_toml
+
+    settings = load_toml(config).get("ltr") if config else None
+    summary = train_ranking_run(
+        Dataset.load(dataset), retriever, out, settings, depth=depth, overwrite=overwrite, progress=None if json_out else (lambda m: typer.echo(m, err=True))
+    )
+    if json_out:
+        echo_json(summary)
+    else:
+        typer.echo(
+            f"wrote {out}: ranking run {summary['fingerprint']} on retriever {summary['retriever_fingerprint']}, "
+            f"validation NDCG@10 of the candidates {summary['validation_ndcg_at_10_candidates'] or float('nan'):.4f}, {summary['fit_seconds']} s"
+        )

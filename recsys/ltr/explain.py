@@ -59,6 +59,14 @@ def explain(
         .with_columns(rank=pl.int_range(1, pl.len() + 1).over("case"))
         .filter(pl.col("rank") <= top)
     )
+    return explain_ranked(ranker, cases, frame, reasons=reasons, verb=verb, names=names)
+
+
+def explain_ranked(
+    ranker: LearnedRanker, cases: Cases, frame: pl.DataFrame, *, reasons: int = 3, verb: str = "watched", names: pl.Series | None = None
+) -> pl.DataFrame:
+    """Reasons of already ranked rows (a ``rank_frame`` subset with ``rank``): what ``explain`` and the serving
+    stage (``recsys.service.ranking``) render; columns as ``explain``'s, in ``frame``'s row order."""
     contrib = contributions(ranker, frame)
     feats = ranker.feature_names_
     sources = list(ranker.serving_)
@@ -180,4 +188,4 @@ class _Renderer:
         return ("popular " + " ".join(parts)) if parts else None
 
 
-__all__ = ["contributions", "explain", "feature_group"]
+__all__ = ["contributions", "explain", "explain_ranked", "feature_group"]

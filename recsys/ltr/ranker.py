@@ -142,14 +142,30 @@ class LearnedRanker:
         self.source_factory = source_factory or (lambda spec, overrides: make_source(spec, overrides))
 
     # ------------------------------------------------------------------ candidates and features
-    def candidates(self, sources: dict[str, CandidateSource], cases: Cases, *, include_targets: bool = False) -> pl.DataFrame:
-        scores = {name: source_scores(src, cases) for name, src in sources.items()}
-        depths = {s.key: s.depth for s in self.specs}
-        return merge_candidates(scores, depths, cases, scores_beyond_depth=self.settings.scores_beyond_depth, include_targets=include_targets)
+    @property
+    def given_sources(self) -> list[str]:
+        """Sources whose scores come with each served request (the two-tower retriever: the index's top ``depth``)."""
+        return [s.key for s in self.specs if s.kind == "retriever"]
 
-    def features(self, sources: dict[str, CandidateSource], tables: FeatureTables, cases: Cases, *, include_targets: bool = False) -> pl.DataFrame:
+    def candidates(
+        self, sources: dict[str, CandidateSource], cases: Cases, *, include_targets: bool = False, given: dict[str, np.ndarray] | None = None
+    ) -> pl.DataFrame:
+        """Merged candidates; ``given`` holds (cases x items) scores of sources computed by the caller (``-inf`` =
+        not a candidate), e.g. the retriever's top ``depth`` from the index."""
+        given = given or {}
+        scores = {name: given[name] if name in given else source_scores(src, cases) for name, src in sources.items()}
+        depths = {s.key: s.depth for s in self.specs}
+        return merge_candidates(
+            scores, depths, cases, scores_beyond_depth=self.settings.scores_beyond_depth, include_targets=include_targets,
+            within_depth=self.given_sources,
+        )  # fmt: skip
+
+    def features(
+        self, sources: dict[str, CandidateSource], tables: FeatureTables, cases: Cases, *, include_targets: bool = False,
+        given: dict[str, np.ndarray] | None = None,
+    ) -> pl.DataFrame:  # fmt: skip
         """Candidates of ``cases`` with their features (and ``label`` = is the case's target)."""
-        frame = build_features(self.candidates(sources, cases, include_targets=include_targets), cases, tables)
+        frame = build_features(self.candidates(sources, cases, include_targets=include_targets, given=given), cases, tables)
         target = np.asarray(cases.targets, dtype=np.int32)[frame["case"].to_numpy()]
         return frame.with_columns(label=pl.Series("label", (frame["item"].to_numpy() == target).astype(np.int32)))
 
@@ -177,7 +193,7 @@ class LearnedRanker:
         for spec in self.specs:
             overrides = self.serving_[spec.key].params_without_validation()
             label_sources[spec.key] = self.source_factory(spec, overrides).fit(data_a, None)
-            say(f"label-fold source {spec.key} fitted {overrides or ''}")
+            say(f"label-fold source {spec.key} fitted" + (f" (epochs {overrides['epochs']})" if "epochs" in overrides else ""))
         if self.feature_settings.text_similarity and self.item_vectors is None:
             self.item_vectors = catalogue_vectors(data.items)
         tables_a = FeatureTables.fit(data_a, self.feature_settings, item_vectors=self.item_vectors)
@@ -238,9 +254,9 @@ class LearnedRanker:
         return {"n_estimators": int(getattr(self, "best_iteration_", self.settings.n_estimators)), "sources": sources}
 
     # ------------------------------------------------------------------ scoring
-    def rank_frame(self, cases: Cases) -> pl.DataFrame:
-        """Candidates of ``cases`` with features and the ranker's ``score`` column."""
-        frame = self.features(self.serving_, self.tables_, cases)
+    def rank_frame(self, cases: Cases, given: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
+        """Candidates of ``cases`` with features and the ranker's ``score`` column (``given``: see ``candidates``)."""
+        frame = self.features(self.serving_, self.tables_, cases, given=given)
         return frame.with_columns(score=pl.Series(self._predict(frame), dtype=pl.Float32))
 
     def _predict(self, frame: pl.DataFrame) -> np.ndarray:
@@ -255,13 +271,7 @@ class LearnedRanker:
         frame = self.rank_frame(cases)
         n = self.n_items_
         first = source_scores(self.serving_[self.specs[0].key], cases)
-        order = np.argsort(np.argsort(-np.nan_to_num(first, neginf=-1e30), axis=1, kind="stable"), axis=1)
-        out = (n - order).astype(np.float32)  # 1..n, first source's best highest
-        case, item = frame["case"].to_numpy(), frame["item"].to_numpy()
-        pos = np.lexsort((order[case, item], -frame["score"].to_numpy(), case))
-        start = np.searchsorted(case[pos], case[pos], side="left")
-        out[case[pos], item[pos]] = 2 * n - (np.arange(len(pos)) - start)
-        return out
+        return positions(frame, first, n)
 
     def predict_rating(self, cases: Cases, items: np.ndarray | None = None) -> np.ndarray:
         """P(rating >= 4) of each case's ``items`` (default: its target)."""
@@ -273,9 +283,9 @@ class LearnedRanker:
         return self.rating_booster_.predict(self.feature_matrix(frame)).astype(np.float32)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: Path | str) -> Path:
+    def save(self, directory: Path | str, *, overwrite: bool = False) -> Path:
         directory = Path(directory)
-        with atomic_directory(directory, KIND) as tmp:
+        with atomic_directory(directory, KIND, overwrite=overwrite) as tmp:
             for name, src in self.serving_.items():
                 src.save(tmp / "sources" / name)
             self.booster_.save_model(str(tmp / RANKER_FILE))
@@ -289,12 +299,13 @@ class LearnedRanker:
             files = {str(p.relative_to(tmp)): fingerprint_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
             sources = {name: fingerprint_json({f: fp for f, fp in files.items() if f.startswith(f"sources/{name}/")}) for name in self.serving_}
             write_manifest(tmp, {"kind": KIND, "data_fingerprint": self.data_fingerprint_, "sources": sources, "files": files,
-                                 "fingerprint": fingerprint_json(files)})  # fmt: skip
+                                 "fingerprint": fingerprint_json(files), **getattr(self, "built_on_", {})})  # fmt: skip
         return directory
 
     @classmethod
-    def load(cls, directory: Path | str, *, data_fingerprint: str | None = None) -> "LearnedRanker":
-        """Open a saved run; refuse one whose files changed or that was built on other data than ``data_fingerprint``."""
+    def load(cls, directory: Path | str, *, data_fingerprint: str | None = None, retriever_fingerprint: str | None = None) -> "LearnedRanker":
+        """Open a saved run; refuse one whose files changed, that was built on other data than ``data_fingerprint`` or
+        on another retriever run than ``retriever_fingerprint`` (``ManifestMismatchError`` naming both)."""
         import lightgbm as lgb
 
         directory = Path(directory)
@@ -307,6 +318,12 @@ class LearnedRanker:
         if data_fingerprint is not None and manifest.get("data_fingerprint") != data_fingerprint:
             raise ManifestMismatchError(
                 f"ranking run {directory} was built on training data {manifest.get('data_fingerprint')}, not {data_fingerprint}: refit it on this data"
+            )
+        built = (manifest.get("retriever") or {}).get("fingerprint")
+        if retriever_fingerprint is not None and built is not None and built != retriever_fingerprint:
+            raise ManifestMismatchError(
+                f"ranking run {directory} was built on retriever model {built}, but the index is model {retriever_fingerprint}: "
+                f"rebuild it with `recsys train ranker DATASET --retriever RUN --out {directory}`"
             )
         state = json.loads((directory / SETTINGS_FILE).read_text())
         self = cls(LTRSettings.from_dict(state["settings"]))
@@ -322,6 +339,18 @@ class LearnedRanker:
         return self
 
 
+def positions(frame: pl.DataFrame, first: np.ndarray, n: int) -> np.ndarray:
+    """(cases, n) float32 scores from ranked candidates: ``frame``'s candidates (``case``, ``item``, ``score``) first
+    in score order (ties by ``first``), then every other item in ``first``'s order; values are positions."""
+    order = np.argsort(np.argsort(-np.nan_to_num(first, neginf=-1e30), axis=1, kind="stable"), axis=1)
+    out = (n - order).astype(np.float32)  # 1..n, first source's best highest
+    case, item = frame["case"].to_numpy(), frame["item"].to_numpy()
+    pos = np.lexsort((order[case, item], -frame["score"].to_numpy(), case))
+    start = np.searchsorted(case[pos], case[pos], side="left")
+    out[case[pos], item[pos]] = 2 * n - (np.arange(len(pos)) - start)
+    return out
+
+
 def _with_positive(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows of the groups (cases) that contain their label, sorted by case (LightGBM groups are contiguous)."""
     return frame.filter(pl.col("label").max().over("case") > 0).sort("case", maintain_order=True)
@@ -331,4 +360,4 @@ def _groups(frame: pl.DataFrame) -> np.ndarray:
     return frame.group_by("case", maintain_order=True).len()["len"].to_numpy()
 
 
-__all__ = ["DEFAULT_SOURCES", "LTRSettings", "LearnedRanker", "holdout_split"]
+__all__ = ["DEFAULT_SOURCES", "LTRSettings", "LearnedRanker", "holdout_split", "positions"]

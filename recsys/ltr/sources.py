@@ -3,7 +3,7 @@
 A source is anything that, fitted on ``TrainData``, scores every catalogue item for a batch of ``Cases`` (higher
 is better, ``-inf`` = cannot score): the harness models already do this, so EASE, SASRec, popularity and the
 two-tower retriever enter through one adapter (``RecommenderSource``), and item-item co-occurrence through
-``CooccurrenceScores`` (the served ``CooccurrenceSource``'s neighbour matrix, scored for many histories at once).
+``CooccurrenceScores`` (``recsys.ltr.cooccurrence.item_neighbours``, scored for many histories at once).
 
 ``merge_candidates`` takes each source's top ``depth`` items per case (the case's excluded items removed), unites
 them and returns one row per (case, item) with every source's score and rank: the rank is missing when that source
@@ -17,6 +17,7 @@ import importlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -101,15 +102,61 @@ class RecommenderSource:
             self.model.model_ = inner
 
 
+class ServedRetrieverSource:
+    """The served two-tower retriever (a ``recsys train retriever`` run, or a fitted ``TwoTowerRetriever``) as the
+    ranking run's retriever source.
+
+    ``fit`` loads the run (or keeps the given model) instead of training: the serving fold *is* the served retriever
+    (its catalogue must be the data's); ``params_without_validation`` hands the label fold the retriever's settings
+    and its best validation epoch count, so the label-fold copy is retrained on the label fold's data the way the
+    served one was trained. ``save`` writes only the run's path: at serving time the retriever's scores come with each request (the
+    index's top ``depth``), and the ranking stage refuses an index built by another run (the manifest's fingerprint).
+    """
+
+    def __init__(self, run_dir: Path | str | None = None, name: str = "retriever", *, model: Any = None) -> None:
+        if (run_dir is None) == (model is None):
+            raise RecsysError("a served retriever source takes a run directory or a fitted model")
+        self.name, self.run_dir = name, str(run_dir) if run_dir is not None else None
+        self.model_: Any = model
+
+    def fit(self, data: TrainData, validation: Cases | None = None) -> "ServedRetrieverSource":
+        if self.run_dir is not None:
+            from recsys.retriever.run import load_run
+
+            self.model_, _, _ = load_run(self.run_dir)
+        if self.model_.n_items != data.n_items:
+            raise RecsysError(f"retriever {self.run_dir or ''} has {self.model_.n_items} catalogue items, the ranking data {data.n_items}: train both on one dataset")
+        self.users_ = data.users
+        return self
+
+    def score(self, cases: Cases) -> np.ndarray:
+        if self.model_ is None:
+            raise RecsysError(f"the retriever source of a saved ranking run has no weights: its scores come with each request (run {self.run_dir})")
+        profiles = self.users_[cases.users] if (self.users_ is not None and self.model_.args.use_profiles) else None
+        return np.asarray(self.model_.score(cases, profiles), dtype=np.float32)
+
+    def params_without_validation(self) -> dict[str, Any]:
+        m = self.model_.metrics  # the served weights are the best validation epoch's: the label fold trains that many
+        epochs = int(m.get("best_epoch") or m.get("epochs_run") or self.model_.args.epochs)
+        return {**self.model_.args.to_dict(), "epochs": epochs, "epochs_without_validation": epochs, "time_budget_s": None}
+
+    def save(self, directory: Path) -> None:
+        model, self.model_ = self.model_, None
+        try:
+            _pickle(self, directory)
+        finally:
+            self.model_ = model
+
+
 class CooccurrenceScores:
-    """Item-item co-occurrence (``recsys.cooccurrence.item_neighbours``): score(j) = sum of cos(h, j) over history
-    items h among j's ``neighbours`` nearest items; the served ``CooccurrenceSource``'s scores, batched."""
+    """Item-item co-occurrence (``recsys.ltr.cooccurrence.item_neighbours``): score(j) = sum of cos(h, j) over
+    history items h among j's ``neighbours`` nearest items (the harness's ItemKNN scores), batched."""
 
     def __init__(self, name: str = "cooccurrence", neighbours: int = 50) -> None:
         self.name, self.neighbours = name, int(neighbours)
 
     def fit(self, data: TrainData, validation: Cases | None = None) -> "CooccurrenceScores":
-        from recsys.service.cooccurrence import item_neighbours
+        from recsys.ltr.cooccurrence import item_neighbours
 
         self.matrix_ = item_neighbours(data.matrix, self.neighbours)
         return self
@@ -203,14 +250,22 @@ def top_depth(scores: np.ndarray, excluded: np.ndarray, depth: int) -> np.ndarra
 
 
 def merge_candidates(
-    scores: dict[str, np.ndarray], depths: dict[str, int], cases: Cases, *, scores_beyond_depth: bool = True, include_targets: bool = False
+    scores: dict[str, np.ndarray],
+    depths: dict[str, int],
+    cases: Cases,
+    *,
+    scores_beyond_depth: bool = True,
+    include_targets: bool = False,
+    within_depth: Collection[str] = (),
 ) -> pl.DataFrame:
     """One row per (case, candidate item) from the union of every source's top ``depths[name]``.
 
     Columns: ``case`` (row in ``cases``), ``item``, ``n_sources`` (how many proposed it), and per source
     ``<name>_score`` (Float32, null when it cannot score the item or, with ``scores_beyond_depth`` off, did not
     propose it) and ``<name>_rank`` (1 = its best; null when it did not propose the item). ``include_targets`` adds
-    each case's target even when no source proposed it (for diagnostics only; training never uses it).
+    each case's target even when no source proposed it (for diagnostics only; training never uses it). Sources
+    named in ``within_depth`` keep their score only where they proposed the item (the served retriever: a request
+    carries its top ``depth`` from the index, nothing beyond).
     """
     if not scores:
         raise RecsysError("no candidate sources: configure at least one")
@@ -228,7 +283,7 @@ def merge_candidates(
     for name, s in scores.items():
         r = ranks[name][case_idx, item_idx]
         v = s[case_idx, item_idx].astype(np.float32)
-        ok = np.isfinite(v) & ((r > 0) | scores_beyond_depth)
+        ok = np.isfinite(v) & ((r > 0) | (scores_beyond_depth and name not in within_depth))
         cols[f"{name}_score"] = pl.Series(f"{name}_score", np.where(ok, v, np.nan), dtype=pl.Float32).fill_nan(None)
         cols[f"{name}_rank"] = pl.Series(f"{name}_rank", r, dtype=pl.Int32).replace(0, None)
         proposed += r > 0
@@ -247,6 +302,7 @@ __all__ = [
     "CandidateSource",
     "CooccurrenceScores",
     "RecommenderSource",
+    "ServedRetrieverSource",
     "SourceSpec",
     "excluded_mask",
     "load_source",

@@ -1,89 +1,81 @@
-"""Harness adapter of the whole pipeline: two-tower retriever -> cross-encoder reranker of its top N.
+"""Harness adapter of the whole pipeline: two-tower retriever -> the learned ranking stage over its top ``candidates``.
 
-``score`` returns the retriever's cosine scores for the whole catalogue, with the top ``candidates`` non-excluded
-items lifted above everything else and ordered by the reranker (so the protocol's full ranking sees: reranked
-candidates first, then the rest of the catalogue in retriever order).
-
-Register as ``"pipeline": "recsys.models.pipeline:PipelineRecommender"`` in ``recsys.models.MODEL_REGISTRY``.
-Cost: ``candidates`` cross-encoder pairs per case (MovieLens 100K test: 943 x 50 pairs per pass).
+``fit(train, validation)`` trains the retriever (early-stopped on validation), then a ``LearnedRanker`` whose
+sources are that retriever and the cheap default sources (EASE, co-occurrence, popularity), under the label scheme
+of ``recsys.ltr.ranker`` (the label fold retrains a retriever copy with the epochs validation chose), early-stopped
+on validation NDCG@10. ``score`` runs exactly the served code: each case's retriever top ``candidates`` (its
+history excluded) go through ``RankingStage.rank`` (``recsys.service.ranking``), whose order comes first, then the
+rest of the catalogue in retriever order. Test is scored with that fit as it is (``refit_for_test = False``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recsys.data.types import Cases, TrainData
+from recsys.ltr.sources import excluded_mask, top_depth
 from recsys.models.base import Recommender
-
-#: reranked candidates score LIFT + logit; retriever cosines are within [-1, 1]
-LIFT = 1000.0
+from recsys.service.ranking import RankingStage, RankRequest, full_scores
 
 
 class PipelineRecommender(Recommender):
-    """Parameters: ``retriever`` (dict of RetrieverTrainingArguments fields), ``reranker`` (dict of
-    RerankerTrainingArguments fields), ``candidates`` (how many retriever items get reranked)."""
+    """Parameters: ``candidates`` (the retriever's candidates per case the ranker reads), ``retriever`` (dict of
+    RetrieverTrainingArguments fields), ``ltr`` (dict of LTRSettings fields: the other sources, features, LightGBM)."""
 
     name = "pipeline"
     grid = [{}]
     cold_start_capable = True
     refit_for_test = False
 
-    def __init__(self, candidates: int = 50, retriever: dict[str, Any] | None = None, reranker: dict[str, Any] | None = None, epochs_without_validation: int = 30) -> None:
-        super().__init__(candidates=candidates, retriever=retriever or {}, reranker=reranker or {})
+    def __init__(self, candidates: int = 100, retriever: dict[str, Any] | None = None, ltr: dict[str, Any] | None = None, epochs_without_validation: int = 30) -> None:
+        super().__init__(candidates=candidates, retriever=retriever or {}, ltr=ltr or {})
         self.candidates = int(candidates)
         self.retriever_params = dict(retriever or {})
-        self.reranker_params = dict(reranker or {})
+        self.ltr_params = dict(ltr or {})
         self.epochs_without_validation = epochs_without_validation
 
     def fit(self, data: TrainData, validation: Cases | None = None) -> "PipelineRecommender":
-        from recsys.reranker import Reranker, RerankerTrainingArguments
+        from recsys.ltr.ranker import LearnedRanker
+        from recsys.ltr.run import ranking_settings, served_retriever_factory
         from recsys.retriever import RetrieverTrainingArguments, TwoTowerRetriever
 
         rargs = RetrieverTrainingArguments.from_dict(self.retriever_params)
         if validation is None:
             rargs = RetrieverTrainingArguments.from_dict({**rargs.to_dict(), "epochs": min(rargs.epochs, self.epochs_without_validation)})
-        self.retriever_ = TwoTowerRetriever(rargs).fit(data, validation)
-        args = RerankerTrainingArguments.from_dict({"candidates": self.candidates, "progress_bar": False, **self.reranker_params})
-        self.reranker_ = Reranker(args).fit(data, self.retriever_, validation)  # validation picks the fusion weight
-        self.data_ = data
-        self.item_texts_ = self.reranker_.render_items(data.items)
-        self.history_texts_ = self.reranker_.history_texts(data.items)
+        retriever = TwoTowerRetriever(rargs).fit(data, validation)
+        settings = ranking_settings(self.ltr_params, depth=self.candidates)
+        ranker = LearnedRanker(settings, source_factory=served_retriever_factory(model=retriever)).fit(data, validation)
+        self.stage_ = RankingStage(ranker)
         return self
 
+    @classmethod
+    def from_runs(cls, ranking_run: Path | str, retriever_run: Path | str, data: TrainData) -> "PipelineRecommender":
+        """The pipeline of a saved retriever run and a ranking run built on it (refused otherwise), for ``data``'s
+        catalogue and users: what ``recsys retrieve --rerank`` serves, as a harness model."""
+        from recsys.ltr.sources import ServedRetrieverSource
+        from recsys.retriever.run import load_run
+
+        model, _, manifest = load_run(retriever_run)
+        stage = RankingStage.open(ranking_run, retriever_fingerprint=manifest["fingerprint"])
+        out = cls(candidates=stage.depth)
+        stage.ranker.serving_[stage.retriever_source] = ServedRetrieverSource(model=model, name=stage.retriever_source).fit(data)
+        out.stage_ = stage
+        return out
+
     def score(self, cases: Cases) -> np.ndarray:
-        data = self.data_
-        use_prof = data.users is not None and self.retriever_.args.use_profiles
-        profiles = data.users[cases.users] if data.users is not None else None
-        scores = self.retriever_.score(cases, profiles if use_prof else None).astype(np.float32)
-        return rerank_top(scores, cases, self.candidates, self._rerank(cases, profiles))
-
-    def _rerank(self, cases: Cases, profiles: Any):
-        def run(histories: list[np.ndarray], candidates: list[np.ndarray], retrieval: list[np.ndarray]) -> list[np.ndarray]:
-            return self.reranker_.score_candidates(
-                histories, candidates, self.item_texts_, self.history_texts_, context=cases.context, profiles=profiles, retrieval_scores=retrieval
-            )
-
-        return run
+        stage = self.stage_
+        retrieval = np.asarray(stage.ranker.serving_[stage.retriever_source].score(cases), dtype=np.float32)
+        ranks = top_depth(retrieval, excluded_mask(cases, retrieval.shape[1]), stage.depth)
+        requests = []
+        for r in range(len(cases)):
+            top = np.flatnonzero(ranks[r])
+            top = top[np.argsort(ranks[r, top])]
+            context = cases.context[r : r + 1] if cases.context is not None else None
+            requests.append(RankRequest(cases.history.row(r), top, retrieval[r, top], context, cases.exclude.row(r), int(cases.users[r])))
+        return full_scores(stage.rank(requests), retrieval)
 
 
-def rerank_top(scores: np.ndarray, cases: Cases, n: int, rerank: Any) -> np.ndarray:
-    """Lift each case's top ``n`` non-excluded items (by ``scores``) to ``LIFT + rerank score``; ``rerank(histories,
-    candidates, their retrieval scores)`` returns the served (fused) scores."""
-    masked = scores.copy()
-    excl = cases.exclude
-    masked[np.repeat(np.arange(len(cases)), excl.lengths), excl.items] = -np.inf
-    masked[np.arange(len(cases)), cases.targets] = scores[np.arange(len(cases)), cases.targets]  # the target is never excluded
-    n = min(n, scores.shape[1])
-    top = np.argpartition(-masked, n - 1, axis=1)[:, :n]
-    cands = [t[np.isfinite(masked[r, t])] for r, t in enumerate(top)]
-    histories = [cases.history.row(r) for r in range(len(cases))]
-    reranked = rerank(histories, cands, [scores[r, c] for r, c in enumerate(cands)])
-    out = scores.copy()
-    for r, (c, s) in enumerate(zip(cands, reranked)):
-        out[r, c] = LIFT + np.asarray(s, dtype=np.float32)
-    return out
-
-
-__all__ = ["PipelineRecommender", "rerank_top"]
+__all__ = ["PipelineRecommender"]

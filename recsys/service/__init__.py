@@ -1,7 +1,7 @@
 """The runtime layer: what ``recsys retrieve``, batch scoring and serving run on a request.
 
-``RetrievalService`` (retriever + FAISS index + user histories) optionally reranks with a ``RerankStage`` (a
-trained cross-encoder bound to one catalogue) and merges a ``CooccurrenceSource``'s candidates; ``UserHistories``
+``RetrievalService`` (retriever + FAISS index + user histories) optionally ranks with a ``RankingStage`` (a learned
+ranking run over the retriever's and its other sources' candidates, ``recsys.service.ranking``); ``UserHistories``
 holds histories in memory, ``HistoryStore`` reads them per chunk of users from prepared parquet parts.
 
 Names are resolved lazily, so importing one submodule does not load the others.
@@ -13,18 +13,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from recsys.service.cooccurrence import CooccurrenceSource
     from recsys.service.histories import HistoryStore, UserHistories, prepare_histories
-    from recsys.service.rerank import RerankStage, items_with_added
+    from recsys.service.ranking import RankingStage, RankRequest, Ranking
     from recsys.service.retrieval import Recommendation, RetrievalService
 
 _WHERE = {
-    "CooccurrenceSource": "recsys.service.cooccurrence",
     "HistoryStore": "recsys.service.histories",
     "UserHistories": "recsys.service.histories",
     "prepare_histories": "recsys.service.histories",
-    "RerankStage": "recsys.service.rerank",
-    "items_with_added": "recsys.service.rerank",
+    "RankingStage": "recsys.service.ranking",
+    "RankRequest": "recsys.service.ranking",
+    "Ranking": "recsys.service.ranking",
     "Recommendation": "recsys.service.retrieval",
     "RetrievalService": "recsys.service.retrieval",
 }

@@ -1,8 +1,8 @@
 """Retrieval as a service object: a loaded retriever run, its FAISS index and the users' histories.
 
 One object behind ``recsys retrieve``, nightly batch scoring and online serving, so all three encode users,
-filter seen items and rerank the same way. Loading checks that the index was built by this exact run, and that an
-attached reranker was trained on this run's candidates (fingerprints).
+filter seen items and rank the same way (``recsys.service.ranking.RankingStage``). Loading checks that the index
+was built by this exact run, and that an attached ranking run was built on this run and dataset (fingerprints).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from recsys.service.histories import UserHistories
 
 @dataclass
 class Recommendation:
-    """``score`` is what the list is ordered by: the rerank score when reranked, else the retrieval cosine."""
+    """``score`` is what the list is ordered by: the ranker's score when ranked (``rerank_score``), else the retrieval
+    cosine; ``retrieval_score`` is None for an item only another candidate source proposed."""
 
     rank: int
     item_id: Any
@@ -42,7 +43,7 @@ class Recommendation:
 class RetrievalService:
     """Retrieve top-k items for known users, new users (history and/or profile) and any context."""
 
-    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset, *, histories: bool = True, reranker: Any = None) -> None:
+    def __init__(self, index: ItemIndex, run_dir: Path, dataset: Dataset, *, histories: bool = True, ranker: Any = None) -> None:
         from recsys.retriever.run import load_run
 
         self.index = index
@@ -58,8 +59,7 @@ class RetrievalService:
         self.histories: UserHistories | None = UserHistories(dataset, self.catalogue_ids) if histories else None
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
-        self.reranker = reranker  # a recsys.service.rerank.RerankStage, or None (retrieve only)
-        self.cooccurrence: Any = None  # a recsys.service.cooccurrence.CooccurrenceSource merged into the rerank candidates
+        self.ranker = ranker  # a recsys.service.ranking.RankingStage, or None (retrieve only)
         self._profiles = None
         if dataset.users is not None:
             self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(dataset.interactions.schema[S.USER_ID], strict=False))
@@ -73,14 +73,12 @@ class RetrievalService:
         run_dir: Path | str | None = None,
         device: str = "auto",
         rerank_run: Path | str | None = None,
-        rerank_inference: str = "auto",
         rerank_depth: int | None = None,
-        cooccurrence: Path | str | None = None,
         histories: bool = True,
     ) -> "RetrievalService":
-        """Load the index, its retriever run and dataset (recorded in the index unless given); with ``rerank_run``,
-        also the cross-encoder that reranks the top ``rerank_depth`` candidates of every request, and with
-        ``cooccurrence`` a second candidate source merged with the two-tower's before reranking.
+        """Load the index, its retriever run and dataset (recorded in the index unless given); with ``rerank_run``, also
+        the ranking run (``recsys train ranker``) that ranks the retriever's top ``rerank_depth`` (default: the run's
+        depth) with its other candidate sources.
 
         ``histories=False`` skips the interactions entirely (batch scoring reads each chunk's histories lazily);
         ``recommend`` for stored users then needs them, so retrieve and serve keep the default."""
@@ -93,27 +91,21 @@ class RetrievalService:
             raise RecsysError(f"index {index_dir} does not record its dataset; pass --dataset")
         service = cls(index, Path(run), Dataset.load(data, with_interactions=histories), histories=histories)
         if rerank_run is not None:
-            service.attach_reranker(rerank_run, inference=rerank_inference, depth=rerank_depth)
-        if cooccurrence is not None:
-            service.attach_cooccurrence(cooccurrence)
+            service.attach_ranker(rerank_run, depth=rerank_depth)
         return service
 
-    def attach_cooccurrence(self, directory: Path | str) -> Any:
-        """Load a co-occurrence source fitted on this service's dataset; reranked requests then read its candidates too."""
-        from recsys.service.cooccurrence import CooccurrenceSource
+    def attach_ranker(self, run_dir: Path | str, *, depth: int | None = None) -> Any:
+        """Load a ranking run built on this service's retriever model and dataset (refused otherwise) and rank with it;
+        ``depth`` lowers how many retrieved items it reads (never above the depth it was trained with)."""
+        from recsys.service.ranking import RankingStage
 
-        self.cooccurrence = CooccurrenceSource.load(directory, dataset_fingerprint=self.dataset.fingerprint)
-        return self.cooccurrence
-
-    def attach_reranker(self, run_dir: Path | str, *, inference: str = "auto", depth: int | None = None) -> Any:
-        """Load a reranker run for this catalogue (the dataset's items plus any added to the index) and use it."""
-        from recsys.service.rerank import RerankStage, items_with_added
-
-        items = items_with_added(self.dataset.items, self.index.metadata.get("added_items"))
-        self.reranker = RerankStage.open(
-            run_dir, items, retriever_fingerprint=self.run_manifest["fingerprint"], inference=inference, depth=depth
-        )
-        return self.reranker
+        stage = RankingStage.open(run_dir, retriever_fingerprint=self.run_manifest["fingerprint"], dataset_fingerprint=self.dataset.fingerprint)
+        if depth is not None:
+            if not 1 <= depth <= stage.depth:
+                raise RecsysError(f"rank depth must be 1-{stage.depth} (the depth ranking run {run_dir} was trained with), got {depth}")
+            stage.depth = int(depth)
+        self.ranker = stage
+        return stage
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _title_table(self) -> dict[Any, str]:
@@ -199,24 +191,6 @@ class RetrievalService:
             out.append([{"item_id": known[j], "title": self._titles.get(known[j]), "similarity": round(float(row[j]), 4)} for j in order])
         return out
 
-    def merge_cooccurrence(
-        self, user_vector: np.ndarray, history: list[Any], seen: list[Any], items: list[Any], retrieval: np.ndarray, n: int
-    ) -> tuple[list[Any], np.ndarray, list[str]]:
-        """Two-tower candidates + the co-occurrence source's top ``n`` not already there (and in the index); every
-        candidate's retrieval score is its two-tower cosine, so the list stays comparable. Shared by ``recommend``
-        and batch scoring."""
-        co_ids, _ = self.cooccurrence.candidates(history, n, exclude=seen)
-        have = set(items)
-        extra = [i for i in co_ids if i not in have and i in self.index]
-        sources = ["two-tower"] * len(items) + ["co-occurrence"] * len(extra)
-        if extra:
-            cos = self.index.get_vectors(extra) @ user_vector
-            both = set(co_ids) & have
-            sources = ["both" if i in both else "two-tower" for i in items] + ["co-occurrence"] * len(extra)
-            items = items + extra
-            retrieval = np.concatenate([retrieval, cos.astype(float)])
-        return items, retrieval, sources
-
     # ------------------------------------------------------------------------------------------------- verbs
     def recommend(
         self,
@@ -233,17 +207,18 @@ class RetrievalService:
     ) -> list[Recommendation]:
         """Top-k for one request. A known ``user_id`` brings its stored history; ``history``/``profile`` serve new users.
 
-        With a reranker attached (``rerank`` defaults to True then), the top ``depth`` retrieved candidates are
-        reranked by the cross-encoder with the request context; with k > depth the rest follow in retrieval order
-        (``rerank_score`` None), so the reranking work is bounded by ``depth``, never by k. ``explain`` adds ``reasons``: the history items
-        that support each item and, when reranked, how much each context field moved its score.
+        With a ranking run attached (``rerank`` defaults to True then), the retriever's top ``depth`` (at most the
+        run's depth) go to ``RankingStage.rank`` with the request context, which adds the other sources' candidates
+        and orders them all; with k above what it ranked, the rest follow in retrieval order (``rerank_score`` None).
+        ``explain`` adds ``reasons``: the ranker's sentences and feature contributions when ranked, and the history
+        items that support each item.
         """
         if k <= 0:
             raise RecsysError(f"k must be positive, got {k}")
         if rerank is None:
-            rerank = self.reranker is not None
-        if rerank and self.reranker is None:
-            raise RecsysError("no reranker is loaded: pass --rerank RERANK_RUN (a `recsys train reranker` run)")
+            rerank = self.ranker is not None
+        if rerank and self.ranker is None:
+            raise RecsysError("no ranking run is loaded: pass --rerank RANKING_RUN (a `recsys train ranker` run)")
         seen: list[Any] = list(exclude or [])
         hist_idx = np.zeros(0, dtype=np.int32)
         hist_ids: list[Any] = []
@@ -267,44 +242,67 @@ class RetrievalService:
         full_ctx = context_frame(context, self.known_context_keys)
         ctx = full_ctx[[S.TIMESTAMP, *self.context_columns]]
         vec = self.user_vectors([hist_idx], ctx, [prof])
-        depth = int(depth or self.reranker.depth) if rerank else k
+        depth = min(int(depth or self.ranker.depth), self.ranker.depth) if rerank else k
         scores, ids = self.index.search(vec, max(k, depth), exclude=[np.asarray(seen, dtype=object) if seen else None])
         finite = np.isfinite(scores[0])
         items = [i.item() if hasattr(i, "item") else i for i in ids[0][finite]]
         retrieval = scores[0][finite].astype(float)
-        items, tail, retrieval, tail_retrieval = items[:depth], items[depth:], retrieval[:depth], retrieval[depth:]  # tail: below the reranked depth
-        sources = ["two-tower"] * len(items)
-        if rerank and self.cooccurrence is not None:
-            items, retrieval, sources = self.merge_cooccurrence(vec[0], hist_ids, seen, items, retrieval, depth)
-        rerank_scores: np.ndarray | None = None
-        user_profile: dict[str, Any] | None = None
-        request_ctx = full_ctx.row(0, named=True)
-        if rerank and items:
-            stored = self.profiles([user_id])[0] if user_id is not None else None
-            user_profile = {**(stored or {}), **(prof or {})} or None
-            rerank_scores = self.reranker.score([hist_ids], [items], contexts=[request_ctx], profiles=[user_profile], retrieval_scores=[retrieval])[0]
-            order = np.argsort(-rerank_scores, kind="stable")[:k]
-        else:
-            order = np.arange(min(k, len(items)))
-        if len(order) < k and tail:
-            pooled = set(items)
-            keep = [j for j, i in enumerate(tail) if i not in pooled][: k - len(order)]
-            order = np.concatenate([order, len(items) + np.arange(len(keep))]).astype(np.int64)
-            items = items + [tail[j] for j in keep]
-            retrieval = np.concatenate([retrieval, tail_retrieval[keep]])
-            sources = sources + ["two-tower"] * len(keep)
-        out = []
-        for r, j in enumerate(order):
-            item = items[j]
-            rr = float(rerank_scores[j]) if rerank_scores is not None and j < len(rerank_scores) else None
-            out.append(Recommendation(r + 1, item, rr if rr is not None else float(retrieval[j]), self._titles.get(item), retrieval_score=float(retrieval[j]), rerank_score=rr))
-        if self.cooccurrence is not None and rerank:
-            for rec, j in zip(out, order):
-                rec.reasons["source"] = sources[j]
-        if explain and out:
-            support = self.supporting_history(hist_ids, [r.item_id for r in out])
-            for rec, sup in zip(out, support):
+        ranked: list[Recommendation] = []
+        if rerank:
+            ranking = self.rank_requests(
+                [hist_idx], [items[:depth]], [retrieval[:depth]], full_ctx, exclude=[self.to_catalogue(seen)],
+                users=[user_id], explain=explain, top=k,
+            )[0]  # fmt: skip
+            ids_ranked = self.catalogue_ids.gather(ranking.items).to_list() if len(ranking.items) else []
+            for j, (item, score, cos) in enumerate(zip(ids_ranked, ranking.scores, ranking.retrieval)):
+                reasons: dict[str, Any] = {"sources": ranking.sources[j]}
+                if ranking.reasons is not None:
+                    reasons.update(ranker=ranking.reasons[j], contributions=ranking.contributions[j])
+                ranked.append(Recommendation(
+                    j + 1, item, float(score), self._titles.get(item), reasons, None if np.isnan(cos) else float(cos), float(score)
+                ))  # fmt: skip
+        have = {r.item_id for r in ranked}
+        for item, cos in zip(items, retrieval):  # retrieval order below (or without) the ranked list
+            if len(ranked) >= k:
+                break
+            if item not in have:
+                ranked.append(Recommendation(len(ranked) + 1, item, float(cos), self._titles.get(item), retrieval_score=float(cos)))
+        if explain and ranked:
+            for rec, sup in zip(ranked, self.supporting_history(hist_ids, [r.item_id for r in ranked])):
                 rec.reasons["history"] = sup
-                if rec.rerank_score is not None:
-                    rec.reasons["context"] = self.reranker.context_effects(hist_ids, rec.item_id, request_ctx, user_profile)
-        return out
+        return ranked
+
+    def rank_requests(
+        self,
+        histories: Sequence[np.ndarray],
+        candidates: Sequence[Sequence[Any]],
+        retrieval: Sequence[np.ndarray],
+        contexts: pl.DataFrame | None,
+        *,
+        exclude: Sequence[np.ndarray] | None = None,
+        users: Sequence[Any] | None = None,
+        explain: bool = False,
+        top: int | None = None,
+    ) -> list[Any]:
+        """``RankingStage.rank`` for requests in raw ids: histories as catalogue rows, each request's retrieved raw item
+        ids with their scores (items outside the catalogue dropped), one context row per request. Shared by
+        ``recommend`` and batch scoring."""
+        from recsys.service.ranking import RankRequest
+
+        rows = self.ranker.user_rows(list(users)) if users is not None else np.full(len(histories), -1)
+        requests = []
+        for r, (h, cand, cos) in enumerate(zip(histories, candidates, retrieval)):
+            cat = self._catalogue_rows(cand)
+            keep = cat >= 0
+            requests.append(RankRequest(
+                np.asarray(h, dtype=np.int64), cat[keep], np.asarray(cos, dtype=np.float32)[keep],
+                contexts[r : r + 1] if contexts is not None else None, exclude[r] if exclude is not None else None, int(rows[r]),
+            ))  # fmt: skip
+        return self.ranker.rank(requests, explain=explain, top=top)
+
+    def _catalogue_rows(self, item_ids: Sequence[Any]) -> np.ndarray:
+        """Catalogue row per raw item id, -1 for ids the catalogue lacks (order and length kept)."""
+        if len(item_ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        q = pl.DataFrame({S.ITEM_ID: pl.Series(list(item_ids)).cast(self.catalogue_ids.dtype, strict=False)})
+        return q.join(self._cat_lookup, on=S.ITEM_ID, how="left", maintain_order="left")["__cat"].fill_null(-1).to_numpy().astype(np.int64)

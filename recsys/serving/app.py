@@ -46,26 +46,21 @@ def create_app(
     micro_batch: bool = True,
     threads: int | None = None,
     rerank_run: Path | str | None = None,
-    rerank_inference: str = "auto",
     rerank_depth: int | None = None,
-    cooccurrence: Path | str | None = None,
     settings: ServeSettings | None = None,
 ) -> FastAPI:
     """The serving app. ``admin_token`` (default: ``$RECSYS_ADMIN_TOKEN``) enables ``POST /admin/reload``;
     ``micro_batch`` encodes the users of concurrent requests together (see :mod:`recsys.serving.batching`);
     ``threads`` sets torch's and FAISS's intra-op threads for the whole process at start (None: leave them);
-    ``rerank_run`` loads a cross-encoder that reranks each request's top ``rerank_depth`` by default, and
-    ``cooccurrence`` a second candidate source merged into what it reranks. ``settings`` bounds what one request
+    ``rerank_run`` loads a ranking run (``recsys train ranker``) that ranks each request's top ``rerank_depth`` with
+    its other candidate sources by default. ``settings`` bounds what one request
     may cost (:class:`~recsys.serving.settings.ServeSettings`; ``max_body_bytes`` overrides its body limit)."""
     settings = settings or ServeSettings()
     if max_body_bytes is not None:
         settings = dataclasses.replace(settings, max_body_bytes=max_body_bytes)
     if rerank_depth is not None and rerank_depth > settings.max_candidates:
         raise RecsysError(f"rerank depth {rerank_depth} is over the serve setting max_candidates={settings.max_candidates}")
-    load_options = {
-        "micro_batch": micro_batch, "rerank_inference": rerank_inference, "rerank_depth": rerank_depth, "cooccurrence": cooccurrence,
-        "rerank_chunk": settings.rerank_chunk,
-    }
+    load_options = {"micro_batch": micro_batch, "rerank_depth": rerank_depth}
     holder = ServiceHolder()
     metrics = Metrics()
 
@@ -77,7 +72,7 @@ def create_app(
                 "index_fingerprint": loaded.index_fingerprint,
                 "dataset_fingerprint": loaded.dataset_fingerprint,
                 "index_type": loaded.index_type,
-                "reranker_fingerprint": loaded.reranker_fingerprint or "none",
+                "ranker_fingerprint": loaded.ranker_fingerprint or "none",
             },
             len(loaded.service.index),
         )
@@ -95,7 +90,7 @@ def create_app(
     app = FastAPI(
         title="recsys",
         version=_version(),
-        summary="Two-tower BERT retriever over FAISS: recommendations for known and new users, with request context.",
+        summary="Two-tower BERT retriever over FAISS and a learned ranker: recommendations for known and new users, with request context.",
         lifespan=lifespan,
         docs_url=None,  # served from local assets by install_docs
         redoc_url=None,

@@ -1,21 +1,20 @@
-"""Per-request bounds on reranking: a deadline, a bounded queue for the cross-encoder, and abandonment.
+"""Per-request bounds on ranking: a deadline, a bounded queue for the second stage, and abandonment.
 
 * :class:`RerankGate` admits at most ``rerank_concurrency`` reranked requests at once; the others wait at most
   ``rerank_queue_wait_s`` and then get 503 with ``Retry-After``, so one expensive request cannot hold every other
   one behind it for long. Every recommendation request has a deadline (``request_timeout_s``, 503 past it).
 * A request whose client disconnected or whose deadline passed is *abandoned*: its worker thread stops at the next
-  checkpoint (between two chunks of ``rerank_chunk`` cross-encoder pairs, see :class:`ChunkedRerankStage`) instead
-  of computing a list nobody will read; its slot is released only once the thread has stopped, so the bound holds.
+  :func:`checkpoint` (before its ranking runs) instead of computing a list nobody will read; its slot is released
+  only once the thread has stopped, so the bound holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-import numpy as np
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -49,33 +48,6 @@ def checkpoint() -> None:
     flag = _CURRENT.get()
     if flag is not None and flag.reason is not None:
         raise RequestAbandoned(flag.reason)
-
-
-class ChunkedRerankStage:
-    """A RerankStage whose scoring of one request goes in chunks of ``chunk`` candidates with a :func:`checkpoint`
-    between them (same scores: each pair is scored on its own); everything else is the wrapped stage's."""
-
-    def __init__(self, stage: Any, chunk: int) -> None:
-        self.stage, self.chunk = stage, int(chunk)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stage, name)
-
-    def score(self, histories: Sequence[Sequence[Any]], candidates: Sequence[Sequence[Any]], *, retrieval_scores: Any = None, **kwargs: Any) -> list[np.ndarray]:
-        if len(candidates) != 1 or len(candidates[0]) <= self.chunk:
-            checkpoint()
-            return self.stage.score(histories, candidates, retrieval_scores=retrieval_scores, **kwargs)
-        cand = list(candidates[0])
-        parts = []
-        for lo in range(0, len(cand), self.chunk):
-            checkpoint()
-            scores = None if retrieval_scores is None else [np.asarray(retrieval_scores[0])[lo : lo + self.chunk]]
-            parts.append(self.stage.score(histories, [cand[lo : lo + self.chunk]], retrieval_scores=scores, **kwargs)[0])
-        return [np.concatenate(parts)]
-
-    def context_effects(self, *args: Any, **kwargs: Any) -> Mapping[str, float]:
-        checkpoint()
-        return self.stage.context_effects(*args, **kwargs)
 
 
 class RerankGate:

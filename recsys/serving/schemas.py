@@ -50,22 +50,24 @@ class RecommendRequest(BaseModel):
     )
     k: int = Field(20, ge=1, le=MAX_K, description="How many items.")
     exclude: list[IdValue] | None = Field(None, max_length=MAX_LIST, description="Item ids never to return (besides those already seen).")
-    explain: bool = Field(False, description="Add an explanation: the history and context used; per item the history items behind it and, when reranked, each context field's effect.")
-    rerank: bool | None = Field(None, description="Rerank with the cross-encoder (default: yes when the server was started with --rerank).")
-    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="How many retrieved items the reranker reads (default: the server's --rerank-depth).")
+    explain: bool = Field(False, description="Add an explanation: the history and context used; per item the ranker's reasons and feature contributions and the history items behind it.")
+    rerank: bool | None = Field(None, description="Rank with the learned ranker (default: yes when the server was started with --rerank).")
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="How many retrieved items the ranker reads (default and most: the ranking run's depth).")
 
 
 class RecommendedItem(BaseModel):
     rank: int
     item_id: int | str
-    score: float = Field(description="What the list is ordered by: the rerank score when reranked, else the retrieval score.")
-    retrieval_score: float | None = Field(None, description="Cosine similarity of user and item vectors.")
-    rerank_score: float | None = Field(None, description="The cross-encoder's logit (when reranked).")
+    score: float = Field(description="What the list is ordered by: the ranker's score when ranked, else the retrieval score.")
+    retrieval_score: float | None = Field(None, description="Cosine similarity of user and item vectors (null for an item only another candidate source proposed).")
+    rerank_score: float | None = Field(None, description="The learned ranker's score (when ranked).")
     title: str | None = None
     reasons: dict[str, Any] = Field(
         default_factory=dict,
-        description="With explain: history (the history items most similar to this one, with their cosine), closest_history_item "
-        "and similarity (the first of them), and when reranked context ({field: score with it - score with it blanked}).",
+        description="When ranked: sources (the candidate sources that proposed the item); with explain also ranker (reasons a "
+        "person reads, strongest first, e.g. 'you watched Heat', 'popular on tv in the evening'), contributions ({feature: "
+        "LightGBM pred_contrib}), history (the history items most similar to this one, with their cosine), closest_history_item "
+        "and similarity (the first of them).",
     )
 
 
@@ -83,7 +85,7 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     model_fingerprint: str
     index_fingerprint: str
-    reranker_fingerprint: str | None = None
+    ranker_fingerprint: str | None = None
     explanation: Explanation | None = None
 
 
@@ -103,7 +105,7 @@ class ReadyResponse(BaseModel):
     index_fingerprint: str | None = None
     dataset_fingerprint: str | None = None
     index_items: int | None = None
-    reranker_fingerprint: str | None = None
+    ranker_fingerprint: str | None = None
     loaded_at: str | None = None
 
 
@@ -113,7 +115,7 @@ class ReloadRequest(BaseModel):
     index: str = Field(min_length=1, max_length=MAX_PATH_CHARS, description="Index directory (from `recsys build-index`).")
     dataset: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Dataset directory (default: the one recorded in the index).")
     run: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Retriever run directory (default: the one recorded in the index).")
-    rerank: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Reranker run to load with it (default: the current one, if any; it must match the new model).")
+    rerank: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS, description="Ranking run to load with it (default: the current one, if any; it must be built on the new model).")
 
 
 class ReloadResponse(BaseModel):

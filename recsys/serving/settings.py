@@ -22,10 +22,8 @@ class ServeSettings(TomlSettings):
     ``max_candidates``: most retrieved items one request may have reranked (its ``candidates``, or the server's
     rerank depth); more is a 422, and k never raises it (items below the depth follow in retrieval order).
     ``request_timeout_s``: a recommendation request's deadline; past it the request stops its work and answers 503.
-    ``rerank_concurrency``: reranked requests computed at once (the cross-encoder runs one batch at a time anyway);
-    the others queue for at most ``rerank_queue_wait_s`` and then get 503 with ``Retry-After: retry_after_s``.
-    ``rerank_chunk``: candidates scored per cross-encoder call; between chunks a request whose client left or whose
-    deadline passed stops. ``max_body_bytes``: larger bodies get 413 before parsing.
+    ``rerank_concurrency``: ranked requests computed at once; the others queue for at most ``rerank_queue_wait_s``
+    and then get 503 with ``Retry-After: retry_after_s``. ``max_body_bytes``: larger bodies get 413 before parsing.
     """
 
     SETTINGS_NAME: ClassVar[str] = "serve"
@@ -36,7 +34,6 @@ class ServeSettings(TomlSettings):
     rerank_concurrency: int = 1
     rerank_queue_wait_s: float = 5.0
     retry_after_s: int = 2
-    rerank_chunk: int = 32
     max_body_bytes: int = MAX_BODY_BYTES
 
     def __post_init__(self) -> None:

@@ -21,7 +21,6 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.manifest import read_manifest
 from recsys.serving.batching import install
-from recsys.serving.limits import ChunkedRerankStage
 from recsys.serving.schemas import ReadyResponse
 
 #: Process-wide: the sentence-transformers model (shared by every loaded service) is not thread-safe.
@@ -40,9 +39,8 @@ class Loaded:
     loaded_at: str
     uses_text_model: bool  # every request encodes text (a model trained with profiles)
     item_rows: dict[Any, int] = field(repr=False)
-    reranker_fingerprint: str | None = None
+    ranker_fingerprint: str | None = None
     rerank_run: str | None = None
-    rerank_inference: str = "auto"
     rerank_depth: int | None = None
     batcher: Any = None  # a MicroBatcher encoding the users of concurrent requests together, or None
 
@@ -58,7 +56,7 @@ class Loaded:
             index_fingerprint=self.index_fingerprint,
             dataset_fingerprint=self.dataset_fingerprint,
             index_items=len(self.service.index),
-            reranker_fingerprint=self.reranker_fingerprint,
+            ranker_fingerprint=self.ranker_fingerprint,
             loaded_at=self.loaded_at,
         )
 
@@ -78,23 +76,15 @@ def load_service(
     run_dir: Path | str | None = None,
     micro_batch: bool = True,
     rerank_run: Path | str | None = None,
-    rerank_inference: str = "auto",
     rerank_depth: int | None = None,
-    cooccurrence: Path | str | None = None,
-    rerank_chunk: int | None = None,
 ) -> Loaded:
-    """Open the service and warm it up (text model loaded, one search run, one rerank), so the first request is not
-    slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`);
-    with ``rerank_chunk``, a request's reranking goes in chunks that an abandoned request stops between
-    (:class:`~recsys.serving.limits.ChunkedRerankStage`)."""
+    """Open the service and warm it up (text model loaded, one search run, one ranking), so the first request is not
+    slow; with ``micro_batch``, concurrent requests' user encodes are batched (:mod:`recsys.serving.batching`)."""
     from recsys.service.retrieval import RetrievalService
 
     service = RetrievalService.open(
-        index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_inference=rerank_inference, rerank_depth=rerank_depth,
-        cooccurrence=cooccurrence,
+        index_dir, dataset_dir=dataset_dir, run_dir=run_dir, rerank_run=rerank_run, rerank_depth=rerank_depth,
     )
-    if rerank_chunk is not None and service.reranker is not None:
-        service.reranker = ChunkedRerankStage(service.reranker, rerank_chunk)
     index_fp = str(read_manifest(Path(index_dir), kind="index").get("fingerprint", "unknown"))
     users = service.histories.user_ids
     with TEXT_MODEL_LOCK:
@@ -114,9 +104,8 @@ def load_service(
         loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         uses_text_model=bool(service.model.args.use_profiles),
         item_rows={v: i for i, v in enumerate(items)},
-        reranker_fingerprint=service.reranker.fingerprint if service.reranker is not None else None,
+        ranker_fingerprint=service.ranker.fingerprint if service.ranker is not None else None,
         rerank_run=str(rerank_run) if rerank_run is not None else None,
-        rerank_inference=rerank_inference,
         rerank_depth=rerank_depth,
         batcher=batcher,
     )

@@ -57,60 +57,37 @@ def test_index_add_items_then_info(built, tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
-def test_retrieve_with_rerank_and_explain(rerank_stack):
-    root, ds = rerank_stack
+def test_retrieve_with_rerank_and_explain(ranking_stack):
+    root, ds = ranking_stack
     user = str(ds.interactions["user_id"].min())
     base = ["retrieve", "-i", str(root / "index"), "--user", user, "-k", "4", "--context", "time=evening,device=mobile"]
-    result = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--candidates", "8", "--explain", "--json"])
+    result = runner.invoke(app, [*base, "--rerank", str(root / "rank"), "--candidates", "8", "--explain", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["reranker"]["candidates"] == 8 and out["reranker"]["fingerprint"]
+    assert out["ranker"]["candidates"] == 8 and out["ranker"]["fingerprint"]
     scores = [r["rerank_score"] for r in out["items"]]
     assert len(scores) == 4 and scores == sorted(scores, reverse=True)
-    assert all(r["reasons"]["history"] and "device" in r["reasons"]["context"] for r in out["items"])
-    table = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--explain"])
-    assert table.exit_code == 0 and "retrieval" in table.output and "because of" in table.output and "context:" in table.output
+    assert all(r["reasons"]["history"] and r["reasons"]["ranker"] and r["reasons"]["sources"] for r in out["items"])
+    table = runner.invoke(app, [*base, "--rerank", str(root / "rank"), "--explain"])
+    assert table.exit_code == 0 and "retrieval" in table.output and "because of" in table.output and "proposed by:" in table.output
     bad = runner.invoke(app, [*base, "--rerank", str(root / "nope")])
-    assert bad.exit_code == 2 and "does not exist" in bad.output
-    bad_inf = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--inference", "fp8"])
-    assert bad_inf.exit_code == 2 and "fp32" in bad_inf.output
+    assert bad.exit_code == 2 and "does not exist" in bad.output and "recsys train ranker" in bad.output
+    deep = runner.invoke(app, [*base, "--rerank", str(root / "rank"), "--candidates", "31"])
+    assert deep.exit_code == 2 and "1-30" in deep.output
 
 
-def test_batch_score_with_rerank(rerank_stack, tmp_path):
-    root, ds = rerank_stack
+def test_batch_score_with_rerank(ranking_stack, tmp_path):
+    root, ds = ranking_stack
     users = tmp_path / "users.csv"
     pl.DataFrame({"user_id": ds.interactions["user_id"].unique().sort().head(3)}).write_csv(users)
     result = runner.invoke(app, ["batch-score", "-i", str(root / "index"), "-o", str(tmp_path / "c"), "--users", str(users), "-k", "6",
-                                 "--rerank", str(root / "rerank"), "--rerank-depth", "3", "--json"])
+                                 "--rerank", str(root / "rank"), "--rerank-depth", "3", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["users"] == 3
     out = pl.read_parquet(tmp_path / "c" / "part-00000.parquet")
-    assert out.height == 18 and out["rerank_score"].null_count() == 9
-
-
-def test_build_cooccurrence_then_retrieve_and_batch_with_it(rerank_stack, tmp_path):
-    root, ds = rerank_stack
-    result = runner.invoke(app, ["build-cooccurrence", str(root / "ds"), "--out", str(tmp_path / "co"), "--neighbours", "10", "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["items"] == ds.items.height
-    user = str(ds.interactions["user_id"].min())
-    base = ["retrieve", "-i", str(root / "index"), "--user", user, "-k", "30", "--cooccurrence", str(tmp_path / "co")]
-    needs = runner.invoke(app, base)
-    assert needs.exit_code == 2 and "needs --rerank" in needs.output
-    result = runner.invoke(app, [*base, "--rerank", str(root / "rerank"), "--candidates", "4", "--json"])
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
-    assert out["reranker"]["cooccurrence"]["fingerprint"]
-    sources = {r["reasons"]["source"] for r in out["items"]}
-    assert sources & {"co-occurrence", "both"} and len(out["items"]) > 4
-    users = tmp_path / "users.csv"
-    pl.DataFrame({"user_id": ds.interactions["user_id"].unique().sort().head(2)}).write_csv(users)
-    res = runner.invoke(app, ["batch-score", "-i", str(root / "index"), "-o", str(tmp_path / "c"), "--users", str(users), "-k", "8",
-                              "--rerank", str(root / "rerank"), "--rerank-depth", "3", "--cooccurrence", str(tmp_path / "co"), "--json"])
-    assert res.exit_code == 0, res.output
-    got = pl.read_parquet(tmp_path / "c" / "part-00000.parquet")
-    assert got.height == 16 and got.group_by("user_id").agg(pl.col("item_id").n_unique())["item_id"].to_list() == [8, 8]
-    # the pool (3 two-tower + up to 3 co-occurrence items) is reranked, the rest follow in retrieval order
-    assert got["rerank_score"].null_count() <= 16 - 2 * 3
+    # every list is the ranker's (3 retrieved items plus the other sources' candidates), ordered by its score
+    assert out.height == 18 and out["rerank_score"].null_count() == 0
+    assert out.group_by("user_id").agg(ok=(pl.col("rerank_score").diff().fill_null(0) <= 0).all())["ok"].all()
+    assert out.group_by("user_id").agg(n=pl.col("retrieval_score").is_not_null().sum())["n"].max() <= 3
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
-    assert manifest["inputs"]["cooccurrence_fingerprint"]
+    assert manifest["inputs"]["ranker_fingerprint"] and manifest["inputs"]["rerank_depth"] == 3

@@ -1,5 +1,5 @@
 """End to end through the real CLI: `recsys run` of a small copy of pipelines/demo.toml (every stage, real MiniLM
-retriever and cross-encoder, real FAISS), then the CLI's retrieve on what it built."""
+retriever, LightGBM ranker, real FAISS), then the CLI's retrieve on what it built."""
 
 from __future__ import annotations
 
@@ -29,14 +29,12 @@ epochs = 2
 max_steps = 10
 d_model = 32
 use_context = true
-[rerank]
-out = "{root}/rerank"
-eval_cases = 5
-[rerank.reranker]
-max_steps = 2
-batch_size = 8
-max_length = 64
-candidates = 6
+[ranker]
+out = "{root}/rank"
+depth = 6
+[ranker.ltr]
+min_child_samples = 20
+n_estimators = 30
 [index]
 out = "{root}/index"
 [retrieve]
@@ -72,7 +70,7 @@ def test_recsys_run_every_stage_then_retrieve(tmp_path):
     for r in retrieved:
         scores = [it["rerank_score"] for it in r["items"]]
         assert len(scores) == 4 and scores == sorted(scores, reverse=True)
-        assert all("history" in it["reasons"] and "context" in it["reasons"] for it in r["items"])
+        assert all("history" in it["reasons"] and it["reasons"]["ranker"] for it in r["items"])
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert [m["model"] for m in report["results"]] == ["popularity", "ease"]
     cands = pl.read_parquet(sorted((tmp_path / "candidates").glob("part-*.parquet")))
@@ -80,8 +78,8 @@ def test_recsys_run_every_stage_then_retrieve(tmp_path):
     # a second run is all skipped
     again = _recsys("run", str(toml), cwd=tmp_path)
     assert again.returncode == 0 and again.stderr.count("skipped") + again.stdout.count("skipped") >= 7
-    # the CLI retrieve on the built index, reranked
+    # the CLI retrieve on the built index, ranked
     user = str(pl.read_parquet(tmp_path / "ds" / "interactions.parquet")["user_id"].min())
-    out = _recsys("retrieve", "-i", str(tmp_path / "index"), "--user", user, "-k", "3", "--rerank", str(tmp_path / "rerank"), "--json", cwd=tmp_path)
+    out = _recsys("retrieve", "-i", str(tmp_path / "index"), "--user", user, "-k", "3", "--rerank", str(tmp_path / "rank"), "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(json.loads(out.stdout)["items"]) == 3

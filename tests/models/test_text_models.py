@@ -1,4 +1,4 @@
-"""The text-model adapters (two-tower retriever, zero-shot MiniLM, retriever -> reranker pipeline) against the
+"""The text-model adapters (two-tower retriever, zero-shot MiniLM, retriever -> learned ranker pipeline) against the
 shared model contract, with the real bundled MiniLM and tiny training settings."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from tests.models.contract import RecommenderContract
 
 #: a one-layer user tower trained a few epochs: enough to learn two blocks of items
 RETRIEVER = dict(d_model=32, layers=1, heads=2, max_len=10, batch_size=16, lr=5e-3, epochs=8, patience=8, threads=1, seed=0)
-#: a few cross-encoder steps; with 3 candidates the retriever's top items bound what the reranker can reorder
-RERANKER = dict(max_length=48, batch_size=16, max_steps=4, positives_per_user=1, negatives_per_positive=2, progress_bar=False, threads=1)
+#: a small LightGBM ranker over the retriever and EASE (the synthetic users have 4-6 items: one held out per user)
+LTR = dict(holdout=1, min_child_samples=5, num_leaves=4, n_estimators=20, threads=1, rating=False, sources=[{"kind": "ease", "depth": 10}])
 
 
 class TestZeroShot(RecommenderContract):
@@ -29,4 +29,4 @@ class TestRetriever(RecommenderContract):
 @pytest.mark.slow
 class TestPipeline(RecommenderContract):
     def make_model(self):
-        return PipelineRecommender(candidates=3, retriever=RETRIEVER, reranker=RERANKER, epochs_without_validation=8)
+        return PipelineRecommender(candidates=10, retriever=RETRIEVER, ltr=LTR, epochs_without_validation=8)

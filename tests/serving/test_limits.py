@@ -7,11 +7,10 @@ import asyncio
 import threading
 import time
 
-import numpy as np
 import pytest
 from fastapi import HTTPException
 
-from recsys.serving.limits import ChunkedRerankStage, RequestAbandoned, RerankGate, StopFlag, _call, checkpoint
+from recsys.serving.limits import RequestAbandoned, RerankGate, checkpoint
 from recsys.serving.settings import ServeSettings
 from recsys.settings import SettingsError
 
@@ -93,43 +92,3 @@ def test_a_disconnected_client_stops_its_work_and_frees_the_slot():
 
     waited = asyncio.run(scenario())
     assert log == ["the client disconnected"] and waited < 1.0
-
-
-class CountingStage:
-    """A stand-in stage that scores each candidate by its id and counts the calls (the real one: test below)."""
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-        self.depth = 7
-
-    def score(self, histories, candidates, *, retrieval_scores=None, **kwargs):
-        self.calls.append(len(candidates[0]))
-        return [np.asarray(candidates[0], dtype=np.float32) + (0 if retrieval_scores is None else np.asarray(retrieval_scores[0]))]
-
-
-def test_chunked_stage_scores_in_chunks_and_stops_when_abandoned():
-    inner = CountingStage()
-    stage = ChunkedRerankStage(inner, chunk=4)
-    assert stage.depth == 7  # everything else is the wrapped stage's
-    out = stage.score([[1]], [list(range(10))], retrieval_scores=[np.ones(10)])[0]
-    assert inner.calls == [4, 4, 2] and out.tolist() == [i + 1.0 for i in range(10)]
-    flag = StopFlag()
-    flag.set("the client disconnected")
-    with pytest.raises(RequestAbandoned):
-        _call(lambda: stage.score([[1]], [list(range(10))]), flag)
-    assert inner.calls == [4, 4, 2]  # nothing scored after the stop
-
-
-@pytest.mark.slow
-def test_chunked_real_reranker_gives_the_same_scores(rerank_stack):
-    from recsys.data.dataset import Dataset
-    from recsys.service.rerank import RerankStage
-
-    root, _ = rerank_stack
-    ds = Dataset.load(root / "ds")
-    stage = RerankStage.open(root / "rerank", ds.items, inference="fp32")
-    items = ds.items["item_id"].to_list()
-    hist, cands = [items[:3]], [items[3:23]]
-    whole = stage.score(hist, cands)[0]
-    chunked = ChunkedRerankStage(stage, chunk=6).score(hist, cands)[0]
-    np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-4)

@@ -1,5 +1,5 @@
 """The service holder frees a replaced service once its last request is done (issue 16 item 3): unit test of the
-mechanism, and a subprocess that reloads a real app with a reranker and measures its RSS."""
+mechanism, and a subprocess that reloads a real app with a ranking run and measures its RSS."""
 
 from __future__ import annotations
 
@@ -95,13 +95,13 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_memory_stays_flat_over_reloads_with_a_reranker(rerank_stack, second_index, tmp_path):
-    """RSS after reload 2 vs after the last: without the fix each reload kept the previous service (hundreds of MB
-    with a cross-encoder); the tolerance is a quarter of what one extra service costs."""
-    root, _ = rerank_stack
+def test_memory_stays_flat_over_reloads_with_a_ranking_run(ranking_stack, second_index, tmp_path):
+    """RSS after reload 2 vs after the last: without the fix each reload kept the previous service (retriever, index
+    and ranking run each time); the tolerance is a quarter of what one extra service costs."""
+    root, _ = ranking_stack
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root / "index"), str(second_index), str(root / "rerank"), str(RELOADS)],
+        [sys.executable, "-c", CHILD, str(root / "index"), str(second_index), str(root / "rank"), str(RELOADS)],
         env=env, capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,7 +1,7 @@
-"""``GET /recommend/{user_id}`` and ``POST /recommend``: top-k items for a known or a new user, optionally reranked.
+"""``GET /recommend/{user_id}`` and ``POST /recommend``: top-k items for a known or a new user, optionally ranked by the learned ranker.
 
 The service comes from the :func:`~recsys.serving.dependencies.current_service` dependency, taken once per request;
-the work runs on the thread pool under the :class:`~recsys.serving.limits.RerankGate` (deadline, bounded rerank
+the work runs on the thread pool under the :class:`~recsys.serving.limits.RerankGate` (deadline, bounded ranking
 queue, abandoned requests stop).
 """
 
@@ -27,7 +27,7 @@ from recsys.serving.schemas import (
     RecommendRequest,
     RecommendResponse,
 )
-from recsys.serving.limits import RerankGate
+from recsys.serving.limits import RerankGate, checkpoint
 from recsys.serving.settings import ServeSettings
 from recsys.serving.state import TEXT_MODEL_LOCK, Loaded
 
@@ -35,18 +35,18 @@ router = APIRouter(tags=["recommend"])
 
 
 def reranks(loaded: Loaded, req: RecommendRequest) -> bool:
-    """Whether the request will be reranked (the server has a reranker and the request does not turn it off)."""
-    return loaded.service.reranker is not None and req.rerank is not False
+    """Whether the request will be ranked (the server has a ranking run and the request does not turn it off)."""
+    return loaded.service.ranker is not None and req.rerank is not False
 
 
 def rerank_depth(loaded: Loaded, req: RecommendRequest, settings: ServeSettings) -> int | None:
-    """How many retrieved items the request has reranked: its ``candidates``, else the server's depth, at most
-    ``max_candidates`` (more is a 422); never more because of k."""
+    """How many retrieved items the ranker reads for the request: its ``candidates``, else the server's depth, at
+    most ``max_candidates`` (more is a 422) and the ranking run's depth; never more because of k."""
     if req.candidates is not None and req.candidates > settings.max_candidates:
         raise HTTPException(422, f"candidates: at most {settings.max_candidates} on this server (setting serve.max_candidates), got {req.candidates}")
     if not reranks(loaded, req):
         return None
-    return min(req.candidates or loaded.service.reranker.depth, settings.max_candidates)
+    return min(req.candidates or loaded.service.ranker.depth, settings.max_candidates, loaded.service.ranker.depth)
 
 
 def recommend(loaded: Loaded, req: RecommendRequest, settings: ServeSettings) -> RecommendResponse:
@@ -68,8 +68,9 @@ def recommend(loaded: Loaded, req: RecommendRequest, settings: ServeSettings) ->
         raise HTTPException(422, "give a user_id, a history or a profile")
     if not stored and req.profile is None and history is not None and not len(svc.to_catalogue(history)):
         raise HTTPException(422, "none of the history's items is in this catalogue; send items of the catalogue or a profile")
-    if req.rerank and svc.reranker is None:
-        raise HTTPException(400, "this server has no reranker (it was started without one): omit rerank or send rerank=false")
+    if req.rerank and svc.ranker is None:
+        raise HTTPException(400, "this server has no ranking run (it was started without one): omit rerank or send rerank=false")
+    checkpoint()
     call = lambda: svc.recommend(  # noqa: E731
         uid, history=history, profile=req.profile, context=context, k=req.k, exclude=exclude, rerank=req.rerank, depth=depth, explain=req.explain
     )
@@ -91,7 +92,7 @@ def recommend(loaded: Loaded, req: RecommendRequest, settings: ServeSettings) ->
     return RecommendResponse(
         user_id=uid, k=req.k, items=items, model_fingerprint=loaded.model_fingerprint,
         index_fingerprint=loaded.index_fingerprint, explanation=explanation,
-        reranker_fingerprint=loaded.reranker_fingerprint if any(r.rerank_score is not None for r in recs) else None,
+        ranker_fingerprint=loaded.ranker_fingerprint if any(r.rerank_score is not None for r in recs) else None,
     )
 
 
@@ -104,8 +105,8 @@ async def recommend_user(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")] = 20,
     context: Annotated[str | None, Query(max_length=2000, description="e.g. time=evening,device=mobile,weekday=sat")] = None,
     explain: Annotated[bool, Query(description="Add an explanation.")] = False,
-    rerank: Annotated[bool | None, Query(description="Rerank with the cross-encoder (default: yes when the server has one).")] = None,
-    candidates: Annotated[int | None, Query(ge=1, le=MAX_CANDIDATES, description="How many retrieved items the reranker reads (at most the server's max_candidates).")] = None,
+    rerank: Annotated[bool | None, Query(description="Rank with the learned ranker (default: yes when the server has one).")] = None,
+    candidates: Annotated[int | None, Query(ge=1, le=MAX_CANDIDATES, description="How many retrieved items the ranker reads (at most the server's max_candidates and the run's depth).")] = None,
     exclude: Annotated[str | None, Query(max_length=100_000, description="Comma-separated item ids never to return, e.g. 12,45.")] = None,
 ) -> RecommendResponse:
     """Top-k items for a known user (their stored history), optionally in a request context."""
