@@ -21,6 +21,7 @@ All work is numpy gathers and polars expressions over the candidate rows; no per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,8 @@ TIME_OF_DAY = ["night", "morning", "afternoon", "evening"]
 #: events columns that are not request context
 NON_CONTEXT_COLUMNS = {"u", "i", S.TIMESTAMP, S.RATING, S.WEIGHT, "pos", "len"}
 ROW_CHUNK = 200_000
+#: below this many values a Python dict lookup encodes a column faster than a polars expression (per-call overhead)
+SMALL_COLUMN = 1_000
 
 
 @dataclass
@@ -68,8 +71,9 @@ class Attribute:
     matrix: sp.csr_matrix  # items x values, binary
     single: bool  # one value per item: also exposed as a categorical code
 
+    @cached_property
     def codes(self) -> np.ndarray:
-        """Per item: its value's index (-1 when none); single-valued attributes only."""
+        """Per item: its value's index (-1 when none); single-valued attributes only (computed once, then kept)."""
         m = self.matrix.tocsr()
         out = np.full(m.shape[0], -1, dtype=np.int32)
         has = np.diff(m.indptr) > 0
@@ -159,9 +163,12 @@ def _context_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
     """Context key -> string column: the frame's string context columns plus time of day and weekday."""
     out: dict[str, pl.Series] = {}
     if S.TIMESTAMP in frame.columns:
-        hour = frame[S.TIMESTAMP].dt.hour()
-        out["time_of_day"] = (hour // 6).replace_strict(dict(enumerate(TIME_OF_DAY)), return_dtype=pl.String, default=None)
-        out["weekday"] = frame[S.TIMESTAMP].dt.weekday().cast(pl.String)
+        ts = pl.col(S.TIMESTAMP)
+        time = frame.select(  # one query: per-call overhead dominates a one-row request
+            time_of_day=(ts.dt.hour() // 6).replace_strict(dict(enumerate(TIME_OF_DAY)), return_dtype=pl.String, default=None),
+            weekday=ts.dt.weekday().cast(pl.String),
+        )
+        out["time_of_day"], out["weekday"] = time["time_of_day"], time["weekday"]
     for c, t in frame.schema.items():
         if c not in NON_CONTEXT_COLUMNS and t == pl.String:
             out[c] = frame[c]
@@ -169,8 +176,10 @@ def _context_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
 
 
 def _encode(col: pl.Series, vocab: list[str]) -> np.ndarray:
-    """Index of each value in ``vocab`` (-1 when absent or null)."""
+    """Index of each value in ``vocab`` (-1 when absent or null); a dict lookup for short columns (a request)."""
     mapping = {v: i for i, v in enumerate(vocab)}
+    if len(col) <= SMALL_COLUMN:
+        return np.fromiter((mapping.get(v, -1) for v in col.cast(pl.String).to_list()), dtype=np.int32, count=len(col))
     return col.cast(pl.String).replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
 
 
@@ -215,10 +224,15 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
     cols: dict[str, Any] = {"case": np.arange(n, dtype=np.int32), "history_length": cases.history.lengths.astype(np.int32)}
     timed = ctx is not None and S.TIMESTAMP in ctx.columns
     # no request time: the end of training stands in, hour and weekday are unknown
-    cols["request_time"] = _epoch_seconds(ctx[S.TIMESTAMP]) if timed else np.full(n, tables.last_time)
+    if timed:
+        ts = pl.col(S.TIMESTAMP)
+        time = ctx.select(epoch=ts.dt.epoch("us"), hour=ts.dt.hour().cast(pl.Int32), weekday_num=ts.dt.weekday().cast(pl.Int32))
+        cols["request_time"] = time["epoch"].to_numpy().astype(np.float64) / 1e6
+    else:
+        cols["request_time"] = np.full(n, tables.last_time)
     if tables.settings.context:
-        cols["hour"] = ctx[S.TIMESTAMP].dt.hour().cast(pl.Int32) if timed else pl.Series("hour", [None] * n, dtype=pl.Int32)
-        cols["weekday_num"] = ctx[S.TIMESTAMP].dt.weekday().cast(pl.Int32) if timed else pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
+        cols["hour"] = time["hour"] if timed else pl.Series("hour", [None] * n, dtype=pl.Int32)
+        cols["weekday_num"] = time["weekday_num"] if timed else pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
     if tables.context_values:
         found = _context_columns(ctx) if ctx is not None else {}
         for key, vocab in tables.context_values.items():
@@ -246,13 +260,17 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
         raise RecsysError("candidates need 'case' and 'item' columns (from recsys.ltr.sources.merge_candidates)")
     check_context(cases, tables)
     per_case = case_frame(cases, tables)
-    out = candidates.join(per_case, on="case", how="left", maintain_order="left")
-    case = out["case"].to_numpy()
-    item = out["item"].to_numpy()
+    case = candidates["case"].to_numpy()
+    item = candidates["item"].to_numpy()
+    if len(case) and (case.min() < 0 or case.max() >= len(cases)):
+        raise RecsysError(f"candidate rows name cases outside 0-{len(cases) - 1}")
+    # per-case columns by position (``case`` is the row in ``per_case``): a gather, not a join
+    gathered = per_case[case]
+    out = candidates.hstack([gathered[c] for c in per_case.columns if c not in ("case", "request_time")])
     cols: dict[str, Any] = {
         "pop_all": tables.log_pop[item],
         "pop_recent": tables.log_pop_recent[item],
-        "item_age_days": ((out["request_time"].to_numpy() - tables.first_seen[item]) / 86400.0).astype(np.float32),
+        "item_age_days": ((gathered["request_time"].to_numpy() - tables.first_seen[item]) / 86400.0).astype(np.float32),
     }
     for name, values in tables.numeric.items():
         cols[f"item_{name}"] = values[item]
@@ -264,7 +282,7 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
         profile = np.asarray((hist @ a.matrix).todense(), dtype=np.float32) / lengths[:, None]  # cases x values
         cols[f"affinity_{a.name}"] = _row_dot(a.matrix, item, profile, case)
         if a.single:
-            cols[f"attr_{a.name}"] = a.codes()[item]
+            cols[f"attr_{a.name}"] = a.codes[item]
     for (key, target), lift in tables.lifts.items():
         code = out[f"ctx_{key}"].to_numpy()
         ok = code >= 0
@@ -278,7 +296,7 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
     if tables.item_vectors is not None:
         smax, smean = _text_similarity(tables.item_vectors, cases, item, case, tables.settings.recent_items)
         cols["text_sim_max"], cols["text_sim_mean"] = smax, smean
-    return out.drop("request_time").with_columns(**{k: pl.Series(k, v) for k, v in cols.items()})
+    return out.hstack([pl.Series(k, v) for k, v in cols.items()])
 
 
 def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np.ndarray, *, mean: bool = False) -> np.ndarray:
@@ -287,10 +305,13 @@ def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np
     out = np.zeros(len(item), dtype=np.float32)
     for lo in range(0, len(item), ROW_CHUNK):
         sl = slice(lo, lo + ROW_CHUNK)
-        sub = m[item[sl]]
-        vals = table[np.repeat(row[sl], np.diff(sub.indptr)), sub.indices]
-        s = np.add.reduceat(vals, sub.indptr[:-1]) if len(vals) else np.zeros(len(item[sl]))
-        nnz = np.diff(sub.indptr)
+        # the CSR rows of the chunk's items, read straight from indptr/indices (scipy's row indexing costs far more)
+        starts, nnz = m.indptr[item[sl]], np.diff(m.indptr)[item[sl]]
+        offsets = np.zeros(len(nnz) + 1, dtype=np.int64)
+        np.cumsum(nnz, out=offsets[1:])
+        cols = m.indices[np.repeat(starts - offsets[:-1], nnz) + np.arange(offsets[-1])]
+        vals = table[np.repeat(row[sl], nnz), cols]
+        s = np.add.reduceat(vals, offsets[:-1]) if len(vals) else np.zeros(len(item[sl]))
         s = np.where(nnz > 0, s, 0.0)
         out[sl] = s / np.maximum(nnz, 1) if mean else s
     if mean:

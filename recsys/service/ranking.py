@@ -115,11 +115,13 @@ class RankingStage:
                 raise RecsysError(f"request {r}: candidate rows must be within the ranking run's catalogue of {self.n_items} items")
             given[r, cand[: self.depth]] = np.asarray(q.scores, dtype=np.float32)[: self.depth]
         frame = self.ranker.rank_frame(cases, given={self.retriever_source: given})
-        frame = frame.sort(["case", "score", "item"], descending=[False, True, False]).with_columns(
-            rank=pl.int_range(1, pl.len() + 1).over("case")
-        )
+        # best first per case (ties by item), then the top rows: numpy on three columns, one gather of the frame
+        case, item, score = frame["case"].to_numpy(), frame["item"].to_numpy(), frame["score"].to_numpy()
+        order = np.lexsort((item, -score, case))
+        rank = np.arange(1, len(order) + 1) - np.searchsorted(case[order], case[order], side="left")
         if top is not None:
-            frame = frame.filter(pl.col("rank") <= top)
+            order, rank = order[rank <= top], rank[rank <= top]
+        frame = frame[order].hstack([pl.Series("rank", rank, dtype=pl.Int64)])
         explained = None
         if explain:
             from recsys.ltr.explain import explain_ranked
