@@ -159,16 +159,30 @@ def _epoch_seconds(col: pl.Series) -> np.ndarray:
     return col.dt.epoch("us").to_numpy().astype(np.float64) / 1e6
 
 
+def _time_parts(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch seconds (NaN when null), hour 0-23 and ISO weekday 1-7 (hour and weekday -1 when null) of a datetime
+    column, the hour and weekday on the column's wall clock. Plain numpy: polars' per-query overhead dominates the
+    one-row frame of a served request."""
+    utc = ts.to_numpy().astype("datetime64[us]")
+    null = np.isnat(utc)
+    epoch = np.where(null, np.nan, utc.astype(np.int64).astype(np.float64) / 1e6)
+    zone = getattr(ts.dtype, "time_zone", None)
+    local = utc if zone in (None, "UTC") else ts.dt.replace_time_zone(None).to_numpy().astype("datetime64[us]")
+    us = np.where(null, 0, local.astype(np.int64))
+    hour = np.where(null, -1, us // 3_600_000_000 % 24).astype(np.int32)
+    weekday = np.where(null, -1, (us // 86_400_000_000 + 3) % 7 + 1).astype(np.int32)  # 1970-01-01 was a Thursday
+    return epoch, hour, weekday
+
+
 def _context_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
     """Context key -> string column: the frame's string context columns plus time of day and weekday."""
     out: dict[str, pl.Series] = {}
     if S.TIMESTAMP in frame.columns:
-        ts = pl.col(S.TIMESTAMP)
-        time = frame.select(  # one query: per-call overhead dominates a one-row request
-            time_of_day=(ts.dt.hour() // 6).replace_strict(dict(enumerate(TIME_OF_DAY)), return_dtype=pl.String, default=None),
-            weekday=ts.dt.weekday().cast(pl.String),
-        )
-        out["time_of_day"], out["weekday"] = time["time_of_day"], time["weekday"]
+        _, hour, weekday = _time_parts(frame[S.TIMESTAMP])
+        names = np.array([*TIME_OF_DAY, None], dtype=object)
+        out["time_of_day"] = pl.Series("time_of_day", names[np.where(hour >= 0, hour // 6, len(TIME_OF_DAY))], dtype=pl.String)
+        days = np.array([None, *(str(d) for d in range(1, 8))], dtype=object)
+        out["weekday"] = pl.Series("weekday", days[np.maximum(weekday, 0)], dtype=pl.String)
     for c, t in frame.schema.items():
         if c not in NON_CONTEXT_COLUMNS and t == pl.String:
             out[c] = frame[c]
@@ -224,15 +238,11 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
     cols: dict[str, Any] = {"case": np.arange(n, dtype=np.int32), "history_length": cases.history.lengths.astype(np.int32)}
     timed = ctx is not None and S.TIMESTAMP in ctx.columns
     # no request time: the end of training stands in, hour and weekday are unknown
-    if timed:
-        ts = pl.col(S.TIMESTAMP)
-        time = ctx.select(epoch=ts.dt.epoch("us"), hour=ts.dt.hour().cast(pl.Int32), weekday_num=ts.dt.weekday().cast(pl.Int32))
-        cols["request_time"] = time["epoch"].to_numpy().astype(np.float64) / 1e6
-    else:
-        cols["request_time"] = np.full(n, tables.last_time)
+    epoch, hour, weekday = _time_parts(ctx[S.TIMESTAMP]) if timed else (np.full(n, tables.last_time), np.full(n, -1), np.full(n, -1))
+    cols["request_time"] = epoch
     if tables.settings.context:
-        cols["hour"] = time["hour"] if timed else pl.Series("hour", [None] * n, dtype=pl.Int32)
-        cols["weekday_num"] = time["weekday_num"] if timed else pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
+        cols["hour"] = pl.Series("hour", np.ma.masked_less(hour, 0), dtype=pl.Int32)
+        cols["weekday_num"] = pl.Series("weekday_num", np.ma.masked_less(weekday, 0), dtype=pl.Int32)
     if tables.context_values:
         found = _context_columns(ctx) if ctx is not None else {}
         for key, vocab in tables.context_values.items():

@@ -128,10 +128,10 @@ class RankingStage:
 
             explained = explain_ranked(self.ranker, cases, frame, verb=self.verb)
         rank_cols = [f"{s}_rank" for s in self.source_names]
-        proposed = frame.select([pl.col(c).is_not_null() for c in rank_cols]).to_numpy()
+        proposed = np.column_stack([~np.isnan(frame[c].to_numpy()) for c in rank_cols])  # nulls -> NaN
         bounds = np.searchsorted(frame["case"].to_numpy(), np.arange(n + 1))
         items, scores = frame["item"].to_numpy(), frame["score"].to_numpy()
-        retrieval = frame[f"{self.retriever_source}_score"].cast(pl.Float32).fill_null(np.nan).to_numpy()
+        retrieval = frame[f"{self.retriever_source}_score"].to_numpy().astype(np.float32)  # nulls -> NaN
         out = []
         for r in range(n):
             lo, hi = bounds[r], bounds[r + 1]
