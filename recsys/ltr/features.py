@@ -233,6 +233,11 @@ def _attributes(items: pl.DataFrame, max_values: int) -> list[Attribute]:
 
 def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
     """Per case: history length, request time, hour, weekday, context codes (one row per case, ``case`` = row)."""
+    return pl.DataFrame(_case_columns(cases, tables))
+
+
+def _case_columns(cases: Cases, tables: FeatureTables) -> dict[str, np.ndarray]:
+    """``case_frame``'s columns as numpy arrays (masked = null), so ``build_features`` can gather them per candidate."""
     n = len(cases)
     ctx = cases.context
     cols: dict[str, Any] = {"case": np.arange(n, dtype=np.int32), "history_length": cases.history.lengths.astype(np.int32)}
@@ -241,8 +246,8 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
     epoch, hour, weekday = _time_parts(ctx[S.TIMESTAMP]) if timed else (np.full(n, tables.last_time), np.full(n, -1), np.full(n, -1))
     cols["request_time"] = epoch
     if tables.settings.context:
-        cols["hour"] = pl.Series("hour", np.ma.masked_less(hour, 0), dtype=pl.Int32)
-        cols["weekday_num"] = pl.Series("weekday_num", np.ma.masked_less(weekday, 0), dtype=pl.Int32)
+        cols["hour"] = np.ma.masked_less(hour, 0).astype(np.int32)
+        cols["weekday_num"] = np.ma.masked_less(weekday, 0).astype(np.int32)
     if tables.context_values:
         found = _context_columns(ctx) if ctx is not None else {}
         for key, vocab in tables.context_values.items():
@@ -251,7 +256,7 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
         u = np.asarray(cases.users)
         ok = (u >= 0) & (u < len(tables.user_rating))
         cols["user_mean_rating"] = np.where(ok, tables.user_rating[np.clip(u, 0, len(tables.user_rating) - 1)], np.nan).astype(np.float32)
-    return pl.DataFrame(cols)
+    return cols
 
 
 def check_context(cases: Cases, tables: FeatureTables) -> None:
@@ -269,18 +274,17 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
     if "case" not in candidates.columns or "item" not in candidates.columns:
         raise RecsysError("candidates need 'case' and 'item' columns (from recsys.ltr.sources.merge_candidates)")
     check_context(cases, tables)
-    per_case = case_frame(cases, tables)
+    per_case = _case_columns(cases, tables)
     case = candidates["case"].to_numpy()
     item = candidates["item"].to_numpy()
     if len(case) and (case.min() < 0 or case.max() >= len(cases)):
         raise RecsysError(f"candidate rows name cases outside 0-{len(cases) - 1}")
-    # per-case columns by position (``case`` is the row in ``per_case``): a gather, not a join
-    gathered = per_case[case]
-    out = candidates.hstack([gathered[c] for c in per_case.columns if c not in ("case", "request_time")])
+    # per-case columns by position (``case`` is the row in ``per_case``): numpy gathers, not a join
+    out = candidates.hstack([pl.Series(c, v[case]) for c, v in per_case.items() if c not in ("case", "request_time")])
     cols: dict[str, Any] = {
         "pop_all": tables.log_pop[item],
         "pop_recent": tables.log_pop_recent[item],
-        "item_age_days": ((gathered["request_time"].to_numpy() - tables.first_seen[item]) / 86400.0).astype(np.float32),
+        "item_age_days": ((per_case["request_time"][case] - tables.first_seen[item]) / 86400.0).astype(np.float32),
     }
     for name, values in tables.numeric.items():
         cols[f"item_{name}"] = values[item]
