@@ -21,7 +21,6 @@ All work is numpy gathers and polars expressions over the candidate rows; no per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -70,15 +69,17 @@ class Attribute:
     values: list[str]
     matrix: sp.csr_matrix  # items x values, binary
     single: bool  # one value per item: also exposed as a categorical code
+    _codes: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
-    @cached_property
     def codes(self) -> np.ndarray:
         """Per item: its value's index (-1 when none); single-valued attributes only (computed once, then kept)."""
-        m = self.matrix.tocsr()
-        out = np.full(m.shape[0], -1, dtype=np.int32)
-        has = np.diff(m.indptr) > 0
-        out[has] = m.indices[m.indptr[:-1][has]]
-        return out
+        if self._codes is None:
+            m = self.matrix.tocsr()
+            out = np.full(m.shape[0], -1, dtype=np.int32)
+            has = np.diff(m.indptr) > 0
+            out[has] = m.indices[m.indptr[:-1][has]]
+            self._codes = out
+        return self._codes
 
 
 @dataclass
@@ -296,7 +297,7 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
         profile = np.asarray((hist @ a.matrix).todense(), dtype=np.float32) / lengths[:, None]  # cases x values
         cols[f"affinity_{a.name}"] = _row_dot(a.matrix, item, profile, case)
         if a.single:
-            cols[f"attr_{a.name}"] = a.codes[item]
+            cols[f"attr_{a.name}"] = a.codes()[item]
     for (key, target), lift in tables.lifts.items():
         code = out[f"ctx_{key}"].to_numpy()
         ok = code >= 0
