@@ -1,5 +1,5 @@
 """The int8 study of the text models: the ``onnx-int8:<variant>`` settings that ``benchmarks/encode.py`` (item
-encoder) and ``benchmarks/rerank_speed.py`` (reranker) compare with the product's ``onnx-int8``
+encoder) and the removed ``rerank_speed.py`` (reranker) compared with the product's ``onnx-int8``
 (``recsys.onnx.INT8_SETTINGS``). The library keeps only the chosen setting; ``register_study_variants()`` makes the
 others resolvable in the benchmark's process.
 

@@ -8,6 +8,7 @@ content must never be shared by a served model)."""
 from __future__ import annotations
 
 import pickle
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,13 @@ class CachedSource:
         self.fit_seconds = time.perf_counter() - t
         self.cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump((self.inner, self.fit_seconds), f, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump((self.inner, self.fit_seconds), f, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:  # a fitted model that does not pickle: not cached
+            tmp.unlink(missing_ok=True)
+            print(f"ltr_cache: {self.spec.key} not cached ({e})", file=sys.stderr)
+            return self
         tmp.replace(path)
         return self
 

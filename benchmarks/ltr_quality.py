@@ -1,12 +1,14 @@
 """Quality of the learned second stage (``recsys.ltr``) under ../shared/EVALUATION.md, baselines in the same run.
 
     python benchmarks/ltr_quality.py [--ml data/ml100k] [--skip-demo] [--skip-ml] [--cache /tmp/ltr/cache]
-                                     [--settings '{"holdout": 3}'] [--json out.json]
+                                     [--retriever] [--settings '{"holdout": 3}'] [--json out.json]
 
 MovieLens 100K (all 943 test users): popularity, EASE (l2 100, refit on train + validation), SASRec (every window,
 early-stopped: the very model the ranker uses as a source), and the ranker; NDCG@10 / HR@10 with standard errors,
-the paired difference ranker - baseline (mean and standard error of the per-user differences), and the rating AUC
-(rating >= 4 on the test targets) of the ranker's rating model next to popularity's. Item-context demo
+the paired difference ranker - baseline (mean and standard error of the per-user differences), the ranker's
+validation NDCG@10 under full ranking (the figure settings are chosen by; test is never used for that), and the rating AUC
+(rating >= 4 on the test targets) of the ranker's rating model next to popularity's. ``--retriever`` adds the
+two-tower retriever (defaults, early-stopped) as a fifth source and as a baseline row, paired. Item-context demo
 (``generate_demo(users=1500, items=400, item_context=True)``): the ranker with and without its context features
 (``features.context = false``), paired. Fit seconds: the ranker's own fit in this run and each source's fit as
 recorded when it was first fitted (sources are cached under ``--cache``, keyed by spec and data, so reruns only
@@ -37,7 +39,8 @@ from recsys.ltr.ranker import LearnedRanker, LTRSettings  # noqa: E402
 from recsys.models.ease import EASE  # noqa: E402
 from recsys.models.popularity import Popularity  # noqa: E402
 
-#: the protocol's tie-key offset of test cases (recsys.evaluation.protocol)
+#: the protocol's tie-key offsets of validation and test cases (recsys.evaluation.protocol)
+VALIDATION_OFFSET = 0
 TEST_OFFSET = 1 << 40
 SASREC = {"kind": "sasrec", "depth": 100, "params": {"windows": "all", "patience": 10, "time_budget_s": 1500}}
 ML_SOURCES = [
@@ -47,6 +50,7 @@ ML_SOURCES = [
     {"kind": "popularity", "depth": 50},
 ]
 DEMO_SOURCES = ML_SOURCES[1:]
+RETRIEVER = {"kind": "retriever", "depth": 100, "params": {"time_budget_s": 1500}}
 ML_SETTINGS: dict[str, Any] = {"sources": ML_SOURCES, "threads": 1}
 DEMO_SETTINGS: dict[str, Any] = {"sources": DEMO_SOURCES, "threads": 1}
 
@@ -84,11 +88,13 @@ def fit_ranker(split, settings: dict[str, Any], cache: Path) -> tuple[LearnedRan
     return ranker, wall, source_fit
 
 
-def movielens(path: Path, cache: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def movielens(path: Path, cache: Path, overrides: dict[str, Any], retriever: bool = False) -> dict[str, Any]:
     split = leave_one_out(encode(Dataset.load(path)))
     test = split.test
-    ranker, wall, source_fit = fit_ranker(split, {**ML_SETTINGS, **overrides}, cache)
+    settings = {**ML_SETTINGS, **({"sources": [*ML_SOURCES, RETRIEVER]} if retriever else {}), **overrides}
+    ranker, wall, source_fit = fit_ranker(split, settings, cache)
     ref = rank_cases(Scored(ranker.score), test, case_offset=TEST_OFFSET).ranks
+    val_ndcg = float(M.ranking_metrics(rank_cases(Scored(ranker.score), split.validation, case_offset=VALIDATION_OFFSET).ranks)[0]["NDCG@10"])
     pop = Popularity().fit(split.train_full)
     pop_res = rank_cases(pop, test, case_offset=TEST_OFFSET)
     ease = EASE(l2=100.0).fit(split.train_full)
@@ -97,12 +103,15 @@ def movielens(path: Path, cache: Path, overrides: dict[str, Any]) -> dict[str, A
         row("popularity", pop_res.ranks, ref),
         row("EASE l2=100 (refit)", rank_cases(ease, test, case_offset=TEST_OFFSET).ranks, ref),
         row("SASRec every window (early-stopped; the ranker's source)", rank_cases(Scored(sasrec.score), test, case_offset=TEST_OFFSET).ranks, ref),
-        row("ltr (LambdaRank over the sources above)", ref),
     ]
+    if "retriever" in ranker.serving_:
+        retriever = ranker.serving_["retriever"]
+        rows.append(row("two-tower retriever (early-stopped; the ranker's source)", rank_cases(Scored(retriever.score), test, case_offset=TEST_OFFSET).ranks, ref))
+    rows.append(row("ltr (LambdaRank over the sources above)", ref))
     labels = test.ratings >= 4
     auc = {"ltr rating model": M.roc_auc(ranker.predict_rating(test), labels), "popularity": M.roc_auc(pop_res.target_scores, labels)}
     return {"dataset": "MovieLens 100K", "cases": len(test), "rows": rows, "AUC": auc, "ranker_fit_s": round(wall, 1), "source_fit_s": source_fit,
-            "best_iteration": ranker.best_iteration_, "settings": {**ML_SETTINGS, **overrides}}  # fmt: skip
+            "best_iteration": ranker.best_iteration_, "validation_ndcg10": val_ndcg, "settings": settings}  # fmt: skip
 
 
 def demo(cache: Path, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +123,7 @@ def demo(cache: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     test = split.test
     with_ctx, wall, source_fit = fit_ranker(split, {**DEMO_SETTINGS, **overrides}, cache)
     ref = rank_cases(Scored(with_ctx.score), test, case_offset=TEST_OFFSET).ranks
+    val_ndcg = float(M.ranking_metrics(rank_cases(Scored(with_ctx.score), split.validation, case_offset=VALIDATION_OFFSET).ranks)[0]["NDCG@10"])
     without, wall2, _ = fit_ranker(split, {**DEMO_SETTINGS, **overrides, "features": {"context": False}}, cache)
     rows = [
         row("popularity", rank_cases(Popularity().fit(split.train_full), test, case_offset=TEST_OFFSET).ranks, ref),
@@ -122,11 +132,12 @@ def demo(cache: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         row("ltr with context features", ref),
     ]
     return {"dataset": "item-context demo 1500 x 400", "cases": len(test), "rows": rows, "ranker_fit_s": [round(wall, 1), round(wall2, 1)],
-            "source_fit_s": source_fit, "settings": {**DEMO_SETTINGS, **overrides}}  # fmt: skip
+            "source_fit_s": source_fit, "validation_ndcg10": val_ndcg, "settings": {**DEMO_SETTINGS, **overrides}}  # fmt: skip
 
 
 def show(result: dict[str, Any]) -> None:
     print(f"\n{result['dataset']}: {result['cases']} test cases; ranker fit {result['ranker_fit_s']} s; sources fit {result['source_fit_s']}")
+    print(f"ranker validation NDCG@10 (full ranking): {result['validation_ndcg10']:.4f}")
     print(f"{'method':58s} {'NDCG@10':>16s} {'HR@10':>7s} {'ranker - this (paired)':>24s}")
     for r in result["rows"]:
         diff = f"{r['ranker minus this']:+.4f} ± {r['paired se']:.4f}" if "paired se" in r else ""
@@ -140,6 +151,7 @@ def main() -> None:
     p.add_argument("--ml", type=Path, help="saved MovieLens 100K dataset (default: import ../shared/data/movielens-100k)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ltr-cache")
     p.add_argument("--settings", default="{}", help="JSON overrides of LTRSettings for both datasets")
+    p.add_argument("--retriever", action="store_true", help="add the two-tower retriever as a source and a baseline (MovieLens)")
     p.add_argument("--skip-ml", action="store_true")
     p.add_argument("--skip-demo", action="store_true")
     p.add_argument("--json", type=Path)
@@ -148,7 +160,7 @@ def main() -> None:
     results = []
     if not a.skip_ml:
         path = movielens_dataset(a.ml)
-        results.append(movielens(path, a.cache, overrides))
+        results.append(movielens(path, a.cache, overrides, a.retriever))
         show(results[-1])
     if not a.skip_demo:
         results.append(demo(a.cache, overrides))

@@ -1,9 +1,9 @@
-"""recsys: pretrained-language-model recommendation (two-tower retrieval, cross-encoder reranking).
+"""recsys: pretrained-language-model recommendation (two-tower retrieval, a learned ranking stage).
 
 The library is the product; the ``recsys`` CLI is a thin layer over it. The public names below are resolved on
 first use, so ``import recsys`` (and ``recsys --help``) loads neither torch nor FAISS::
 
-    from recsys import Dataset, TwoTowerRetriever, Reranker, ItemIndex, RetrievalService, evaluate, run_batch, generate_demo
+    from recsys import Dataset, TwoTowerRetriever, LearnedRanker, ItemIndex, RetrievalService, evaluate, run_batch, generate_demo
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from recsys.data.demo import generate_demo
     from recsys.evaluation.protocol import evaluate
     from recsys.index import ItemIndex
-    from recsys.reranker import Reranker
+    from recsys.ltr.ranker import LearnedRanker
     from recsys.retriever import TwoTowerRetriever
     from recsys.service import RetrievalService
 
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 _WHERE = {
     "Dataset": "recsys.data.dataset",
     "TwoTowerRetriever": "recsys.retriever",
-    "Reranker": "recsys.reranker",
+    "LearnedRanker": "recsys.ltr.ranker",
     "ItemIndex": "recsys.index",
     "RetrievalService": "recsys.service",
     "evaluate": "recsys.evaluation.protocol",

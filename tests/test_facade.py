@@ -33,12 +33,12 @@ def test_every_facade_name_resolves_to_its_defining_object():
     from recsys.data.demo import generate_demo
     from recsys.evaluation.protocol import evaluate
     from recsys.index import ItemIndex
-    from recsys.reranker import Reranker
+    from recsys.ltr.ranker import LearnedRanker
     from recsys.retriever import TwoTowerRetriever
     from recsys.service import RetrievalService
 
     expected = {
-        "Dataset": Dataset, "TwoTowerRetriever": TwoTowerRetriever, "Reranker": Reranker, "ItemIndex": ItemIndex,
+        "Dataset": Dataset, "TwoTowerRetriever": TwoTowerRetriever, "LearnedRanker": LearnedRanker, "ItemIndex": ItemIndex,
         "RetrievalService": RetrievalService, "evaluate": evaluate, "run_batch": run_batch, "generate_demo": generate_demo,
     }
     assert set(expected) | {"__version__"} == set(recsys.__all__)

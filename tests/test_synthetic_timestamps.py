@@ -78,28 +78,3 @@ def test_service_requests_at_different_times_get_the_same_answer(synthetic_run):
 def test_real_timestamps_keep_time_context(tmp_path):
     ds = _import(tmp_path, synthetic=False)
     assert not ds.synthetic_timestamps
-
-
-def test_reranker_context_text_names_no_time_when_synthetic():
-    from recsys.reranker.model import Reranker
-
-    r = Reranker()
-    ctx = _ctx(20).with_columns(device=pl.lit("mobile"))
-    with_time = r.user_texts([[0]], ["red pen"], context=ctx)[0]
-    assert "evening" in with_time and "Saturday" in with_time
-    r.time_context = False
-    without = r.user_texts([[0]], ["red pen"], context=ctx)[0]
-    assert "evening" not in without and "Saturday" not in without and "device: mobile" in without
-    as_dicts = r.user_texts([[0]], ["red pen"], context=ctx.to_dicts())[0]
-    assert as_dicts == without
-
-
-def test_reranker_explanations_name_no_time_when_synthetic():
-    from recsys.reranker.explain import context_effects
-    from recsys.reranker.model import Reranker
-
-    r = Reranker()
-    ctx = {S.TIMESTAMP: dt.datetime(2024, 5, 4, 20, tzinfo=dt.timezone.utc), "device": "mobile"}
-    assert {"time_of_day", "weekday", "device"} <= set(context_effects(r, [0], "red pen", ["red pen"], ctx))
-    r.time_context = False
-    assert set(context_effects(r, [0], "red pen", ["red pen"], ctx)) == {"all", "device"}

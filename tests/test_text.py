@@ -141,10 +141,8 @@ def test_no_text_at_all_is_a_clear_error():
 
 
 def test_item_fields_from_the_pipeline_toml(tmp_path):
-    from recsys.reranker.config import RerankerTrainingArguments
     from recsys.retriever.config import RetrieverTrainingArguments
 
     p = tmp_path / "p.toml"
-    p.write_text('[retriever.templates]\nitem_fields = ["title", "brand", "category"]\n[reranker.templates]\nitem_fields = ["brand"]\n')
+    p.write_text('[retriever.templates]\nitem_fields = ["title", "brand", "category"]\n')
     assert RetrieverTrainingArguments.from_toml(p).templates.item_fields == ["title", "brand", "category"]
-    assert RerankerTrainingArguments.from_toml(p).templates.item_fields == ["brand"]

@@ -9,6 +9,10 @@ turns merged candidates (``recsys.ltr.sources.merge_candidates``) plus their cas
   item age (request time minus the item's first training interaction, days); numeric item columns (e.g. year);
 - the user's history length; mean rating of the item and of the user (when the data has ratings; shrunk);
 - text similarity of the candidate to the user's ``recent_items`` last items (max and mean of MiniLM cosines);
+- with ``gaps``: how far the candidate sits from the user's recent taste, as differences a tree cannot form from
+  separate user and item columns: its log popularity minus the mean over the user's last ``recent_items`` items
+  (mainstream vs niche users), the same for every numeric item column (e.g. year), and its cosine to the very last
+  history item (the sequential signal, next to the max and mean over the recent ones);
 - per categorical item attribute (single or multi-valued, e.g. category, format, genres): the share of the user's
   history with the candidate's value(s) (affinity), and the attribute's code as a LightGBM categorical feature;
 - request context: hour, weekday, time-of-day bucket and every string context column (device, ...) as categorical
@@ -51,6 +55,7 @@ class FeatureSettings:
     smoothing: float = 20.0
     text_similarity: bool = True
     context: bool = True
+    gaps: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FeatureSettings":
@@ -311,6 +316,8 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
     if tables.item_vectors is not None:
         smax, smean = _text_similarity(tables.item_vectors, cases, item, case, tables.settings.recent_items)
         cols["text_sim_max"], cols["text_sim_mean"] = smax, smean
+    if tables.settings.gaps:
+        cols.update(_gaps(tables, cases, item, case))
     return out.hstack([pl.Series(k, v) for k, v in cols.items()])
 
 
@@ -331,6 +338,28 @@ def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np
         out[sl] = s / np.maximum(nnz, 1) if mean else s
     if mean:
         out[np.diff(m.indptr)[item] == 0] = np.nan
+    return out
+
+
+def _recent_mean(values: np.ndarray, cases: Cases, recent: int) -> np.ndarray:
+    """Per case: nan-mean of ``values[item]`` over its last ``recent`` history items (nan with none)."""
+    last = cases.history.last(recent)
+    v = values[last.items].astype(np.float64)
+    ok = np.isfinite(v)
+    rows = np.repeat(np.arange(len(cases)), last.lengths)
+    total = np.bincount(rows[ok], weights=v[ok], minlength=len(cases))
+    count = np.bincount(rows[ok], minlength=len(cases))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _gaps(tables: FeatureTables, cases: Cases, item: np.ndarray, case: np.ndarray) -> dict[str, np.ndarray]:
+    """Candidate minus the user's recent mean (popularity, numeric columns) and its cosine to the last item."""
+    recent = tables.settings.recent_items
+    out = {"pop_gap": (tables.log_pop[item] - _recent_mean(tables.log_pop, cases, recent)[case]).astype(np.float32)}
+    for name, values in tables.numeric.items():
+        out[f"item_{name}_gap"] = (values[item] - _recent_mean(values, cases, recent)[case]).astype(np.float32)
+    if tables.item_vectors is not None:
+        out["text_sim_last"] = _text_similarity(tables.item_vectors, cases, item, case, 1)[0]
     return out
 
 

@@ -36,11 +36,14 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.errors import ManifestMismatchError, RecsysError
 from recsys.data.types import Cases, Sequences, TrainData, train_data_fingerprint
+from recsys.ltr.cross import add_cross_feature, fit_cross_feature
 from recsys.ltr.features import FeatureSettings, FeatureTables, build_features, categorical_columns, feature_columns
 from recsys.ltr.sources import CandidateSource, SourceSpec, load_source, make_source, merge_candidates, source_scores
+from recsys.reranker.model import CrossEncoder
 from recsys.manifest import atomic_directory, fingerprint_file, fingerprint_json, read_manifest, write_manifest
 
 KIND = "ltr"
+CROSS_DIR = "cross_encoder"
 RANKER_FILE, RATING_FILE, TABLES_FILE, SETTINGS_FILE = "ranker.txt", "rating.txt", "tables.pkl", "settings.json"
 
 DEFAULT_SOURCES: list[dict[str, Any]] = [
@@ -71,6 +74,9 @@ class LTRSettings:
     seed: int = 0
     threads: int = 2
     exclude_features: list[str] = field(default_factory=list)
+    #: the text cross-encoder as a feature (``recsys.ltr.cross``): ``CrossEncoderArguments`` fields, or {"run": DIR};
+    #: None = off (the default: on MovieLens 100K it does not help, docs/experiments/cross-encoder.md)
+    cross_encoder: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "LTRSettings":
@@ -140,6 +146,7 @@ class LearnedRanker:
         self.feature_settings = FeatureSettings.from_dict(self.settings.features)
         self.item_vectors = item_vectors
         self.source_factory = source_factory or (lambda spec, overrides: make_source(spec, overrides))
+        self.cross_: Any = None
 
     # ------------------------------------------------------------------ candidates and features
     @property
@@ -166,6 +173,8 @@ class LearnedRanker:
     ) -> pl.DataFrame:  # fmt: skip
         """Candidates of ``cases`` with their features (and ``label`` = is the case's target)."""
         frame = build_features(self.candidates(sources, cases, include_targets=include_targets, given=given), cases, tables)
+        if self.cross_ is not None:
+            frame = add_cross_feature(frame, cases, self.cross_)
         target = np.asarray(cases.targets, dtype=np.int32)[frame["case"].to_numpy()]
         return frame.hstack([pl.Series("label", (frame["item"].to_numpy() == target).astype(np.int32))])
 
@@ -197,6 +206,9 @@ class LearnedRanker:
             overrides = self.serving_[spec.key].params_without_validation()
             label_sources[spec.key] = self.source_factory(spec, overrides).fit(data_a, None)
             say(f"label-fold source {spec.key} fitted" + (f" (epochs {overrides['epochs']})" if "epochs" in overrides else ""))
+        if st.cross_encoder is not None:  # trained on data_a only: leak-free for the label fold and for serving
+            first = label_sources[self.specs[0].key]
+            self.cross_ = fit_cross_feature(st.cross_encoder, data_a, lambda c: source_scores(first, c), progress=say)
         if self.feature_settings.text_similarity and self.item_vectors is None:
             self.item_vectors = catalogue_vectors(data.items)
         tables_a = FeatureTables.fit(data_a, self.feature_settings, item_vectors=self.item_vectors)
@@ -292,6 +304,8 @@ class LearnedRanker:
             for name, src in self.serving_.items():
                 src.save(tmp / "sources" / name)
             self.booster_.save_model(str(tmp / RANKER_FILE))
+            if self.cross_ is not None:
+                self.cross_.save(tmp / CROSS_DIR)
             if self.rating_booster_ is not None:
                 self.rating_booster_.save_model(str(tmp / RATING_FILE))
             with open(tmp / TABLES_FILE, "wb") as f:
@@ -332,6 +346,8 @@ class LearnedRanker:
         self = cls(LTRSettings.from_dict(state["settings"]))
         self.serving_ = {s.key: load_source(directory / "sources" / s.key) for s in self.specs}
         self.booster_ = lgb.Booster(model_file=str(directory / RANKER_FILE))
+        if (directory / CROSS_DIR).is_dir():
+            self.cross_ = CrossEncoder.load(directory / CROSS_DIR)
         self.rating_booster_ = lgb.Booster(model_file=str(directory / RATING_FILE)) if (directory / RATING_FILE).is_file() else None
         with open(directory / TABLES_FILE, "rb") as f:
             self.tables_ = pickle.load(f)  # noqa: S301 - fingerprint-checked above

@@ -13,7 +13,6 @@ import numpy as np
 
 from recsys.errors import RecsysError
 from recsys.manifest import atomic_file
-from recsys.onnx.export import CLASSIFIER
 
 
 #: calibration texts for ``QuantSettings.smooth``: rendered item texts of a fixed demo catalogue (item descriptions
@@ -22,7 +21,7 @@ CALIBRATION = {"items": 256, "seed": 7}
 
 
 def calibration_batches(tokenizer: Any, kind: str, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
-    """Tokenised calibration batches (length-sorted) for activation ranges; pairs for the classifier."""
+    """Tokenised calibration batches (length-sorted) for activation ranges (``kind``: the model kind, ``embedder``)."""
     from recsys.data.demo import generate_demo
     from recsys.text import render_items
 
@@ -31,9 +30,7 @@ def calibration_batches(tokenizer: Any, kind: str, batch_size: int = 64) -> list
     out = []
     for lo in range(0, len(texts), batch_size):
         chunk = texts[lo : lo + batch_size]
-        enc = tokenizer(chunk, chunk, padding=True, truncation=True, max_length=256, return_tensors="np") if kind == CLASSIFIER else tokenizer(
-            chunk, padding=True, truncation=True, max_length=256, return_tensors="np"
-        )
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=256, return_tensors="np")
         out.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items()})
     return out
 

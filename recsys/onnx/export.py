@@ -1,5 +1,5 @@
 """Export of a transformers text model to ONNX (``torch.onnx.export``, dynamic batch and sequence axes): the
-reranker's classifier (pair logits) and the retriever's embedder (pooled sentence embedding)."""
+retriever's sentence embedder (pooled sentence embedding)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,9 @@ from typing import Any
 
 from recsys.manifest import atomic_file
 
-#: the two kinds of text model: a sequence classifier (output ``logits``) and a sentence embedder (``embedding``)
-CLASSIFIER, EMBEDDER = "classifier", "embedder"
+#: the kind of text model exported: a sentence embedder (output ``embedding``)
+EMBEDDER = "embedder"
 OPSET = 17
-
-
-class _Classifier:
-    """torch wrapper: (input_ids, attention_mask[, token_type_ids]) -> logits."""
-
-    @staticmethod
-    def build(model: Any, names: list[str]) -> Any:
-        import torch
-
-        class Wrapped(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.m = model
-
-            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-                return self.m(**dict(zip(names, inputs))).logits
-
-        return Wrapped()
 
 
 class _Embedder:
@@ -59,22 +41,19 @@ class _Embedder:
 def export_onnx(model: Any, tokenizer: Any, path: Path | str, *, kind: str, pooling: str = "mean", opset: int = OPSET) -> Path:
     """Export a transformers model to ONNX (TorchScript exporter: no onnxscript needed), written atomically.
 
-    ``kind="classifier"``: a sequence-classification model, output ``logits``; ``kind="embedder"``: a base model,
-    output ``embedding`` (pooled ``last_hidden_state``). Batch and sequence axes are dynamic.
+    ``kind="embedder"``: a base model, output ``embedding`` (pooled ``last_hidden_state``). Batch and sequence axes
+    are dynamic.
     """
     import torch
 
     path = Path(path)
     model.eval()
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
-    if kind == CLASSIFIER:
-        wrapped, out = _Classifier.build(model, names), "logits"
-        enc = tokenizer(["a user text"] * 2, ["an item text here"] * 2, padding=True, return_tensors="pt")
-    elif kind == EMBEDDER:
+    if kind == EMBEDDER:
         wrapped, out = _Embedder.build(model, names, pooling), "embedding"
         enc = tokenizer(["a short text", "a somewhat longer item text here"], padding=True, return_tensors="pt")
     else:
-        raise ValueError(f"kind must be {CLASSIFIER!r} or {EMBEDDER!r}, not {kind!r}")
+        raise ValueError(f"kind must be {EMBEDDER!r}, not {kind!r}")
     args = tuple(enc[n] for n in names)
     dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
     dynamic[out] = {0: "batch"}

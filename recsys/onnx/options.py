@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from recsys.errors import RecsysError
 from recsys.onnx.quantize import INT8_SETTINGS, INT8_VARIANTS, QuantSettings
 
-#: inference options of the text models (the reranker adds ``bf16``)
+#: inference options of the text models
 OPTIONS = ("fp32", "onnx", "onnx-int8")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from recsys.errors import RecsysError
 from recsys.manifest import atomic_file
-from recsys.onnx.export import CLASSIFIER, EMBEDDER
+from recsys.onnx.export import EMBEDDER
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ INT8_VARIANTS: dict[str, QuantSettings] = {
     ),
 }
 #: what ``onnx-int8`` means for each model kind (the most accurate timed variant of docs/experiments/int8-study.md)
-INT8_SETTINGS: dict[str, str] = {CLASSIFIER: "fused-smooth-rr-l0-ffn12", EMBEDDER: "fused-smooth-rr-l0-ffn12"}
+INT8_SETTINGS: dict[str, str] = {EMBEDDER: "fused-smooth-rr-l0-ffn12"}
 
 
 def register_int8_variants(variants: Mapping[str, QuantSettings]) -> None:
@@ -77,11 +77,11 @@ def register_int8_variants(variants: Mapping[str, QuantSettings]) -> None:
 
 
 def quantize_int8(src: Path | str, dst: Path | str, settings: QuantSettings | None = None) -> Path:
-    """Dynamic int8 weight quantisation of an ONNX model with ``settings`` (default: the classifier's choice)."""
+    """Dynamic int8 weight quantisation of an ONNX model with ``settings`` (default: the embedder's choice)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    settings = settings or INT8_VARIANTS[INT8_SETTINGS[CLASSIFIER]]
+    settings = settings or INT8_VARIANTS[INT8_SETTINGS[EMBEDDER]]
     dst = Path(dst)
     exclude = None
     if settings.keep_fp32:

@@ -1,10 +1,9 @@
-"""Context-aware cross-encoder reranker: (user text with the request context, item text) -> relevance logit.
+"""The text cross-encoder, a feature of the learned ranker (``recsys.ltr.cross``): (user text, item text) -> a
+score that starts at the MiniLM bi-encoder cosine and is fine-tuned with a listwise softmax over hard negatives.
 
-Import cost: sentence-transformers and torch load only when a model is loaded or trained.
+Import cost: torch and transformers load only when a model is built or loaded.
 """
 
-from recsys.reranker.config import RerankerTrainingArguments, default_base_model
-from recsys.reranker.backbone import load_cross_encoder
-from recsys.reranker.model import Reranker
+from recsys.reranker.config import CrossEncoderArguments, default_base_model
 
-__all__ = ["Reranker", "RerankerTrainingArguments", "default_base_model", "load_cross_encoder"]
+__all__ = ["CrossEncoderArguments", "default_base_model"]

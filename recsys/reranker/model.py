@@ -1,246 +1,233 @@
-"""The context-aware cross-encoder reranker: a sentence-transformers ``CrossEncoder`` (one logit) reading
-(user text with the request context, item text) pairs.
+"""The text cross-encoder feature: a relevance score of (user text, item text) that starts at the bi-encoder cosine.
 
-User text comes from ``recsys.text.render_users`` (profile, request context, recent history); item text from
-``recsys.text.render_items``; with ``use_context=False`` the context part is left out (the ablation).
+Design (late interaction over a shared MiniLM body; the cheapest one that trains on two CPU cores):
 
-Scores are the cross-encoder's raw logits (higher = better; no sigmoid, so nothing saturates into ties).
-An optional second ``CrossEncoder`` (``rating_model``) regresses rating / 5 on the same kind of pairs.
+- Both segments (user text = the newest history titles; item text = the protocol's item rendering, each at most
+  ``max_length`` tokens) go through the same MiniLM. The lower layers are frozen, so their outputs are computed
+  once per text and cached for the whole training run; each step runs only the top ``trainable_layers`` layer(s).
+- Each segment is mean-pooled (MiniLM's own pooling) and passed through a linear head initialised to the
+  identity (``user_head``, ``item_head``); score = cosine of the two head outputs. At step 0 the score is therefore
+  exactly the cosine of the MiniLM sentence embeddings of the two segments (tested).
+- Training (``recsys.reranker.training``) moves the top layer and the heads with a listwise softmax over one
+  positive and hard negatives.
+
+Why not a joint (one-sequence) encoder: it cannot start at the bi-encoder cosine without a fresh head, every
+(user, item) pair needs a pass through all layers (the catalogue side cannot be cached), and ranking 100
+candidates costs 100 passes. Here a request costs one user-text pass plus dot products with cached item vectors.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from recsys.manifest import atomic_directory, read_manifest, write_manifest
-from recsys.reranker.backbone import load_cross_encoder
-from recsys.reranker.config import RerankerTrainingArguments
-from recsys.reranker.features import context_frame_of
-from recsys.data import schema as S
+from recsys.errors import ManifestMismatchError, RecsysError
+from recsys.manifest import atomic_directory, fingerprint_file, read_manifest, write_manifest
+from recsys.reranker.config import CrossEncoderArguments
 from recsys.text import history_item_texts, render_items, render_users
 
-MANIFEST_KIND = "reranker"
-RANKER_DIR = "cross_encoder"
-RATING_DIR = "rating_model"
+MANIFEST_KIND = "cross_encoder"
+WEIGHTS_FILE, SETTINGS_FILE, CATALOGUE_FILE = "weights.pt", "settings.json", "catalogue.npz"
+USER, ITEM = "user", "item"
 
 
-def without_time(context: pl.DataFrame | Sequence[Mapping[str, Any] | None]) -> pl.DataFrame | list[Mapping[str, Any] | None]:
-    """The request contexts without their timestamp (so no time of day or weekday is rendered from it)."""
-    if isinstance(context, pl.DataFrame):
-        return context.drop(S.TIMESTAMP, strict=False)
-    return [None if c is None else {k: v for k, v in c.items() if k != S.TIMESTAMP} for c in context]
+class CrossEncoder:
+    """Scores (user text, item text) pairs. ``index_catalogue(items)`` caches the item side; ``score(histories,
+    case, item)`` scores rows; ``save``/``load`` keep the trained top layer(s), heads and the catalogue vectors."""
 
+    def __init__(self, args: CrossEncoderArguments | None = None) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
 
-def _identity():
-    import torch
-
-    return torch.nn.Identity()
-
-
-class Reranker:
-    """Cross-encoder reranker. Verbs: ``predict(pairs)``, ``rank(query, documents)``, ``rerank(user_text, item_texts)``;
-    ``user_texts``/``score_candidates`` build the texts from histories, contexts and profiles the way training did."""
-
-    def __init__(self, args: RerankerTrainingArguments | None = None, **overrides: Any) -> None:
-        base = args.to_dict() if args is not None else {}
-        self.args = RerankerTrainingArguments.from_dict({**base, **overrides})
-        self._model: Any = None
-        self.rating_model: Any = None
-        self.metrics: dict[str, Any] = {}
-        self.history: list[dict[str, Any]] = []
+        self.args = args or CrossEncoderArguments()
+        path = self.args.resolved_base_model
+        local = os.path.isdir(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+        self.bert = AutoModel.from_pretrained(path, local_files_only=local)
+        self.bert.eval()
+        for p in self.bert.parameters():
+            p.requires_grad_(False)
+        n_layers = int(self.bert.config.num_hidden_layers)
+        self.split = n_layers - min(self.args.trainable_layers, n_layers)
+        self.top = torch.nn.ModuleList(list(self.bert.encoder.layer[self.split :]))
+        for p in self.top.parameters():
+            p.requires_grad_(True)
+        dim = int(self.bert.config.hidden_size)
+        self.heads = torch.nn.ModuleDict({USER: _identity_linear(dim), ITEM: _identity_linear(dim)})
         self.data_fingerprint: str | None = None
-        self.retriever_fingerprint: str | None = None
-        #: False when trained on synthesised timestamps: the context text then never names a time of day or weekday
-        self.time_context = True
-        self._model_dir: str | None = None
-        self._scorer: Any = None  # fast.Scorer when an inference option other than fp32 is active
-        self.inference: str = "fp32"
+        self.history: dict[str, Any] = {}
+        self.item_texts_: list[str] | None = None
+        self.history_texts_: list[str] | None = None
+        self.item_vectors_: np.ndarray | None = None
 
-    # model -----------------------------------------------------------------------------------------------------
-    @property
-    def model(self) -> Any:
-        """The ranking ``CrossEncoder`` (loaded lazily: the base model until fitted or loaded)."""
-        if self._model is None:
-            self._model = load_cross_encoder(self._model_dir or self.args.resolved_base_model, max_length=self.args.max_length, seed=self.args.seed)
-        return self._model
+    # ------------------------------------------------------------------ parameters
+    def trainable_parameters(self) -> tuple[list[Any], list[Any]]:
+        """(top-layer parameters, head parameters): the only ones that train."""
+        return list(self.top.parameters()), list(self.heads.parameters())
 
-    @model.setter
-    def model(self, value: Any) -> None:
-        self._model = value
-        self._scorer = None
-        self.inference = "fp32"
-
-    def use(self, option: str = "fp32", *, workdir: Path | str | None = None, threads: int | None = None) -> "Reranker":
-        """Switch inference to ``fp32`` (default), ``bf16``, ``onnx`` or ``onnx-int8`` (see ``recsys.reranker.fast``);
-        ONNX files are exported once per weights into the shared cache (``recsys.onnx``), or ``workdir``.
-        ``threads``: onnxruntime intra-op threads (None = its default, every core), so side-by-side runs can share a CPU."""
-        from recsys.reranker.fast import make_scorer
-
-        self._scorer = None if option == "fp32" else make_scorer(self.model, option, max_length=self.args.max_length, workdir=workdir, threads=threads)
-        self.inference = option
-        return self
-
-    # text ------------------------------------------------------------------------------------------------------
+    # ------------------------------------------------------------------ text
     def render_items(self, items: pl.DataFrame) -> list[str]:
-        return render_items(items, self.args.templates)
+        return render_items(items, self.args.templates())
 
     def history_texts(self, items: pl.DataFrame) -> list[str]:
-        return history_item_texts(items, self.args.templates)
+        return history_item_texts(items, self.args.templates())
 
-    def user_texts(
-        self,
-        histories: Sequence[Sequence[int] | np.ndarray],
-        history_texts: Sequence[str] | pl.DataFrame,
-        *,
-        context: pl.DataFrame | Sequence[Mapping[str, Any] | None] | None = None,
-        profiles: pl.DataFrame | Sequence[Mapping[str, Any] | None] | None = None,
-        use_context: bool | None = None,
-    ) -> list[str]:
-        """User texts (profile, request context, recent history); the context is dropped when the model was
-        trained without it (or ``use_context=False``)."""
-        if use_context is None:
-            use_context = self.args.use_context
-        if isinstance(context, pl.DataFrame):
-            context = context_frame_of(context)
-        if context is not None and not self.time_context:
-            context = without_time(context)
-        texts = history_texts if isinstance(history_texts, pl.DataFrame) else list(history_texts)
-        return render_users(
-            histories, texts, profiles=profiles, context=context if use_context else None, templates=self.args.templates
-        )
+    def user_texts(self, histories: Sequence[Sequence[int] | np.ndarray], history_texts: Sequence[str] | None = None) -> list[str]:
+        """The newest ``history_items`` titles of each history (the catalogue's, unless ``history_texts`` is given)."""
+        texts = history_texts if history_texts is not None else self._catalogue()[1]
+        return render_users(histories, list(texts), templates=self.args.templates())
 
-    # verbs -----------------------------------------------------------------------------------------------------
-    def predict(self, pairs: Sequence[tuple[str, str]] | Sequence[Sequence[str]], *, batch_size: int = 64) -> np.ndarray:
-        """float32 logits of (user text, item text) pairs, higher = more likely the user's next item."""
-        pairs = [(str(a), str(b)) for a, b in pairs]
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        if self._scorer is not None:
-            return self._scorer(pairs, batch_size=batch_size)
-        scores = self.model.predict(pairs, batch_size=batch_size, activation_fn=_identity(), show_progress_bar=False, convert_to_numpy=True)
-        return np.asarray(scores, dtype=np.float32).reshape(-1)
-
-    def rerank(self, user_text: str, item_texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """Scores of ``item_texts`` for one user text (the candidates' order is kept: sort them yourself or use rank)."""
-        return self.predict([(user_text, t) for t in item_texts], batch_size=batch_size)
-
-    def rank(self, query: str, documents: Sequence[str], *, top_k: int | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
-        """``[{"corpus_id": i, "score": s}, ...]`` best first (the CrossEncoder.rank shape)."""
-        scores = self.rerank(query, documents, batch_size=batch_size)
-        order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else len(scores)]
-        return [{"corpus_id": int(i), "score": float(scores[i])} for i in order]
-
-    def score_candidates(
-        self,
-        histories: Sequence[Sequence[int] | np.ndarray],
-        candidates: Sequence[Sequence[int] | np.ndarray],
-        item_texts: Sequence[str],
-        history_texts: Sequence[str],
-        *,
-        context: pl.DataFrame | Sequence[Mapping[str, Any] | None] | None = None,
-        profiles: pl.DataFrame | Sequence[Mapping[str, Any] | None] | None = None,
-        batch_size: int = 64,
-        retrieval_scores: Sequence[Sequence[float] | np.ndarray] | None = None,
-    ) -> list[np.ndarray]:
-        """One score array per request, aligned with its candidate list (catalogue indices into ``item_texts``).
-
-        With ``retrieval_scores`` (the retriever's cosine of each candidate) the scores are fused (``fuse``)."""
-        users = self.user_texts(histories, history_texts, context=context, profiles=profiles)
-        pairs = [(u, item_texts[int(i)]) for u, cand in zip(users, candidates) for i in cand]
-        flat = self.predict(pairs, batch_size=batch_size)
-        out, lo = [], 0
-        for cand in candidates:
-            out.append(flat[lo : lo + len(cand)])
-            lo += len(cand)
-        if retrieval_scores is not None:
-            out = [self.fuse(z, r) for z, r in zip(out, retrieval_scores)]
-        return out
-
-    @property
-    def retrieval_weight(self) -> float:
-        """The fusion weight in use (0 when the run predates fusion or none was chosen)."""
-        return float(self.args.retrieval_weight or 0.0)
-
-    def fuse(self, logits: np.ndarray, retrieval_scores: Sequence[float] | np.ndarray) -> np.ndarray:
-        """Served score: cross-encoder logit + ``retrieval_weight`` x retriever cosine (missing cosines count 0)."""
-        logits = np.asarray(logits, dtype=np.float32)
-        w = self.retrieval_weight
-        if w == 0.0:
-            return logits
-        r = np.nan_to_num(np.asarray(retrieval_scores, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        if r.shape != logits.shape:
-            raise ValueError(f"{len(r)} retrieval scores for {len(logits)} candidates")
-        return (logits + np.float32(w) * r).astype(np.float32)
-
-    def predict_rating(self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64) -> np.ndarray:
-        """Predicted ratings on the 0-5 scale (the rating head's sigmoid output x 5)."""
-        if self.rating_model is None:
-            raise RuntimeError("this reranker has no rating head (train with rating_head=True)")
-        pairs = [(str(a), str(b)) for a, b in pairs]
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
+    # ------------------------------------------------------------------ encoding
+    def frozen_states(self, texts: Sequence[str], *, batch_size: int = 64, half: bool = False) -> list[Any]:
+        """Per text, the (tokens, hidden) output of the frozen layers (embeddings + the lower layers), unpadded.
+        ``half``: stored as float16 (the training cache), else float32."""
         import torch
 
-        p = self.rating_model.predict(pairs, batch_size=batch_size, activation_fn=torch.nn.Sigmoid(), show_progress_bar=False, convert_to_numpy=True)
-        return 5.0 * np.asarray(p, dtype=np.float32).reshape(-1)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out: list[Any] = [None] * len(texts)
+        with torch.no_grad():  # not inference_mode: the cached states feed the training graph
+            for lo in range(0, len(texts), batch_size):
+                rows = order[lo : lo + batch_size]
+                enc = self.tokenizer([texts[r] for r in rows], padding=True, truncation=True, max_length=self.args.max_length, return_tensors="pt")
+                h = self.bert.embeddings(input_ids=enc["input_ids"], token_type_ids=enc.get("token_type_ids"))
+                mask = enc["attention_mask"]
+                h = _run_layers(self.bert.encoder.layer[: self.split], h, mask)
+                lengths = mask.sum(1).tolist()
+                for j, r in enumerate(rows):
+                    s = h[j, : lengths[j]].clone()
+                    out[r] = s.half() if half else s
+        return out
 
-    # fitting ---------------------------------------------------------------------------------------------------
-    def fit(self, data: Any, retriever: Any = None, validation: Any = None, *, progress: Any = None) -> "Reranker":
-        """Fine-tune on ``data`` (TrainData); hard negatives from ``retriever`` (a TwoTowerRetriever, optional);
-        ``validation`` cases (optional) are only reported on, never trained on."""
-        from recsys.reranker.training import fit_reranker
+    def pooled(self, states: Sequence[Any], side: str) -> Any:
+        """L2-normalised head output of frozen states (differentiable through the top layer(s) and the head)."""
+        import torch
 
-        fit_reranker(self, data, retriever, validation, progress=progress)
+        lengths = [int(s.shape[0]) for s in states]
+        hidden = torch.nn.utils.rnn.pad_sequence([s.float() for s in states], batch_first=True)
+        mask = (torch.arange(hidden.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
+        h = _run_layers(self.top, hidden, mask)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        mean = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(self.heads[side](mean), dim=-1)
+
+    def encode(self, texts: Sequence[str], side: str, *, batch_size: int = 64) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors of one side (``"user"`` or ``"item"``)."""
+        import torch
+
+        texts = list(texts)
+        dim = int(self.bert.config.hidden_size)
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for lo in range(0, len(texts), batch_size):
+                rows = order[lo : lo + batch_size]
+                states = self.frozen_states([texts[r] for r in rows], batch_size=batch_size)
+                out[rows] = self.pooled(states, side).numpy()
+        return out
+
+    # ------------------------------------------------------------------ scoring
+    def index_catalogue(self, items: pl.DataFrame) -> "CrossEncoder":
+        """Render and encode the catalogue once (item vectors and the titles user texts are built from)."""
+        self.item_texts_ = self.render_items(items)
+        self.history_texts_ = self.history_texts(items)
+        self.item_vectors_ = self.encode(self.item_texts_, ITEM)
         return self
 
-    # persistence -----------------------------------------------------------------------------------------------
-    def save(self, directory: Path | str, *, extra_manifest: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
-        """``cross_encoder/`` (+ ``rating_model/``), ``config.json`` and ``manifest.json``, written atomically."""
+    def _catalogue(self) -> tuple[np.ndarray, list[str]]:
+        if self.item_vectors_ is None or self.history_texts_ is None:
+            raise RecsysError("the cross-encoder has no catalogue: call index_catalogue(items) first")
+        return self.item_vectors_, self.history_texts_
+
+    def encode_users(self, histories: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        return self.encode(self.user_texts(histories), USER)
+
+    def score(self, histories: Sequence[Sequence[int] | np.ndarray], case: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """float32 score of each (case, item) row: ``histories[case]`` against catalogue item ``item``."""
+        vectors, _ = self._catalogue()
+        item = np.asarray(item, dtype=np.int64)
+        if len(item) and (item.min() < 0 or item.max() >= len(vectors)):
+            raise RecsysError(f"item index {int(item.max())} is outside the cross-encoder's catalogue of {len(vectors)} items")
+        users = self.encode_users(histories)
+        case = np.asarray(case, dtype=np.int64)
+        return np.einsum("ij,ij->i", users[case], vectors[item]).astype(np.float32)
+
+    def score_lists(self, histories: Sequence[Sequence[int] | np.ndarray], lists: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Scores of each case's candidate list (catalogue indices)."""
+        case = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
+        flat = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]) if lists else np.zeros(0, dtype=np.int64)
+        s = self.score(histories, case, flat)
+        return np.split(s, np.cumsum([len(x) for x in lists])[:-1])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path | str) -> Path:
+        import torch
+
         directory = Path(directory)
-        with atomic_directory(directory, MANIFEST_KIND, overwrite=overwrite) as tmp:
-            self.model.save(str(tmp / RANKER_DIR))
-            if self.rating_model is not None:
-                self.rating_model.save(str(tmp / RATING_DIR))
-            (tmp / "config.json").write_text(json.dumps(self.args.to_dict(), indent=2, sort_keys=True))
-            write_manifest(
-                tmp,
-                {
-                    "kind": MANIFEST_KIND,
-                    "base_model": self.args.base_model or "bundled:sentence-transformers/all-MiniLM-L6-v2",
-                    "retriever_fingerprint": self.retriever_fingerprint,
-                    "data_fingerprint": self.data_fingerprint,
-                    "time_context": self.time_context,
-                    "rating_head": self.rating_model is not None,
-                    "settings": self.args.to_dict(),
-                    "metrics": self.metrics,
-                    "training": self.history,
-                    **(extra_manifest or {}),
-                },
-            )
+        vectors, _ = self._catalogue()
+        with atomic_directory(directory, MANIFEST_KIND) as tmp:
+            state = {f"top.{k}": v for k, v in self.top.state_dict().items()}
+            state.update({f"heads.{k}": v for k, v in self.heads.state_dict().items()})
+            torch.save(state, tmp / WEIGHTS_FILE)
+            np.savez(tmp / CATALOGUE_FILE, item_vectors=vectors)
+            meta = {"args": self.args.to_dict(), "data_fingerprint": self.data_fingerprint, "history": self.history,
+                    "item_texts": self.item_texts_, "history_texts": self.history_texts_}  # fmt: skip
+            (tmp / SETTINGS_FILE).write_text(json.dumps(meta, default=str))
+            files = {f: fingerprint_file(tmp / f) for f in (WEIGHTS_FILE, CATALOGUE_FILE, SETTINGS_FILE)}
+            write_manifest(tmp, {"kind": MANIFEST_KIND, "data_fingerprint": self.data_fingerprint, "files": files})
         return directory
 
     @classmethod
-    def load(cls, directory: Path | str) -> "Reranker":
+    def load(cls, directory: Path | str) -> "CrossEncoder":
+        """Open a saved cross-encoder; refuse one whose files do not match their fingerprints."""
+        import torch
+
         directory = Path(directory)
+        if not directory.is_dir():
+            raise RecsysError(f"cross-encoder run {directory} does not exist")
         manifest = read_manifest(directory, MANIFEST_KIND)
-        args = RerankerTrainingArguments.from_dict(json.loads((directory / "config.json").read_text()))
-        self = cls(args)
-        self._model_dir = str(directory / RANKER_DIR)
-        self._model = load_cross_encoder(self._model_dir, max_length=args.max_length)
-        if (directory / RATING_DIR).is_dir():
-            self.rating_model = load_cross_encoder(str(directory / RATING_DIR), max_length=args.max_length)
-        self.metrics = manifest.get("metrics", {})
-        self.history = manifest.get("training", [])
-        self.data_fingerprint = manifest.get("data_fingerprint")
-        self.retriever_fingerprint = manifest.get("retriever_fingerprint")
-        self.time_context = bool(manifest.get("time_context", True))
+        for f, fp in manifest.get("files", {}).items():
+            if not (directory / f).is_file() or fingerprint_file(directory / f) != fp:
+                raise ManifestMismatchError(f"{directory / f} is missing or does not match the fingerprint in {directory}/manifest.json")
+        meta = json.loads((directory / SETTINGS_FILE).read_text())
+        self = cls(CrossEncoderArguments.from_dict(meta["args"]))
+        state = torch.load(directory / WEIGHTS_FILE, weights_only=True)
+        self.top.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("top.")})
+        self.heads.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("heads.")})
+        with np.load(directory / CATALOGUE_FILE) as z:
+            self.item_vectors_ = z["item_vectors"]
+        self.item_texts_, self.history_texts_ = meta["item_texts"], meta["history_texts"]
+        self.data_fingerprint, self.history = meta["data_fingerprint"], meta["history"]
         return self
 
 
-__all__ = ["MANIFEST_KIND", "RANKER_DIR", "RATING_DIR", "Reranker"]
+def _identity_linear(dim: int) -> Any:
+    import torch
+
+    layer = torch.nn.Linear(dim, dim, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(dim))
+    return layer
+
+
+def _run_layers(layers: Sequence[Any], hidden: Any, mask: Any) -> Any:
+    """BERT layers over padded ``hidden`` with the additive attention mask of ``mask`` (1 = token, 0 = pad)."""
+    import torch
+
+    if not len(layers):
+        return hidden
+    additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+    for layer in layers:
+        out = layer(hidden, attention_mask=additive)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
+__all__ = ["ITEM", "MANIFEST_KIND", "USER", "CrossEncoder"]

@@ -1,212 +1,106 @@
-"""Training of the cross-encoder reranker through the sentence-transformers trainer API.
+"""Fine-tuning of the cross-encoder on two CPU cores: listwise softmax over one positive and hard negatives.
 
-Examples: for each user, the last ``positives_per_user`` positions of the training sequence give a request
-(history before the position, the interaction's timestamp/device as context) whose positive is the item that
-followed; negatives are hard ones (the retriever's top ``candidates`` for that request, positive and history
-excluded) mixed with uniformly random catalogue items. Loss: ``BinaryCrossEntropyLoss`` on (user text, item text,
-0/1) pairs by default, or a listwise loss (``ListNetLoss`` / ``LambdaLoss``) over (user text, [positive, negatives]).
-
-The optional rating head is a second ``CrossEncoder`` trained with ``BinaryCrossEntropyLoss`` on soft labels
-rating / 5 over the positive pairs; reported as ROC AUC (rating >= 4) and RMSE on the protocol's test interactions.
+The frozen lower layers' outputs are computed once for every user text and item text (cached as float16), so each
+step runs only the top layer(s) and the heads: over a batch of cases, the user texts and the distinct items of their
+lists. Loss: cross entropy of ``scale`` x score over [positive, negatives] per case (no sigmoid on the scores). The
+time budget is the process CPU time of the whole fit (``time.process_time``: every thread's CPU seconds), so it
+means the same on an idle and on a shared machine.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.data.types import Cases, TrainData, train_data_fingerprint
-from recsys.hf_training import trainer_defaults
-from recsys.reranker.backbone import load_cross_encoder
-from recsys.reranker.evaluation import choose_retrieval_weight, evaluate_reranker
-from recsys.reranker.examples import Requests, context_swapped_users, retriever_top, sample_negatives
+from recsys.data.types import TrainData, train_data_fingerprint
+from recsys.reranker.examples import Scorer, hard_negatives, training_cases
+from recsys.reranker.model import ITEM, USER, CrossEncoder
 from recsys.text import require_item_text
-
-if TYPE_CHECKING:
-    from recsys.reranker.model import Reranker
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
-data_fingerprint = train_data_fingerprint  # shared with the other text model
-
-
-#: a trained cross-encoder whose scores vary less than this over training pairs ranks almost nothing (collapsed,
-#: or too few steps; docs/experiments/context-ablation.md)
-COLLAPSED_STD = 1e-2
-
-
-def score_spread(reranker: "Reranker", train: Any, rng: np.random.Generator, n: int = 256) -> float:
-    """Standard deviation of the fitted model's logits over ``n`` random training pairs: ~0 means it collapsed
-    (every pair gets the label prior's log-odds), which the mean training loss alone does not tell apart from slow
-    learning (collapsed and learning runs differ by orders of magnitude; docs/experiments/context-ablation.md)."""
-    sample = train.select(rng.choice(len(train), size=min(n, len(train)), replace=False).tolist())
-    docs = sample["document"] if "document" in sample.column_names else [d[0] for d in sample["docs"]]  # listwise: the positive
-    return round(float(np.std(reranker.predict(list(zip(sample["query"], docs))))), 6)
-
-
-# ------------------------------------------------------------------------------------------------ trainer
-
-
-def _train(model: Any, train_dataset: Any, loss: Any, *, epochs: float, max_steps: int | None, a: Any) -> dict[str, Any]:
-    from sentence_transformers import CrossEncoderTrainer, CrossEncoderTrainingArguments
-
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="recsys-rerank-") as out:
-        targs = CrossEncoderTrainingArguments(
-            output_dir=out,
-            num_train_epochs=epochs,
-            max_steps=max_steps if max_steps is not None else -1,
-            per_device_train_batch_size=a.batch_size,
-            learning_rate=a.lr,
-            warmup_steps=a.warmup_ratio,
-            weight_decay=a.weight_decay,
-            # under torchrun: every parameter of the (BERT + pooler + classifier) cross-encoder gets a gradient, and the
-            # trainer's default for non-transformers models (find_unused_parameters=True) cannot trace the
-            # CrossEncoder's outputs, so DDP fails with "marked as ready twice"; no effect in a single process
-            ddp_find_unused_parameters=False,
-            **trainer_defaults(a.seed, progress_bar=a.progress_bar),
-        )
-        trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=train_dataset, loss=loss)
-        # the trainer prints its final log dict to stdout: keep stdout clean for `--json`
-        with contextlib.redirect_stdout(sys.stderr):
-            result = trainer.train()
-    model.eval()
-    return {"loss": round(float(result.training_loss), 5), "steps": int(result.global_step), "seconds": round(time.perf_counter() - start, 1)}
-
-
-def _loss(name: str, model: Any) -> Any:
-    from sentence_transformers.cross_encoder import losses
-
-    if name == "bce":
-        return losses.BinaryCrossEntropyLoss(model)
-    if name == "listnet":
-        return losses.ListNetLoss(model)
-    return losses.LambdaLoss(model)
-
-
-def fit_reranker(reranker: "Reranker", data: TrainData, retriever: Any = None, validation: Cases | None = None, *, progress: Progress | None = None) -> None:
-    """Build the (user text, item text) examples and fine-tune the cross-encoder (+ the optional rating head).
-
-    Under ``torchrun``/``accelerate launch`` every rank builds the same examples (same seed) and the
-    sentence-transformers trainer splits them across ranks (effective batch = ``batch_size`` x ranks); only rank 0
-    reports progress and evaluates ``validation``, and the replicas are checked to have ended identical.
-    """
+def fit_cross_encoder(model: CrossEncoder, data: TrainData, scorer: Scorer, *, progress: Progress | None = None) -> CrossEncoder:
+    """Train ``model`` on ``data`` with hard negatives from ``scorer`` (a first stage fitted on the same data), then
+    index the catalogue. Records what it trained on (``data_fingerprint``) and how (``history``)."""
     import torch
-    from datasets import Dataset
 
-    from recsys import distributed as D
-
-    a = reranker.args
-    D.init_if_launched()
-    say = (progress or (lambda m: log.info(m))) if D.is_main() else (lambda m: None)
+    a = model.args
+    say = progress or (lambda m: log.info(m))
     if a.threads:
         torch.set_num_threads(a.threads)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    t0 = time.perf_counter()
+    item_texts = model.render_items(data.items)
+    require_item_text(item_texts, data.items, a.templates(), model="the cross-encoder")
+    if a.max_steps == 0:  # the untrained model: the bi-encoder cosine, nothing to cache
+        model.data_fingerprint = train_data_fingerprint(data, item_texts)
+        model.index_catalogue(data.items)
+        model.history = {"steps": 0, "stopped_by": "max_steps", "cpu_s": round(time.process_time() - cpu0, 1)}
+        return model
+    cases = training_cases(data, a.positives_per_user)
+    if len(cases) == 0:
+        raise ValueError("no training cases: every user needs at least two training interactions")
+    negs = hard_negatives(cases, scorer, a.hard_pool, a.negatives, rng)
+    lists = np.concatenate([cases.targets[:, None], negs], axis=1)
+    users = model.user_texts([cases.history.row(r) for r in range(len(cases))], model.history_texts(data.items))
+    user_states = model.frozen_states(users, half=True)
+    item_states = model.frozen_states(item_texts, half=True)
+    setup_cpu = time.process_time() - cpu0
+    say(f"cross-encoder: {len(cases)} cases x {lists.shape[1]} items, frozen states cached in {setup_cpu:.0f} s CPU")
 
-    item_texts = reranker.render_items(data.items)
-    require_item_text(item_texts, data.items, a.templates, model="the cross-encoder reranker")
-    reranker.time_context = not data.synthetic_timestamps
-    hist_texts = reranker.history_texts(data.items)
-    if len(item_texts) != data.n_items:
-        raise ValueError(f"the catalogue has {len(item_texts)} rows but the data has {data.n_items} items")
-    req = Requests(data, a.positives_per_user)
-    if len(req) == 0:
-        raise ValueError("no training requests: every user needs at least two training interactions")
-    profiles = data.users[req.users] if data.users is not None else None
-    hard = None
-    if retriever is not None and a.hard_negative_fraction > 0:
-        exclude = [np.concatenate([h, [p]]).astype(np.int64) for h, p in zip(req.histories, req.positives)]
-        hard = retriever_top(retriever, req.histories, req.context, profiles, a.candidates, exclude)
-    negs = sample_negatives(req, data.n_items, hard, a.negatives_per_positive, a.hard_negative_fraction, rng)
-    users = reranker.user_texts(req.histories, hist_texts, context=req.context, profiles=profiles)
-    swapped = context_swapped_users(reranker, req, hist_texts, profiles, users, a.context_negatives, rng) if a.use_context else None
-    n_swapped = sum(len(s) for s in swapped) if swapped is not None else 0
-    say(
-        f"reranker: {len(req)} positives x {a.negatives_per_positive} negatives (+{n_swapped} context-swapped), "
-        f"retriever {'yes' if hard is not None else 'no'}, setup {time.perf_counter() - t0:.1f}s"
-    )
-
-    if a.loss == "bce":
-        q, d, y = [], [], []
-        for r, u in enumerate(users):
-            q.append(u)
-            d.append(item_texts[req.positives[r]])
-            y.append(1.0)
-            for n in negs[r][negs[r] >= 0]:
-                q.append(u)
-                d.append(item_texts[n])
-                y.append(0.0)
-            for other in swapped[r] if swapped is not None else ():
-                q.append(other)
-                d.append(item_texts[req.positives[r]])
-                y.append(0.0)
-        train = Dataset.from_dict({"query": q, "document": d, "label": y})
-    else:
-        docs, labels = [], []
-        for r in range(len(users)):
-            ns = negs[r][negs[r] >= 0]
-            docs.append([item_texts[req.positives[r]], *[item_texts[n] for n in ns]])
-            labels.append([1.0] + [0.0] * len(ns))
-        train = Dataset.from_dict({"query": users, "docs": docs, "labels": labels})
-    model = load_cross_encoder(a.resolved_base_model, max_length=a.max_length, seed=a.seed)
-    info = {"stage": "ranking", "loss_fn": a.loss, "examples": len(train), "positives": len(req), "context_negatives": n_swapped}
-    info.update(_train(model, train, _loss(a.loss, model), epochs=a.epochs, max_steps=a.max_steps, a=a))
-    if D.is_distributed():
-        info["world_size"] = D.world().world_size
-        info["replica_checksum"] = D.check_replicas(model.state_dict(), "reranker")
-    reranker.model = model
-    info["score_std"] = score_spread(reranker, train, np.random.default_rng(a.seed))
-    if info["score_std"] < COLLAPSED_STD:
-        log.warning(
-            "the cross-encoder's scores barely vary (std %.2g over training pairs), so it ranks almost nothing: it is "
-            "either barely trained (more steps) or collapsed to a constant (BERT fine-tuning does at high learning rates: "
-            "lower lr)", info["score_std"]
-        )
-    say(f"reranker: {info}")
-    history = [info]
-
-    if a.rating_head:
-        if req.ratings is None:
-            raise ValueError("rating_head=True but the data has no ratings")
-        from sentence_transformers.cross_encoder import losses
-
-        rmodel = load_cross_encoder(a.resolved_base_model, max_length=a.max_length, seed=a.seed + 1)
-        rtrain = Dataset.from_dict(
-            {"query": users, "document": [item_texts[p] for p in req.positives], "label": (np.clip(req.ratings, 0, 5) / 5.0).tolist()}
-        )
-        rinfo = {"stage": "rating", "examples": len(rtrain)}
-        rinfo.update(_train(rmodel, rtrain, losses.BinaryCrossEntropyLoss(rmodel), epochs=a.rating_epochs, max_steps=a.rating_max_steps, a=a))
-        if D.is_distributed():
-            rinfo["replica_checksum"] = D.check_replicas(rmodel.state_dict(), "rating head")
-        say(f"reranker rating head: {rinfo}")
-        reranker.rating_model = rmodel
-        history.append(rinfo)
-
-    reranker.history = history
-    reranker.data_fingerprint = data_fingerprint(data, item_texts)
-    reranker.metrics = {"fit_seconds": round(time.perf_counter() - t0, 1)}
-    if validation is not None:  # rank 0 evaluates (and picks the fusion weight), every rank gets its figures
-        val = None
-        if D.is_main():
-            val = {}
-            if retriever is not None and a.retrieval_weight is None:
-                val["fusion"] = choose_retrieval_weight(reranker, data, validation, retriever, seed=a.seed)
-            val.update({f"val_{k}": v for k, v in evaluate_reranker(reranker, data, validation, retriever).items()})
-        val = D.broadcast_object(val)
-        if "fusion" in val:
-            a.retrieval_weight = float(val["fusion"]["retrieval_weight"])
-        reranker.metrics.update(val)
+    top, heads = model.trainable_parameters()
+    groups = [{"params": top, "lr": a.lr}, {"params": heads, "lr": a.head_lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=a.weight_decay)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, a.warmup_steps)))
+    target = torch.zeros(a.batch_size, dtype=torch.long)
+    steps_per_epoch = int(np.ceil(len(cases) / a.batch_size))
+    max_steps = int(a.max_steps) if a.max_steps is not None else int(np.ceil(a.max_epochs * steps_per_epoch))
+    step, losses, stop = 0, [], "max_steps"
+    model.top.train()
+    while step < max_steps:
+        order = rng.permutation(len(cases))
+        for lo in range(0, len(order), a.batch_size):
+            if step >= max_steps:
+                break
+            if a.cpu_budget_s is not None and time.process_time() - cpu0 >= a.cpu_budget_s:
+                stop = "cpu_budget"
+                break
+            rows = order[lo : lo + a.batch_size]
+            batch = lists[rows]
+            uniq, inv = np.unique(batch, return_inverse=True)
+            u = model.pooled([user_states[r] for r in rows], USER)
+            v = model.pooled([item_states[i] for i in uniq], ITEM)
+            scores = (u @ v.T).gather(1, torch.as_tensor(inv.reshape(batch.shape)))
+            loss = torch.nn.functional.cross_entropy(a.scale * scores, target[: len(rows)])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            warm.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if step % 50 == 0:
+                say(f"cross-encoder: step {step}, loss {np.mean(losses[-50:]):.4f}, {time.process_time() - cpu0:.0f} s CPU")
+        if stop == "cpu_budget":
+            break
+    model.top.eval()
+    model.data_fingerprint = train_data_fingerprint(data, item_texts)
+    model.index_catalogue(data.items)
+    window = min(50, max(1, step // 4))  # mean loss over the first and the last quarter (at most 50 steps)
+    first = round(float(np.mean(losses[:window])), 5) if losses else None
+    last = round(float(np.mean(losses[-window:])), 5) if losses else None
+    model.history = {
+        "cases": len(cases), "list_size": int(lists.shape[1]), "steps": step, "epochs": round(step / steps_per_epoch, 3),
+        "stopped_by": stop, "loss_first": first, "loss_last": last, "setup_cpu_s": round(setup_cpu, 1),
+        "cpu_s": round(time.process_time() - cpu0, 1), "wall_s": round(time.perf_counter() - wall0, 1),
+    }  # fmt: skip
+    say(f"cross-encoder: {model.history}")
+    return model
 
 
-__all__ = ["COLLAPSED_STD", "Progress", "data_fingerprint", "fit_reranker", "score_spread"]
+__all__ = ["Progress", "fit_cross_encoder"]

@@ -130,7 +130,8 @@ def test_contract_attributes():
     assert len(SASRec.grid) == 1
     m = SASRec()
     assert (m.d, m.layers, m.heads, m.max_len, m.dropout, m.lr, m.batch_size) == (64, 2, 2, 50, 0.2, 1e-3, 64)
-    assert (m.epochs, m.time_budget_s, m.patience) == (200, 600.0, 5)
+    assert (m.epochs, m.time_budget_s, m.patience) == (200, 600.0, 10)
+    assert m.windows == "all"  # the strongest setting is the default (every comparison is against it)
 
 
 def test_contract_never_seen_items_have_no_score():
@@ -142,8 +143,8 @@ def test_contract_never_seen_items_have_no_score():
 
 
 def test_all_windows_train_on_older_history():
-    # max_len 3 < every user's length: "all" cuts each row into overlapping 4-item windows
+    # max_len 3 < every user's length: the default "all" cuts each row into overlapping 4-item windows
     data = successor_train()
     cases = successor_cases()
-    s = _small(max_len=3, windows="all").fit(data).score(cases)
+    s = _small(max_len=3).fit(data).score(cases)
     assert (s.argmax(axis=1) == cases.targets).mean() >= 0.8

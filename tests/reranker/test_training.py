@@ -1,45 +1,36 @@
-"""Training examples of the reranker: context-swapped negatives (no model is trained here)."""
+"""The listwise fine-tune: only the top layer and the heads move, the loss falls, the scores leave the bi-encoder
+cosine, and the CPU budget stops it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from recsys.reranker import Reranker, RerankerTrainingArguments
-from recsys.reranker.examples import Requests, context_swapped_users
-from recsys.text import render_context
+from recsys.reranker.config import CrossEncoderArguments
+from recsys.reranker.model import CrossEncoder
+from recsys.reranker.training import fit_cross_encoder
 
 from .conftest import FAST
 
 
-def _setup(demo_split, **overrides):
-    reranker = Reranker(RerankerTrainingArguments(**{**FAST, **overrides}))
-    data = demo_split.train
-    req = Requests(data, 2)
-    hist = reranker.history_texts(data.items)
-    profiles = data.users[req.users]
-    users = reranker.user_texts(req.histories, hist, context=req.context, profiles=profiles)
-    return reranker, req, hist, profiles, users
+def test_listwise_fine_tune_moves_only_the_top(trained, demo_split):
+    fresh = CrossEncoder(CrossEncoderArguments(**FAST))
+    for name, p in fresh.bert.named_parameters():
+        q = dict(trained.bert.named_parameters())[name]
+        top = name.startswith(f"encoder.layer.{fresh.split}.")
+        assert top or name.startswith("pooler") or np.array_equal(p.detach().numpy(), q.detach().numpy()), name
+    assert trained.split == fresh.bert.config.num_hidden_layers - 1
+    assert not np.allclose(trained.heads["user"].weight.detach().numpy(), np.eye(384))
+    h = trained.history
+    assert h["steps"] == 20 and h["stopped_by"] == "max_steps" and h["list_size"] == 8
+    assert h["loss_last"] < h["loss_first"]  # the last 5 steps' mean loss below the first 5 steps'
+    assert trained.data_fingerprint is not None
+    fresh.index_catalogue(demo_split.train.items)
+    histories = [demo_split.train.sequences.row(u) for u in range(10)]
+    case, item = np.repeat(np.arange(10), 8), np.tile(np.arange(8), 10)
+    assert np.abs(trained.score(histories, case, item) - fresh.score(histories, case, item)).max() > 1e-3
 
 
-def test_context_swapped_users_change_only_the_context(demo_split):
-    reranker, req, hist, profiles, users = _setup(demo_split)
-    swapped = context_swapped_users(reranker, req, hist, profiles, users, 2, np.random.default_rng(0))
-    assert len(swapped) == len(req)
-    assert sum(len(s) for s in swapped) >= 0.99 * 2 * len(req)  # re-drawn until the context renders differently
-    t = reranker.args.templates
-    contexts = {render_context(c, t) for c in req.context.to_dicts()}
-    for r in range(0, len(req), 17):
-        own = render_context(req.context.row(r, named=True), t)
-        assert own in users[r]
-        for other in swapped[r]:
-            assert other != users[r]
-            # the same text with another training request's context in place of this one's
-            donor = [c for c in contexts if c != own and users[r].replace(own, c) == other]
-            assert donor, (users[r], other)
-
-
-def test_no_context_means_no_context_negatives(demo_split):
-    reranker, req, hist, profiles, users = _setup(demo_split, use_context=False)
-    swapped = context_swapped_users(reranker, req, hist, profiles, users, 2, np.random.default_rng(0))
-    # without context every swap renders the same text: nothing is produced, nothing contradicts a positive
-    assert all(s == [] for s in swapped)
+def test_cpu_budget_stops_training(demo_split, demo_ease):
+    model = CrossEncoder(CrossEncoderArguments(**{**FAST, "max_steps": 10_000, "cpu_budget_s": 0.5}))
+    fit_cross_encoder(model, demo_split.train, demo_ease.score)
+    assert model.history["stopped_by"] == "cpu_budget" and model.history["steps"] < 10_000
