@@ -41,6 +41,8 @@ TIME_OF_DAY = ["night", "morning", "afternoon", "evening"]
 #: events columns that are not request context
 NON_CONTEXT_COLUMNS = {"u", "i", S.TIMESTAMP, S.RATING, S.WEIGHT, "pos", "len"}
 ROW_CHUNK = 200_000
+#: below this many values a Python dict lookup encodes a column faster than a polars expression (per-call overhead)
+SMALL_COLUMN = 1_000
 
 
 @dataclass
@@ -72,14 +74,17 @@ class Attribute:
     values: list[str]
     matrix: sp.csr_matrix  # items x values, binary
     single: bool  # one value per item: also exposed as a categorical code
+    _codes: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def codes(self) -> np.ndarray:
-        """Per item: its value's index (-1 when none); single-valued attributes only."""
-        m = self.matrix.tocsr()
-        out = np.full(m.shape[0], -1, dtype=np.int32)
-        has = np.diff(m.indptr) > 0
-        out[has] = m.indices[m.indptr[:-1][has]]
-        return out
+        """Per item: its value's index (-1 when none); single-valued attributes only (computed once, then kept)."""
+        if self._codes is None:
+            m = self.matrix.tocsr()
+            out = np.full(m.shape[0], -1, dtype=np.int32)
+            has = np.diff(m.indptr) > 0
+            out[has] = m.indices[m.indptr[:-1][has]]
+            self._codes = out
+        return self._codes
 
 
 @dataclass
@@ -160,13 +165,30 @@ def _epoch_seconds(col: pl.Series) -> np.ndarray:
     return col.dt.epoch("us").to_numpy().astype(np.float64) / 1e6
 
 
+def _time_parts(ts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch seconds (NaN when null), hour 0-23 and ISO weekday 1-7 (hour and weekday -1 when null) of a datetime
+    column, the hour and weekday on the column's wall clock. Plain numpy: polars' per-query overhead dominates the
+    one-row frame of a served request."""
+    utc = ts.to_numpy().astype("datetime64[us]")
+    null = np.isnat(utc)
+    epoch = np.where(null, np.nan, utc.astype(np.int64).astype(np.float64) / 1e6)
+    zone = getattr(ts.dtype, "time_zone", None)
+    local = utc if zone in (None, "UTC") else ts.dt.replace_time_zone(None).to_numpy().astype("datetime64[us]")
+    us = np.where(null, 0, local.astype(np.int64))
+    hour = np.where(null, -1, us // 3_600_000_000 % 24).astype(np.int32)
+    weekday = np.where(null, -1, (us // 86_400_000_000 + 3) % 7 + 1).astype(np.int32)  # 1970-01-01 was a Thursday
+    return epoch, hour, weekday
+
+
 def _context_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
     """Context key -> string column: the frame's string context columns plus time of day and weekday."""
     out: dict[str, pl.Series] = {}
     if S.TIMESTAMP in frame.columns:
-        hour = frame[S.TIMESTAMP].dt.hour()
-        out["time_of_day"] = (hour // 6).replace_strict(dict(enumerate(TIME_OF_DAY)), return_dtype=pl.String, default=None)
-        out["weekday"] = frame[S.TIMESTAMP].dt.weekday().cast(pl.String)
+        _, hour, weekday = _time_parts(frame[S.TIMESTAMP])
+        names = np.array([*TIME_OF_DAY, None], dtype=object)
+        out["time_of_day"] = pl.Series("time_of_day", names[np.where(hour >= 0, hour // 6, len(TIME_OF_DAY))], dtype=pl.String)
+        days = np.array([None, *(str(d) for d in range(1, 8))], dtype=object)
+        out["weekday"] = pl.Series("weekday", days[np.maximum(weekday, 0)], dtype=pl.String)
     for c, t in frame.schema.items():
         if c not in NON_CONTEXT_COLUMNS and t == pl.String:
             out[c] = frame[c]
@@ -174,8 +196,10 @@ def _context_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
 
 
 def _encode(col: pl.Series, vocab: list[str]) -> np.ndarray:
-    """Index of each value in ``vocab`` (-1 when absent or null)."""
+    """Index of each value in ``vocab`` (-1 when absent or null); a dict lookup for short columns (a request)."""
     mapping = {v: i for i, v in enumerate(vocab)}
+    if len(col) <= SMALL_COLUMN:
+        return np.fromiter((mapping.get(v, -1) for v in col.cast(pl.String).to_list()), dtype=np.int32, count=len(col))
     return col.cast(pl.String).replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
 
 
@@ -215,15 +239,21 @@ def _attributes(items: pl.DataFrame, max_values: int) -> list[Attribute]:
 
 def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
     """Per case: history length, request time, hour, weekday, context codes (one row per case, ``case`` = row)."""
+    return pl.DataFrame(_case_columns(cases, tables))
+
+
+def _case_columns(cases: Cases, tables: FeatureTables) -> dict[str, np.ndarray]:
+    """``case_frame``'s columns as numpy arrays (masked = null), so ``build_features`` can gather them per candidate."""
     n = len(cases)
     ctx = cases.context
     cols: dict[str, Any] = {"case": np.arange(n, dtype=np.int32), "history_length": cases.history.lengths.astype(np.int32)}
     timed = ctx is not None and S.TIMESTAMP in ctx.columns
     # no request time: the end of training stands in, hour and weekday are unknown
-    cols["request_time"] = _epoch_seconds(ctx[S.TIMESTAMP]) if timed else np.full(n, tables.last_time)
+    epoch, hour, weekday = _time_parts(ctx[S.TIMESTAMP]) if timed else (np.full(n, tables.last_time), np.full(n, -1), np.full(n, -1))
+    cols["request_time"] = epoch
     if tables.settings.context:
-        cols["hour"] = ctx[S.TIMESTAMP].dt.hour().cast(pl.Int32) if timed else pl.Series("hour", [None] * n, dtype=pl.Int32)
-        cols["weekday_num"] = ctx[S.TIMESTAMP].dt.weekday().cast(pl.Int32) if timed else pl.Series("weekday_num", [None] * n, dtype=pl.Int32)
+        cols["hour"] = np.ma.masked_less(hour, 0).astype(np.int32)
+        cols["weekday_num"] = np.ma.masked_less(weekday, 0).astype(np.int32)
     if tables.context_values:
         found = _context_columns(ctx) if ctx is not None else {}
         for key, vocab in tables.context_values.items():
@@ -232,7 +262,7 @@ def case_frame(cases: Cases, tables: FeatureTables) -> pl.DataFrame:
         u = np.asarray(cases.users)
         ok = (u >= 0) & (u < len(tables.user_rating))
         cols["user_mean_rating"] = np.where(ok, tables.user_rating[np.clip(u, 0, len(tables.user_rating) - 1)], np.nan).astype(np.float32)
-    return pl.DataFrame(cols)
+    return cols
 
 
 def check_context(cases: Cases, tables: FeatureTables) -> None:
@@ -250,14 +280,17 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
     if "case" not in candidates.columns or "item" not in candidates.columns:
         raise RecsysError("candidates need 'case' and 'item' columns (from recsys.ltr.sources.merge_candidates)")
     check_context(cases, tables)
-    per_case = case_frame(cases, tables)
-    out = candidates.join(per_case, on="case", how="left", maintain_order="left")
-    case = out["case"].to_numpy()
-    item = out["item"].to_numpy()
+    per_case = _case_columns(cases, tables)
+    case = candidates["case"].to_numpy()
+    item = candidates["item"].to_numpy()
+    if len(case) and (case.min() < 0 or case.max() >= len(cases)):
+        raise RecsysError(f"candidate rows name cases outside 0-{len(cases) - 1}")
+    # per-case columns by position (``case`` is the row in ``per_case``): numpy gathers, not a join
+    out = candidates.hstack([pl.Series(c, v[case]) for c, v in per_case.items() if c not in ("case", "request_time")])
     cols: dict[str, Any] = {
         "pop_all": tables.log_pop[item],
         "pop_recent": tables.log_pop_recent[item],
-        "item_age_days": ((out["request_time"].to_numpy() - tables.first_seen[item]) / 86400.0).astype(np.float32),
+        "item_age_days": ((per_case["request_time"][case] - tables.first_seen[item]) / 86400.0).astype(np.float32),
     }
     for name, values in tables.numeric.items():
         cols[f"item_{name}"] = values[item]
@@ -285,7 +318,7 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
         cols["text_sim_max"], cols["text_sim_mean"] = smax, smean
     if tables.settings.gaps:
         cols.update(_gaps(tables, cases, item, case))
-    return out.drop("request_time").with_columns(**{k: pl.Series(k, v) for k, v in cols.items()})
+    return out.hstack([pl.Series(k, v) for k, v in cols.items()])
 
 
 def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np.ndarray, *, mean: bool = False) -> np.ndarray:
@@ -294,10 +327,13 @@ def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np
     out = np.zeros(len(item), dtype=np.float32)
     for lo in range(0, len(item), ROW_CHUNK):
         sl = slice(lo, lo + ROW_CHUNK)
-        sub = m[item[sl]]
-        vals = table[np.repeat(row[sl], np.diff(sub.indptr)), sub.indices]
-        s = np.add.reduceat(vals, sub.indptr[:-1]) if len(vals) else np.zeros(len(item[sl]))
-        nnz = np.diff(sub.indptr)
+        # the CSR rows of the chunk's items, read straight from indptr/indices (scipy's row indexing costs far more)
+        starts, nnz = m.indptr[item[sl]], np.diff(m.indptr)[item[sl]]
+        offsets = np.zeros(len(nnz) + 1, dtype=np.int64)
+        np.cumsum(nnz, out=offsets[1:])
+        cols = m.indices[np.repeat(starts - offsets[:-1], nnz) + np.arange(offsets[-1])]
+        vals = table[np.repeat(row[sl], nnz), cols]
+        s = np.add.reduceat(vals, offsets[:-1]) if len(vals) else np.zeros(len(item[sl]))
         s = np.where(nnz > 0, s, 0.0)
         out[sl] = s / np.maximum(nnz, 1) if mean else s
     if mean:

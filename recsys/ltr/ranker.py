@@ -176,14 +176,17 @@ class LearnedRanker:
         if self.cross_ is not None:
             frame = add_cross_feature(frame, cases, self.cross_)
         target = np.asarray(cases.targets, dtype=np.int32)[frame["case"].to_numpy()]
-        return frame.with_columns(label=pl.Series("label", (frame["item"].to_numpy() == target).astype(np.int32)))
+        return frame.hstack([pl.Series("label", (frame["item"].to_numpy() == target).astype(np.int32))])
 
     def feature_matrix(self, frame: pl.DataFrame) -> np.ndarray:
         """The ranker's input matrix (float64, NaN = missing) of a feature frame; refuses one missing a column."""
         missing = [c for c in self.feature_names_ if c not in frame.columns]
         if missing:
             raise RecsysError(f"feature columns {missing} are missing: the request does not match the ranking run's features")
-        return frame.select(pl.col(self.feature_names_).cast(pl.Float64)).to_numpy()
+        if frame.height == 0:
+            return np.zeros((0, len(self.feature_names_)))
+        # column by column (nulls -> NaN): no polars query, whose overhead dominates a single request's frame
+        return np.column_stack([frame[c].to_numpy().astype(np.float64) for c in self.feature_names_])
 
     # ------------------------------------------------------------------ training
     def fit(self, data: TrainData, validation: Cases | None = None, *, progress: Callable[[str], None] | None = None) -> "LearnedRanker":
@@ -269,7 +272,7 @@ class LearnedRanker:
     def rank_frame(self, cases: Cases, given: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
         """Candidates of ``cases`` with features and the ranker's ``score`` column (``given``: see ``candidates``)."""
         frame = self.features(self.serving_, self.tables_, cases, given=given)
-        return frame.with_columns(score=pl.Series(self._predict(frame), dtype=pl.Float32))
+        return frame.hstack([pl.Series("score", self._predict(frame), dtype=pl.Float32)])
 
     def _predict(self, frame: pl.DataFrame) -> np.ndarray:
         if frame.height == 0:

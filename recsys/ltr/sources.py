@@ -215,7 +215,9 @@ def make_source(spec: SourceSpec, overrides: dict[str, Any] | None = None) -> Ca
 
 
 def source_scores(source: CandidateSource, cases: Cases, batch_size: int = 512) -> np.ndarray:
-    """(len(cases), n_items) float32 scores of one source, in batches."""
+    """(len(cases), n_items) float32 scores of one source, in batches (one batch: the cases as they are, no copy)."""
+    if 0 < len(cases) <= batch_size:
+        return source.score(cases)
     parts = [source.score(cases.take(np.arange(lo, min(lo + batch_size, len(cases))))) for lo in range(0, len(cases), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
@@ -284,8 +286,9 @@ def merge_candidates(
         r = ranks[name][case_idx, item_idx]
         v = s[case_idx, item_idx].astype(np.float32)
         ok = np.isfinite(v) & ((r > 0) | (scores_beyond_depth and name not in within_depth))
-        cols[f"{name}_score"] = pl.Series(f"{name}_score", np.where(ok, v, np.nan), dtype=pl.Float32).fill_nan(None)
-        cols[f"{name}_rank"] = pl.Series(f"{name}_rank", r, dtype=pl.Int32).replace(0, None)
+        # nulls straight from numpy (NaN, masked 0): polars' per-query overhead dominates a single request
+        cols[f"{name}_score"] = pl.Series(f"{name}_score", np.where(ok, v, np.nan), dtype=pl.Float32, nan_to_null=True)
+        cols[f"{name}_rank"] = pl.Series(f"{name}_rank", np.ma.masked_equal(r, 0), dtype=pl.Int32)
         proposed += r > 0
     cols["n_sources"] = proposed
     return pl.DataFrame(cols)

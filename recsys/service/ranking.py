@@ -115,21 +115,23 @@ class RankingStage:
                 raise RecsysError(f"request {r}: candidate rows must be within the ranking run's catalogue of {self.n_items} items")
             given[r, cand[: self.depth]] = np.asarray(q.scores, dtype=np.float32)[: self.depth]
         frame = self.ranker.rank_frame(cases, given={self.retriever_source: given})
-        frame = frame.sort(["case", "score", "item"], descending=[False, True, False]).with_columns(
-            rank=pl.int_range(1, pl.len() + 1).over("case")
-        )
+        # best first per case (ties by item), then the top rows: numpy on the few columns read (no frame-wide gather)
+        case, item, score = frame["case"].to_numpy(), frame["item"].to_numpy(), frame["score"].to_numpy()
+        order = np.lexsort((item, -score, case))
+        rank = np.arange(1, len(order) + 1) - np.searchsorted(case[order], case[order], side="left")
         if top is not None:
-            frame = frame.filter(pl.col("rank") <= top)
+            order, rank = order[rank <= top], rank[rank <= top]
         explained = None
         if explain:
             from recsys.ltr.explain import explain_ranked
 
-            explained = explain_ranked(self.ranker, cases, frame, verb=self.verb)
+            ranked = frame[order].hstack([pl.Series("rank", rank, dtype=pl.Int64)])
+            explained = explain_ranked(self.ranker, cases, ranked, verb=self.verb)
         rank_cols = [f"{s}_rank" for s in self.source_names]
-        proposed = frame.select([pl.col(c).is_not_null() for c in rank_cols]).to_numpy()
-        bounds = np.searchsorted(frame["case"].to_numpy(), np.arange(n + 1))
-        items, scores = frame["item"].to_numpy(), frame["score"].to_numpy()
-        retrieval = frame[f"{self.retriever_source}_score"].cast(pl.Float32).fill_null(np.nan).to_numpy()
+        proposed = np.column_stack([~np.isnan(frame[c].to_numpy()[order]) for c in rank_cols])  # nulls -> NaN
+        bounds = np.searchsorted(case[order], np.arange(n + 1))
+        items, scores = item[order], score[order]
+        retrieval = frame[f"{self.retriever_source}_score"].to_numpy()[order].astype(np.float32)  # nulls -> NaN
         out = []
         for r in range(n):
             lo, hi = bounds[r], bounds[r + 1]
