@@ -180,7 +180,8 @@ def source_key(dataset: Dataset) -> dict[str, Any]:
 def prepare_histories(dataset: Dataset, root: Path | str, *, bucket_rows: int = BUCKET_ROWS) -> HistoryStore:
     """Prepared histories of ``dataset`` under ``root`` (reused when they match it; built atomically otherwise).
 
-    Other preparations under ``root`` (an older dataset, an interrupted build) are removed after a build.
+    After a build, older preparations of the same dataset path under ``root`` are removed; anything else there
+    (another dataset's preparation, files the user put there) is left alone.
     """
     if bucket_rows <= 0:
         raise RecsysError("bucket_rows must be positive")
@@ -203,11 +204,23 @@ def prepare_histories(dataset: Dataset, root: Path | str, *, bucket_rows: int = 
             raise
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # pyarrow's errors are ValueError/OSError
             raise DataValidationError(f"cannot prepare histories: {str(exc).splitlines()[0]}", file=str(src)) from None
-        write_manifest(tmp, {"kind": HISTORIES_KIND, "source": key, **manifest})
+        write_manifest(tmp, {"kind": HISTORIES_KIND, "source": key, "dataset_path": _dataset_path(dataset), **manifest})
     for other in root.iterdir():
-        if other.name != final.name:
-            shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink(missing_ok=True)
+        if other.name != final.name and other.is_dir() and _prepared_from(other) == _dataset_path(dataset):
+            shutil.rmtree(other, ignore_errors=True)
     return HistoryStore(final)
+
+
+def _dataset_path(dataset: Dataset) -> str | None:
+    return str(Path(dataset.path).resolve()) if dataset.path is not None else None
+
+
+def _prepared_from(directory: Path) -> str | None:
+    """The dataset path a prepared-histories directory was built from (None: not one of ours, or unknown)."""
+    try:
+        return read_manifest(directory, HISTORIES_KIND).get("dataset_path")
+    except (RecsysError, OSError, ValueError):
+        return None
 
 
 def _build(src: Path, out: Path, bucket_rows: int) -> dict[str, Any]:

@@ -120,6 +120,16 @@ def test_preparation_is_reused_and_rebuilt_when_the_dataset_changes(tmp_path):
     assert store.manifest["source"]["mtime_ns"] == 1
     assert store.read(store.user_ids())["item_id"].sort().equals(swapped["item_id"].sort())
 
+    # what is not an older preparation of this dataset path survives a rebuild: a file the user put there, another
+    # dataset's preparation
+    (root / "notes.txt").write_text("mine")
+    other = _dataset(tmp_path, string_ids=False, users=30, seed=7, name="other")
+    kept = prepare_histories(Dataset.load(other.path, with_interactions=False), root)
+    newer = _dataset(tmp_path, string_ids=False, users=40, seed=6)
+    prepare_histories(Dataset.load(newer.path, with_interactions=False), root)
+    assert sorted(p.name for p in root.iterdir()) == sorted(["notes.txt", kept.path.name, newer.fingerprint])
+    assert (root / "notes.txt").read_text() == "mine"
+
 
 def test_failed_preparation_leaves_the_previous_one_and_no_debris(tmp_path):
     ds = _dataset(tmp_path, string_ids=True)
