@@ -30,7 +30,7 @@ import numpy as np
 from recsys.data.dataset import Dataset
 from recsys.data.types import train_data_fingerprint
 from recsys.evaluation import metrics as M
-from recsys.evaluation.protocol import _COLD, _TEST, _VALIDATION, rank_cases
+from recsys.evaluation.protocol import COLD_OFFSET, TEST_OFFSET, VALIDATION_OFFSET, rank_cases
 from recsys.evaluation.split import cold_start, encode, leave_one_out
 from recsys.models.retriever import RetrieverRecommender, ZeroShotRecommender
 from recsys.retriever import RetrieverTrainingArguments, TwoTowerRetriever
@@ -75,7 +75,7 @@ def _scored_as(model: RetrieverRecommender, settings: dict[str, Any], data: Any 
 
 
 def _ndcg10(model: Any, cases: Any) -> np.ndarray:
-    ranks = rank_cases(model, cases, case_offset=_TEST).ranks
+    ranks = rank_cases(model, cases, case_offset=TEST_OFFSET).ranks
     return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
@@ -106,12 +106,12 @@ def warm_cost(warm: RetrieverRecommender, cases: Any, cold_items: np.ndarray) ->
         per["without"] = _ndcg10(Without(), sub)
         r.args.cold_start = "off"
         per["off"] = _ndcg10(warm, sub)
-        out["off_share"] = _metrics(warm, sub, _TEST, cold_items)["cold_share_top10"]
+        out["off_share"] = _metrics(warm, sub, TEST_OFFSET, cold_items)["cold_share_top10"]
         r.args.cold_start = channel
         for sh in WARM_COST_SHIFTS:
             r.args.cold_text_shift = sh
             per[f"shift {sh}"] = _ndcg10(warm, sub)
-            out[f"shift {sh} share"] = _metrics(warm, sub, _TEST, cold_items)["cold_share_top10"]
+            out[f"shift {sh} share"] = _metrics(warm, sub, TEST_OFFSET, cold_items)["cold_share_top10"]
     finally:
         net.known.copy_(known)
         r.args.cold_start, r.args.cold_text_shift = channel, shift
@@ -140,10 +140,10 @@ def run_dataset(
     out: dict[str, Any] = {"dataset": str(path), "users": enc.n_users, "items": enc.n_items, "cold_cases": len(cold.cases)}
     best = max(
         ((ZeroShotRecommender(**g).fit(split.train), g) for g in ZeroShotRecommender.grid),
-        key=lambda mg: _metrics(mg[0], split.validation, _VALIDATION)["NDCG@10"],
+        key=lambda mg: _metrics(mg[0], split.validation, VALIDATION_OFFSET)["NDCG@10"],
     )
     zs = ZeroShotRecommender(**best[1]).fit(split.train)
-    out["zero-shot"] = {"params": best[1], "warm": _metrics(zs, split.test, _TEST), "cold": _metrics(zs.fit(cold.train), cold.cases, _COLD, cold.cold_items)}
+    out["zero-shot"] = {"params": best[1], "warm": _metrics(zs, split.test, TEST_OFFSET), "cold": _metrics(zs.fit(cold.train), cold.cases, COLD_OFFSET, cold.cold_items)}
     say(f"{path.name} zero-shot {out['zero-shot']}")
     trained: dict[str, Any] = {}
     for name, settings in [arm for arm in ARMS if arm[0] in ("before", "after")] if separate else ARMS[:1]:
@@ -165,7 +165,7 @@ def run_dataset(
             warm, coldm = _scored_as(warm, settings, split.train, probes), _scored_as(coldm, settings, cold.train, probes)
         out[f"retriever {name}"] = {
             "settings": settings, "fit_seconds": secs, "val": warm.model_.metrics, "channel": [warm.model_.channel, coldm.model_.channel],
-            "warm": _metrics(warm, split.test, _TEST), "cold": _metrics(coldm, cold.cases, _COLD, cold.cold_items),
+            "warm": _metrics(warm, split.test, TEST_OFFSET), "cold": _metrics(coldm, cold.cases, COLD_OFFSET, cold.cold_items),
         }
         if settings is AFTER:
             in_fit = lambda m: next((h for h in m.model_.history if h.get("stage") == "cold_probe"), None)  # noqa: E731

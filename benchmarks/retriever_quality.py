@@ -21,7 +21,7 @@ import numpy as np
 
 from recsys.data.importers.movielens import import_movielens
 from recsys.evaluation import metrics as M
-from recsys.evaluation.protocol import _COLD, _TEST, _VALIDATION, rank_cases
+from recsys.evaluation.protocol import COLD_OFFSET, TEST_OFFSET, VALIDATION_OFFSET, rank_cases
 from recsys.evaluation.split import cold_start, encode, leave_one_out
 from recsys.models.retriever import RetrieverRecommender, ZeroShotRecommender
 
@@ -67,8 +67,8 @@ def main() -> None:
     row: dict = {"model": a.model, "params": params, "fit_seconds": round(fit_s, 1)}
     if a.model == "retriever":
         row["training"] = model.model_.metrics
-    row["validation"] = _metrics(rank_cases(model, split.validation, case_offset=_VALIDATION))
-    res = rank_cases(model, split.test, case_offset=_TEST)
+    row["validation"] = _metrics(rank_cases(model, split.validation, case_offset=VALIDATION_OFFSET))
+    res = rank_cases(model, split.test, case_offset=TEST_OFFSET)
     row["test"] = _metrics(res, enc.n_items)
     row["score_seconds"] = round(res.seconds, 2)
     say(json.dumps(row))
@@ -81,7 +81,7 @@ def main() -> None:
         t = time.perf_counter()
         cm.fit(cs.train, None)
         row["cold_fit_seconds"] = round(time.perf_counter() - t, 1)
-        row["cold"] = _metrics(rank_cases(cm, cs.cases, case_offset=_COLD))
+        row["cold"] = _metrics(rank_cases(cm, cs.cases, case_offset=COLD_OFFSET))
         say(json.dumps({"cold": row["cold"], "cold_fit_seconds": row["cold_fit_seconds"]}))
     if a.out:
         with open(a.out, "a") as f:

@@ -18,7 +18,7 @@ from recsys.models import Recommender, get_model_class
 
 METRIC_KEYS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "MRR@10", "coverage@10", "cold_HR@10", "cold_HR@20", "cold_NDCG@10", "AUC")
 #: offsets that give every case family its own tie keys (validation, test and cold cases never share keys)
-_VALIDATION, _TEST, _COLD = 0, 1 << 40, 2 << 40
+VALIDATION_OFFSET, TEST_OFFSET, COLD_OFFSET = 0, 1 << 40, 2 << 40
 
 Progress = Callable[[str], None]
 
@@ -109,7 +109,7 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, progress: Progress 
             params = {**point, **fixed}
             model = cls(**params)
             fit_s = _fit(model, split.train, split.validation)
-            res = rank_cases(model, split.validation, case_offset=_VALIDATION, seed=settings.seed, batch_size=settings.batch_size)
+            res = rank_cases(model, split.validation, case_offset=VALIDATION_OFFSET, seed=settings.seed, batch_size=settings.batch_size)
             ndcg = M.ranking_metrics(res.ranks)[0]["NDCG@10"]
             trials.append({"params": params, "NDCG@10": ndcg, "fit_seconds": round(fit_s, 3)})
             say(f"{name} {params}: validation NDCG@10 {ndcg:.4f} ({fit_s:.1f}s)")
@@ -123,7 +123,7 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, progress: Progress 
         else:
             final = tuned
             fit_s = next(t["fit_seconds"] for t in trials if t["params"] == params)
-        res = rank_cases(final, split.test, case_offset=_TEST, seed=settings.seed, batch_size=settings.batch_size)
+        res = rank_cases(final, split.test, case_offset=TEST_OFFSET, seed=settings.seed, batch_size=settings.batch_size)
         means, errs = M.ranking_metrics(res.ranks)
         covered = np.unique(res.top10[res.top10 >= 0])
         means["coverage@10"] = len(covered) / enc.n_items
@@ -131,7 +131,7 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, progress: Progress 
         if cold is not None:
             cold_model = cls(**{**params, **tuned.params_without_validation()})
             _fit(cold_model, cold.train, None)
-            cres = rank_cases(cold_model, cold.cases, case_offset=_COLD, seed=settings.seed, batch_size=settings.batch_size)
+            cres = rank_cases(cold_model, cold.cases, case_offset=COLD_OFFSET, seed=settings.seed, batch_size=settings.batch_size)
             cm, ce = M.ranking_metrics(cres.ranks)
             for k in ("HR@10", "HR@20", "NDCG@10"):
                 means[f"cold_{k}"] = cm[k]

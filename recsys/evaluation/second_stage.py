@@ -16,7 +16,7 @@ import numpy as np
 from recsys.data.dataset import Dataset
 from recsys.data.types import Cases, TrainData
 from recsys.evaluation import metrics as M
-from recsys.evaluation.protocol import _TEST, rank_cases
+from recsys.evaluation.protocol import TEST_OFFSET, rank_cases
 from recsys.evaluation.split import encode, leave_one_out
 from recsys.models.base import Recommender
 from recsys.models.pipeline import PipelineRecommender
@@ -57,7 +57,7 @@ def second_stage_report(dataset: Dataset, params: dict[str, Any] | None = None, 
     out: dict[str, Any] = {"test_cases": len(split.test), "fit_seconds": round(fit_s, 1)}
     per_case = {}
     for name, m in (("retriever", _RetrieverOnly(model)), ("pipeline", model)):
-        res = rank_cases(m, split.test, case_offset=_TEST, seed=seed)
+        res = rank_cases(m, split.test, case_offset=TEST_OFFSET, seed=seed)
         means, errs = M.ranking_metrics(res.ranks)
         out[name] = {"NDCG@10": means["NDCG@10"], "NDCG@10_se": errs["NDCG@10"], "HR@10": means["HR@10"], "HR@10_se": errs["HR@10"]}
         per_case[name] = _ndcg10(res.ranks)
