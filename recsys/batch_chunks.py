@@ -124,7 +124,7 @@ def _rank_top(
     out_items = np.empty((n, k), dtype=items.dtype)
     out_items[:] = items[:, :1] if items.shape[1] else 0
     rank = np.full((n, k), np.nan, dtype=np.float32)
-    ids = service.catalogue_ids
+    ids = service.rank_ids  # the run's catalogue, then items added to the index after the ranking run
     for r, ranking in enumerate(rankings):
         m = len(ranking.items)
         ranked_ids = ids.gather(ranking.items).to_numpy() if m else np.zeros(0, dtype=items.dtype)

@@ -99,6 +99,7 @@ class RetrieveStage:
     rerank: bool = True  # with a [ranker] stage: rank the top `candidates` (and its other sources') with it
     candidates: int | None = None  # default: the ranking run's depth
     explain: bool = False
+    verb: str | None = None  # what an interaction is in the reasons; default: from the dataset (watched, bought, picked)
 
 
 @dataclass
@@ -220,7 +221,7 @@ def _run_retrieve(s: RetrieveStage, ctx: dict[str, Any], log: Log) -> str:
     from recsys.service.retrieval import RetrievalService
 
     rerank = ctx.get("ranker") if s.rerank else None
-    service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"], rerank_run=rerank, rerank_depth=s.candidates)
+    service = RetrievalService.open(ctx["index"], dataset_dir=ctx["dataset"], rerank_run=rerank, rerank_depth=s.candidates, verb=s.verb)
     users = [service.dataset.user_id_from_text(u) for u in s.users] or service.histories.user_ids.sort().head(3).to_list()
     context = parse_context(s.context)
     results = []

@@ -58,6 +58,7 @@ def retrieve(
     rerank: Annotated[Path | None, typer.Option("--rerank", help="Ranking run (from `recsys train ranker`): rank the retriever's top --candidates together with its other sources' candidates.", envvar="RECSYS_RERANK_RUN")] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="How many retrieved items the ranker reads (default and most: the run's depth).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show why: the ranker's reasons (feature contributions) and the history items behind each item.")] = False,
+    verb: Annotated[str | None, typer.Option("--verb", help="What an interaction is in the ranker's reasons ('you watched X'); default: from the dataset (watched, bought, else picked).", envvar="RECSYS_EXPLAIN_VERB")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendations as JSON.")] = False,
 ) -> None:
     """Recommend k items: encode the user (history + context), search the index, drop items already seen, and with
@@ -65,7 +66,7 @@ def retrieve(
     from recsys.context import parse_context
     from recsys.service.retrieval import RetrievalService
 
-    service = RetrievalService.open(index, dataset_dir=dataset, run_dir=run, rerank_run=rerank, rerank_depth=candidates)
+    service = RetrievalService.open(index, dataset_dir=dataset, run_dir=run, rerank_run=rerank, rerank_depth=candidates, verb=verb)
     user_id = service.dataset.user_id_from_text(user) if user is not None else None
     hist = [service.dataset.item_id_from_text(x.strip()) for x in history.split(",") if x.strip()] if history else None
     ctx = parse_context(context)

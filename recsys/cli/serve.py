@@ -48,6 +48,7 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     config: Annotated[Path | None, typer.Option("--config", help="TOML whose [serve] table sets the request limits (docs/serving.md).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a limit: field=value, e.g. --set max_candidates=100 (repeatable). RECSYS_SERVE__FIELD env vars also override.")] = None,
+    verb: Annotated[str | None, typer.Option("--verb", help="What an interaction is in the ranker's reasons ('you watched X'); default: from the dataset (watched, bought, else picked).", envvar="RECSYS_EXPLAIN_VERB")] = None,
 ) -> None:
     """Serve recommendations over HTTP: /recommend, /items, /health, /ready, /metrics, /docs; POST /admin/reload
     swaps in another index when $RECSYS_ADMIN_TOKEN is set."""
@@ -69,6 +70,10 @@ def serve(
         raise RecsysError(f"ranking run {rerank} does not exist (train one with `recsys train ranker`)")
     if rerank_depth is not None and rerank_depth < 1:
         raise RecsysError(f"--rerank-depth must be at least 1, got {rerank_depth}")
+    if verb is not None:  # read by RetrievalService in this process and in every worker
+        from recsys.ltr.explain import VERB_ENV, interaction_verb
+
+        os.environ[VERB_ENV] = interaction_verb(override=verb)
     from recsys.serving.settings import load_serve_settings
 
     settings = load_serve_settings(config, set_ or [])

@@ -3,13 +3,19 @@
 Each feature belongs to one reason group (a source, text similarity, an attribute affinity, the request context,
 popularity, ratings); a recommendation's groups are summed, and its strongest positive groups are rendered with the
 data behind them: "you watched Toy Story" (the history item the candidate co-occurs with or resembles most),
-"often watched after Heat" (co-occurrence), "you often pick Drama" (affinity), "popular on tv in the evening"
-(context lifts), "popular lately". Rendering only touches the recommendations being explained.
+"often watched after Heat" (co-occurrence), "its description matches what you watched lately, like Heat" (the text
+cross-encoder), "you often pick Drama" (affinity), "popular on tv in the evening" (context lifts), "popular lately".
+Rendering only touches the recommendations being explained.
+
+The verb follows the catalogue (``interaction_verb``): "watched" for films, "bought" for products, a neutral "picked"
+when the dataset does not say, or whatever the caller sets.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import Any
 
 import numpy as np
@@ -17,13 +23,47 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.data.types import Cases
+from recsys.errors import RecsysError
+from recsys.ltr.cross import COLUMN as CROSS_COLUMN
 from recsys.ltr.features import TIME_OF_DAY
 from recsys.ltr.ranker import LearnedRanker
 from recsys.ltr.sources import CooccurrenceScores
 
 
+#: the verb when neither the caller nor the dataset says what an interaction is
+DEFAULT_VERB = "picked"
+#: environment variable that overrides the verb for every path (retrieve, serve, batch, workflow)
+VERB_ENV = "RECSYS_EXPLAIN_VERB"
+#: dataset source format (the manifest's ``source.format``, up to its first '-') -> what an interaction is
+FORMAT_VERBS = {"movielens": "watched", "amazon": "bought", "demo": "bought"}
+#: for other formats (a table import): words in the source's name or file paths -> what an interaction is
+NAME_VERBS = {r"movielens|movie|film|imdb|ml-\d": "watched", r"amazon|product|shop|retail": "bought"}
+
+
+def interaction_verb(source: dict[str, Any] | None = None, *, override: str | None = None) -> str:
+    """The past-tense verb of an interaction in reasons ("you watched Heat", "often bought after ..."): ``override``
+    (or the ``RECSYS_EXPLAIN_VERB`` environment variable), else the dataset's kind from its manifest ``source``
+    (MovieLens -> watched; Amazon reviews and the demo's product catalogue -> bought; a table import by the words
+    of its name and file paths, ``NAME_VERBS``), else ``DEFAULT_VERB``."""
+    given = override if override is not None else os.environ.get(VERB_ENV) or None
+    if given is not None:
+        verb = given.strip()
+        if not re.fullmatch(r"[A-Za-z][A-Za-z' -]{0,29}", verb):
+            raise RecsysError(f"explanation verb {given!r} (--verb or {VERB_ENV}): give a past-tense verb of letters, e.g. 'watched', 'bought'")
+        return verb
+    source = source or {}
+    fmt = str(source.get("format") or "").lower().split("-", 1)[0]
+    if fmt in FORMAT_VERBS:
+        return FORMAT_VERBS[fmt]
+    files = source.get("files")
+    words = " ".join([str(source.get("name") or ""), *(map(str, files.values()) if isinstance(files, dict) else [])]).lower()
+    return next((v for pattern, v in NAME_VERBS.items() if re.search(pattern, words)), DEFAULT_VERB)
+
+
 def feature_group(name: str, sources: list[str]) -> str:
     """The reason group of a feature column."""
+    if name == CROSS_COLUMN:
+        return "cross"
     for s in sources:
         if name in (f"{s}_score", f"{s}_rank"):
             return f"source:{s}"
@@ -46,13 +86,14 @@ def contributions(ranker: LearnedRanker, frame: pl.DataFrame) -> np.ndarray:
 
 
 def explain(
-    ranker: LearnedRanker, cases: Cases, *, top: int = 10, reasons: int = 3, verb: str = "watched", names: pl.Series | None = None
+    ranker: LearnedRanker, cases: Cases, *, top: int = 10, reasons: int = 3, verb: str = DEFAULT_VERB, names: pl.Series | None = None
 ) -> pl.DataFrame:
     """The ``top`` recommendations of each case with their reasons.
 
     Columns: ``case``, ``rank`` (1 = best), ``item`` (catalogue index), ``score`` (ranker margin), ``reasons``
     (list of sentences, strongest first) and ``contributions`` (feature -> contribution, for machines).
-    ``names``: item display names by catalogue index (default: the catalogue's ``title`` or ``item_id``)."""
+    ``names``: item display names by catalogue index (default: the catalogue's ``title`` or ``item_id``); ``verb``:
+    what an interaction is (``interaction_verb`` of the dataset's manifest source)."""
     frame = ranker.rank_frame(cases)
     frame = (
         frame.sort(["case", "score"], descending=[False, True])
@@ -63,7 +104,7 @@ def explain(
 
 
 def explain_ranked(
-    ranker: LearnedRanker, cases: Cases, frame: pl.DataFrame, *, reasons: int = 3, verb: str = "watched", names: pl.Series | None = None
+    ranker: LearnedRanker, cases: Cases, frame: pl.DataFrame, *, reasons: int = 3, verb: str = DEFAULT_VERB, names: pl.Series | None = None
 ) -> pl.DataFrame:
     """Reasons of already ranked rows (a ``rank_frame`` subset with ``rank``): what ``explain`` and the serving
     stage (``recsys.service.ranking``) render; columns as ``explain``'s, in ``frame``'s row order."""
@@ -133,7 +174,7 @@ class _Renderer:
         hist = self.cases.history.row(self.case[r])[-last:]
         if not len(hist):
             return None
-        if not text and self.co is not None:
+        if not text and self.co is not None and self.item[r] < self.co.shape[1]:  # items added after the run: none
             w = np.asarray(self.co[hist][:, self.item[r]].todense()).ravel()
             if w.max(initial=0) > 0:
                 return self.names[int(hist[int(np.argmax(w))])]
@@ -158,6 +199,9 @@ class _Renderer:
         if kind == "text":
             anchor = self._anchor(r, text=True)
             return (f"similar to {anchor}, which you {self.verb}", anchor) if anchor else (None, None)
+        if kind == "cross":  # the cross-encoder reads the recent history's text against the item's
+            anchor = self._anchor(r, text=True, last=5)
+            return (f"its description matches what you {self.verb} lately, like {anchor}", anchor) if anchor else (None, None)
         if kind == "affinity":
             attr = next((a for a in self.ranker.tables_.attributes if a.name == what), None)
             if attr is None:
@@ -188,4 +232,6 @@ class _Renderer:
         return ("popular " + " ".join(parts)) if parts else None
 
 
-__all__ = ["contributions", "explain", "explain_ranked", "feature_group"]
+__all__ = [
+    "DEFAULT_VERB", "FORMAT_VERBS", "NAME_VERBS", "VERB_ENV", "contributions", "explain", "explain_ranked", "feature_group", "interaction_verb",
+]  # fmt: skip

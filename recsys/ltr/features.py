@@ -25,7 +25,7 @@ All work is numpy gathers and polars expressions over the candidate rows; no per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -159,6 +159,91 @@ class FeatureTables:
 
     def context_keys(self) -> list[str]:
         return list(self.context_values)
+
+    #: per-item array fields that ``extend`` pads with a value other than its default (NaN for float arrays, 0 for
+    #: integer ones, False for booleans): no interaction means zero popularity, not an unknown one
+    EXTEND_PAD: ClassVar[dict[str, float]] = {"log_pop": 0.0, "log_pop_recent": 0.0}
+    #: array fields indexed by user, never padded by ``extend``
+    PER_USER_FIELDS: ClassVar[tuple[str, ...]] = ("user_rating",)
+
+    def extend(self, items: pl.DataFrame, *, item_vectors: np.ndarray | None = None) -> "FeatureTables":
+        """A copy whose catalogue has ``items`` appended (rows ``n_items`` onwards): items added to an index after
+        the tables were fitted (``recsys index add-items``), so a served request can rank them.
+
+        The new items have no interactions: popularity 0, first seen missing (item age missing), the item mean rating
+        the shrunk mean of an unrated item (the global mean), item-level context lifts neutral (0); their numeric and
+        categorical attributes come from ``items``' columns (values outside a fitted vocabulary are dropped, so
+        attribute-level lifts and affinities read the values the tables know), and their text vectors are
+        ``item_vectors`` (the same MiniLM as the fitted tables'; required when the tables have vectors).
+
+        Every per-item numpy array field (first axis of length ``n_items``) is padded, so a field added to the class
+        later must be paddable: NaN (missing) for float arrays, 0 for integer ones, or a value named in
+        ``EXTEND_PAD``; per-user arrays are listed in ``PER_USER_FIELDS``. ``extra["names"]`` (display names) gets
+        the items' titles (else their ids)."""
+        import copy
+        import dataclasses
+
+        m, n = items.height, self.n_items
+        if S.ITEM_ID not in items.columns:
+            raise RecsysError(f"items to add need an '{S.ITEM_ID}' column, got {items.columns}")
+        if self.item_vectors is not None and (item_vectors is None or item_vectors.shape != (m, self.item_vectors.shape[1])):
+            got = None if item_vectors is None else item_vectors.shape
+            raise RecsysError(f"the tables have text vectors: give {m} item vectors of dimension {self.item_vectors.shape[1]}, got {got}")
+        out = copy.copy(self)
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "item_vectors" or f.name in self.PER_USER_FIELDS or not isinstance(v, np.ndarray) or v.ndim == 0 or v.shape[0] != n:
+                continue
+            setattr(out, f.name, _pad_rows(v, m, self.EXTEND_PAD.get(f.name)))
+        if self.item_rating is not None:
+            out.item_rating[n:] = _unrated_mean(self.item_rating, self.log_pop)
+        out.n_items = n + m
+        column = lambda c: items[c].cast(pl.Float64, strict=False).to_numpy() if c in items.columns else np.full(m, np.nan)  # noqa: E731
+        out.numeric = {c: np.concatenate([v, column(c).astype(v.dtype)]) for c, v in self.numeric.items()}
+        out.attributes = [_extend_attribute(a, items) for a in self.attributes]
+        out.lifts = {k: (np.pad(v, ((0, 0), (0, m))) if k[1] == "item" else v) for k, v in self.lifts.items()}
+        if self.item_vectors is not None:
+            out.item_vectors = np.concatenate([self.item_vectors, np.asarray(item_vectors, dtype=self.item_vectors.dtype)])
+        out.extra = dict(self.extra)
+        names = self.extra.get("names")
+        if names is not None:
+            title = items["title"].cast(pl.String) if "title" in items.columns else pl.Series([None] * m, dtype=pl.String)
+            added = title.fill_null(items[S.ITEM_ID].cast(pl.String)).fill_null("?")
+            out.extra["names"] = pl.concat([pl.Series(names).cast(pl.String), added.rename(pl.Series(names).name)])
+        return out
+
+
+def _pad_rows(values: np.ndarray, m: int, pad: float | None) -> np.ndarray:
+    """``values`` with ``m`` rows appended: ``pad``, else NaN (float), 0 (integer) or False (bool)."""
+    if pad is None:
+        pad = np.nan if np.issubdtype(values.dtype, np.floating) else (False if values.dtype == bool else 0)
+    return np.concatenate([values, np.full((m, *values.shape[1:]), pad, dtype=values.dtype)])
+
+
+def _unrated_mean(item_rating: np.ndarray, log_pop: np.ndarray, prior: float = 5.0) -> float:
+    """The mean rating ``fit`` gives an item without ratings (the global mean), recovered from the shrunk item means:
+    sum_i mean_i (count_i + prior) = global mean x sum_i (count_i + prior), with ``fit``'s prior of 5."""
+    w = np.expm1(log_pop.astype(np.float64)) + prior
+    return float((item_rating.astype(np.float64) * w).sum() / w.sum()) if len(w) else float("nan")
+
+
+def _extend_attribute(a: Attribute, items: pl.DataFrame) -> Attribute:
+    """``a`` with one row per item of ``items`` (their values in ``a``'s vocabulary; others dropped)."""
+    m = items.height
+    if a.name in items.columns and m:
+        col = items[a.name]
+        lists = items.select(pl.concat_list(pl.col(a.name)).alias(a.name))[a.name] if col.dtype != pl.List(pl.String) else col
+        lists = lists.cast(pl.List(pl.String), strict=False)
+        mapping = {v: i for i, v in enumerate(a.values)}
+        row = np.repeat(np.arange(m), lists.list.len().fill_null(0).clip(1, None).to_numpy())
+        codes = lists.explode().replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+        keep = codes >= 0
+        new = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (row[keep], codes[keep])), shape=(m, len(a.values)))
+        new.sum_duplicates()
+        new.data[:] = 1.0
+    else:
+        new = sp.csr_matrix((m, len(a.values)), dtype=np.float32)
+    return Attribute(a.name, a.values, sp.vstack([a.matrix.tocsr(), new], format="csr"), a.single)
 
 
 def _epoch_seconds(col: pl.Series) -> np.ndarray:
@@ -333,7 +418,8 @@ def _row_dot(matrix: sp.csr_matrix, item: np.ndarray, table: np.ndarray, row: np
         np.cumsum(nnz, out=offsets[1:])
         cols = m.indices[np.repeat(starts - offsets[:-1], nnz) + np.arange(offsets[-1])]
         vals = table[np.repeat(row[sl], nnz), cols]
-        s = np.add.reduceat(vals, offsets[:-1]) if len(vals) else np.zeros(len(item[sl]))
+        # a trailing 0: an item without values at the chunk's end has offset len(vals), outside reduceat's range
+        s = np.add.reduceat(np.append(vals, 0.0), offsets[:-1]) if len(vals) else np.zeros(len(item[sl]))
         s = np.where(nnz > 0, s, 0.0)
         out[sl] = s / np.maximum(nnz, 1) if mean else s
     if mean:

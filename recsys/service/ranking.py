@@ -6,7 +6,8 @@ history, the retriever's top ``depth`` candidates with their scores (from the in
 retriever), its context and what must not be recommended; the stage adds the other sources' candidates (EASE,
 co-occurrence, popularity), builds their features with ``recsys.ltr.features``, scores them with the LightGBM model
 and, on demand, renders ``pred_contrib`` reasons (``recsys.ltr.explain``). Items are catalogue rows (the dataset's
-item order, which is also the retriever run's catalogue).
+item order, which is also the retriever run's catalogue), then the rows of items added to the index after the run
+(``add_items``: ranked like the others, with the features their columns and text give).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import polars as pl
 from recsys.data import schema as S
 from recsys.data.types import Cases, Sequences
 from recsys.errors import ManifestMismatchError, RecsysError
+from recsys.ltr.explain import DEFAULT_VERB, interaction_verb
 from recsys.ltr.ranker import KIND, LearnedRanker
 from recsys.manifest import read_manifest
 
@@ -57,9 +59,11 @@ class Ranking:
 
 
 class RankingStage:
-    """A loaded ranking run bound to one retriever model and dataset (checked by fingerprint at ``open``)."""
+    """A loaded ranking run bound to one retriever model and dataset (checked by fingerprint at ``open``).
 
-    def __init__(self, ranker: LearnedRanker, *, run_dir: Path | str | None = None, verb: str = "watched") -> None:
+    ``verb``: what an interaction is in the reasons ("you watched Heat"; ``recsys.ltr.explain.interaction_verb``)."""
+
+    def __init__(self, ranker: LearnedRanker, *, run_dir: Path | str | None = None, verb: str = DEFAULT_VERB) -> None:
         given = ranker.given_sources
         if len(given) != 1:
             raise RecsysError(f"a ranking stage needs exactly one retriever source in its run, found {given or 'none'} (train it with `recsys train ranker`)")
@@ -67,23 +71,56 @@ class RankingStage:
         self.retriever_source = given[0]
         self.depth = next(s.depth for s in ranker.specs if s.key == self.retriever_source)
         self.n_items = int(ranker.n_items_)
+        self.run_items = self.n_items  # the ranking run's own catalogue; rows above it were added (``add_items``)
         self.source_names = [s.key for s in ranker.specs]
         user_ids = ranker.tables_.extra.get("user_ids")
         self._users = None if user_ids is None else pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)), "__u": np.arange(len(user_ids), dtype=np.int64)})
 
     @classmethod
-    def open(cls, run_dir: Path | str, *, retriever_fingerprint: str | None = None, dataset_fingerprint: str | None = None) -> "RankingStage":
-        """Load a ``recsys train ranker`` run; refuse one built on another retriever model or dataset."""
+    def open(
+        cls, run_dir: Path | str, *, retriever_fingerprint: str | None = None, dataset_fingerprint: str | None = None, verb: str | None = None
+    ) -> "RankingStage":
+        """Load a ``recsys train ranker`` run; refuse one built on another retriever model or dataset. ``verb``
+        defaults to the one of the dataset the run was built on (its manifest's source; ``interaction_verb``)."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise RecsysError(f"ranking run {run_dir} does not exist (train one with `recsys train ranker DATASET --retriever RUN --out {run_dir}`)")
-        built_on = (read_manifest(run_dir, KIND).get("dataset") or {}).get("fingerprint")
+        dataset = read_manifest(run_dir, KIND).get("dataset") or {}
+        built_on = dataset.get("fingerprint")
         if dataset_fingerprint is not None and built_on is not None and built_on != dataset_fingerprint:
             raise ManifestMismatchError(
                 f"ranking run {run_dir} was built on dataset {built_on}, but the index serves dataset {dataset_fingerprint}: "
                 f"rebuild it with `recsys train ranker DATASET --retriever RUN --out {run_dir}`"
             )
-        return cls(LearnedRanker.load(run_dir, retriever_fingerprint=retriever_fingerprint), run_dir=run_dir)
+        if verb is None:
+            verb = interaction_verb(_dataset_source(dataset.get("path")))
+        return cls(LearnedRanker.load(run_dir, retriever_fingerprint=retriever_fingerprint), run_dir=run_dir, verb=verb)
+
+    def add_items(self, items: pl.DataFrame) -> np.ndarray:
+        """Make items the run has never seen rankable (``recsys index add-items`` after ``recsys train ranker``):
+        ``items`` (the dataset's item columns; ``item_id`` and text fields at least) become rows ``n_items``
+        onwards. Their features come from ``FeatureTables.extend`` (no interactions: popularity 0, age missing;
+        attributes from their columns; text vectors from their text by the MiniLM the tables used), the sources
+        fitted on the run's interactions cannot score them (not proposed, score missing), the retriever's score comes
+        with the request, and a cross-encoder feature embeds their text. Returns their rows."""
+        from recsys.ltr.ranker import catalogue_vectors
+
+        m = items.height
+        rows = np.arange(self.n_items, self.n_items + m, dtype=np.int64)
+        if m == 0:
+            return rows
+        ranker = self.ranker
+        vectors = catalogue_vectors(items) if ranker.tables_.item_vectors is not None else None
+        ranker.tables_ = ranker.tables_.extend(items, item_vectors=vectors)
+        if ranker.cross_ is not None:
+            _extend_cross_encoder(ranker.cross_, items)
+        for name, src in list(ranker.serving_.items()):
+            if name != self.retriever_source:
+                wrapped = src if isinstance(src, _WithAddedItems) else _WithAddedItems(src, self.run_items)
+                wrapped.n_items = self.n_items + m
+                ranker.serving_[name] = wrapped
+        self.n_items = ranker.n_items_ = self.n_items + m
+        return rows
 
     @property
     def fingerprint(self) -> str:
@@ -160,6 +197,53 @@ class RankingStage:
             context = pl.concat(contexts, how="diagonal_relaxed")
         users = np.asarray([q.user for q in requests], dtype=np.int64)
         return Cases(users, hist, np.zeros(n, dtype=np.int32), excl, context, None)
+
+
+class _WithAddedItems:
+    """A source fitted on the run's catalogue of ``run_items`` items, over a catalogue with items added after it:
+    it cannot score them (``-inf``: not proposed, score missing), and reads only the histories' run items."""
+
+    def __init__(self, inner: Any, run_items: int) -> None:
+        self.inner, self.run_items, self.name = inner, run_items, getattr(inner, "name", "source")
+        self.n_items = run_items
+
+    def score(self, cases: Cases) -> np.ndarray:
+        h = cases.history
+        if len(h.items) and h.items.max() >= self.run_items:
+            keep = h.items < self.run_items
+            rows = np.repeat(np.arange(len(cases)), np.diff(h.indptr))
+            lengths = np.bincount(rows[keep], minlength=len(cases))
+            indptr = np.zeros(len(cases) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=indptr[1:])
+            known = Sequences(indptr, h.items[keep])
+            cases = Cases(cases.users, known, cases.targets, cases.exclude, cases.context, cases.ratings)
+        s = np.asarray(self.inner.score(cases), dtype=np.float32)
+        return np.pad(s, ((0, 0), (0, self.n_items - s.shape[1])), constant_values=-np.inf)
+
+    def params_without_validation(self) -> dict[str, Any]:
+        return self.inner.params_without_validation()
+
+
+def _extend_cross_encoder(model: Any, items: pl.DataFrame) -> None:
+    """Append ``items``' text vectors to a cross-encoder's catalogue (it scores items by their text)."""
+    from recsys.reranker.model import ITEM
+
+    texts = model.render_items(items)
+    model.item_vectors_ = np.concatenate([model.item_vectors_, model.encode(texts, ITEM)])
+    if getattr(model, "item_texts_", None) is not None:
+        model.item_texts_ = [*model.item_texts_, *texts]
+    if getattr(model, "history_texts_", None) is not None:
+        model.history_texts_ = [*model.history_texts_, *model.history_texts(items)]
+
+
+def _dataset_source(path: str | None) -> dict[str, Any] | None:
+    """The ``source`` of the dataset manifest at ``path`` (None when it is gone or unreadable)."""
+    if not path:
+        return None
+    try:
+        return read_manifest(Path(path)).get("source")
+    except (RecsysError, OSError, ValueError):
+        return None
 
 
 def _sequences(rows: Sequence[np.ndarray]) -> Sequences:

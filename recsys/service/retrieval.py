@@ -60,6 +60,8 @@ class RetrievalService:
         self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
         self._titles = self._title_table()
         self.ranker = ranker  # a recsys.service.ranking.RankingStage, or None (retrieve only)
+        # the ranker's catalogue: the run's, then items added to the index after it (``attach_ranker``)
+        self.rank_ids, self._rank_lookup = self.catalogue_ids, self._cat_lookup
         self._profiles = None
         if dataset.users is not None:
             self._profiles = dataset.users.with_columns(pl.col(S.USER_ID).cast(dataset.interactions.schema[S.USER_ID], strict=False))
@@ -75,13 +77,15 @@ class RetrievalService:
         rerank_run: Path | str | None = None,
         rerank_depth: int | None = None,
         histories: bool = True,
+        verb: str | None = None,
     ) -> "RetrievalService":
         """Load the index, its retriever run and dataset (recorded in the index unless given); with ``rerank_run``, also
         the ranking run (``recsys train ranker``) that ranks the retriever's top ``rerank_depth`` (default: the run's
         depth) with its other candidate sources.
 
         ``histories=False`` skips the interactions entirely (batch scoring reads each chunk's histories lazily);
-        ``recommend`` for stored users then needs them, so retrieve and serve keep the default."""
+        ``recommend`` for stored users then needs them, so retrieve and serve keep the default. ``verb``: what an
+        interaction is in the ranker's reasons (default: from the dataset, ``recsys.ltr.explain.interaction_verb``)."""
         index = ItemIndex.load(index_dir, device=device)
         run = run_dir or index.metadata.get("run")
         data = dataset_dir or index.metadata.get("dataset")
@@ -91,21 +95,43 @@ class RetrievalService:
             raise RecsysError(f"index {index_dir} does not record its dataset; pass --dataset")
         service = cls(index, Path(run), Dataset.load(data, with_interactions=histories), histories=histories)
         if rerank_run is not None:
-            service.attach_ranker(rerank_run, depth=rerank_depth)
+            service.attach_ranker(rerank_run, depth=rerank_depth, verb=verb)
         return service
 
-    def attach_ranker(self, run_dir: Path | str, *, depth: int | None = None) -> Any:
+    def attach_ranker(self, run_dir: Path | str, *, depth: int | None = None, verb: str | None = None) -> Any:
         """Load a ranking run built on this service's retriever model and dataset (refused otherwise) and rank with it;
-        ``depth`` lowers how many retrieved items it reads (never above the depth it was trained with)."""
+        ``depth`` lowers how many retrieved items it reads (never above the depth it was trained with); ``verb``
+        overrides the dataset's in the reasons. Items added to the index after the run (``recsys index add-items``)
+        are added to the stage (``RankingStage.add_items``), so they are ranked among the others."""
+        from recsys.ltr.explain import interaction_verb
         from recsys.service.ranking import RankingStage
 
-        stage = RankingStage.open(run_dir, retriever_fingerprint=self.run_manifest["fingerprint"], dataset_fingerprint=self.dataset.fingerprint)
+        stage = RankingStage.open(
+            run_dir, retriever_fingerprint=self.run_manifest["fingerprint"], dataset_fingerprint=self.dataset.fingerprint,
+            verb=interaction_verb(self.dataset.manifest.get("source"), override=verb),
+        )  # fmt: skip
         if depth is not None:
             if not 1 <= depth <= stage.depth:
                 raise RecsysError(f"rank depth must be 1-{stage.depth} (the depth ranking run {run_dir} was trained with), got {depth}")
             stage.depth = int(depth)
+        added = self.added_items()
+        stage.add_items(added)
+        self.rank_ids = pl.concat([self.catalogue_ids, added[S.ITEM_ID].cast(self.catalogue_ids.dtype)])
+        self._rank_lookup = pl.DataFrame({S.ITEM_ID: self.rank_ids, "__cat": np.arange(len(self.rank_ids), dtype=np.int32)})
         self.ranker = stage
         return stage
+
+    def added_items(self) -> pl.DataFrame:
+        """Items in the index that the retriever run's catalogue lacks (added by ``recsys index add-items``), with
+        the fields the index recorded for them, in the dataset's item columns (missing ones null)."""
+        items = self.dataset.items
+        recorded = self.index.metadata.get("added_items", {})
+        ids = [self.dataset.item_id_from_text(k) if isinstance(k, str) else k for k in recorded]
+        fields = list(recorded.values())
+        known = set(self.catalogue_ids.to_list())
+        keep = [j for j, i in enumerate(ids) if i not in known and i in self.index]
+        values = {c: [ids[j] if c == S.ITEM_ID else fields[j].get(c) for j in keep] for c in items.columns}
+        return pl.DataFrame([pl.Series(c, values[c], dtype=t, strict=False) for c, t in items.schema.items()])
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _title_table(self) -> dict[Any, str]:
@@ -249,11 +275,12 @@ class RetrievalService:
         retrieval = scores[0][finite].astype(float)
         ranked: list[Recommendation] = []
         if rerank:
+            seen_rows = self._catalogue_rows(seen)
             ranking = self.rank_requests(
-                [hist_idx], [items[:depth]], [retrieval[:depth]], full_ctx, exclude=[self.to_catalogue(seen)],
+                [hist_idx], [items[:depth]], [retrieval[:depth]], full_ctx, exclude=[seen_rows[seen_rows >= 0]],
                 users=[user_id], explain=explain, top=k,
             )[0]  # fmt: skip
-            ids_ranked = self.catalogue_ids.gather(ranking.items).to_list() if len(ranking.items) else []
+            ids_ranked = self.rank_ids.gather(ranking.items).to_list() if len(ranking.items) else []
             for j, (item, score, cos) in enumerate(zip(ids_ranked, ranking.scores, ranking.retrieval)):
                 reasons: dict[str, Any] = {"sources": ranking.sources[j]}
                 if ranking.reasons is not None:
@@ -285,8 +312,9 @@ class RetrievalService:
         top: int | None = None,
     ) -> list[Any]:
         """``RankingStage.rank`` for requests in raw ids: histories as catalogue rows, each request's retrieved raw item
-        ids with their scores (items outside the catalogue dropped), one context row per request. Shared by
-        ``recommend`` and batch scoring."""
+        ids with their scores (items the ranker's catalogue lacks dropped; items added to the index after the ranking
+        run are in it), one context row per request; ranked items are rows of ``rank_ids``. Shared by ``recommend``
+        and batch scoring."""
         from recsys.service.ranking import RankRequest
 
         rows = self.ranker.user_rows(list(users)) if users is not None else np.full(len(histories), -1)
@@ -301,8 +329,8 @@ class RetrievalService:
         return self.ranker.rank(requests, explain=explain, top=top)
 
     def _catalogue_rows(self, item_ids: Sequence[Any]) -> np.ndarray:
-        """Catalogue row per raw item id, -1 for ids the catalogue lacks (order and length kept)."""
+        """Row in the ranker's catalogue (``rank_ids``) per raw item id, -1 for ids it lacks (order and length kept)."""
         if len(item_ids) == 0:
             return np.zeros(0, dtype=np.int64)
         q = pl.DataFrame({S.ITEM_ID: pl.Series(list(item_ids)).cast(self.catalogue_ids.dtype, strict=False)})
-        return q.join(self._cat_lookup, on=S.ITEM_ID, how="left", maintain_order="left")["__cat"].fill_null(-1).to_numpy().astype(np.int64)
+        return q.join(self._rank_lookup, on=S.ITEM_ID, how="left", maintain_order="left")["__cat"].fill_null(-1).to_numpy().astype(np.int64)

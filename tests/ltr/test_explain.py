@@ -8,7 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.ltr.explain import contributions, explain, feature_group
+import recsys.ltr.explain as explain_module
+from recsys.errors import RecsysError
+from recsys.ltr.cross import COLUMN as CROSS
+from recsys.ltr.explain import DEFAULT_VERB, VERB_ENV, contributions, explain, feature_group, interaction_verb
 from recsys.ltr.ranker import LearnedRanker, LTRSettings
 from tests.ltr.synthetic import context_rule_split
 
@@ -44,8 +47,9 @@ def test_reasons_name_the_context_and_history(fitted):
     for case, first in zip(ctx["case"].to_list(), ctx["first"].to_list()):
         assert first.startswith(f"popular on {devices[case]}")
     names = set(split.encoded.dataset.items["title"].to_list())
-    history_reasons = [s for rs in out["reasons"].to_list() for s in rs if s.startswith(("you watched", "often watched after"))]
+    history_reasons = [s for rs in out["reasons"].to_list() for s in rs if s.startswith(("you picked", "often picked after"))]
     assert history_reasons and all(s.split(" ", 2 if s.startswith("you") else 3)[-1] in names for s in history_reasons)
+    assert not any("watched" in s for rs in out["reasons"].to_list() for s in rs)  # the data does not say what it is
     contrib = json.loads(out["contributions"][0])
     assert contrib and all(k in ranker.feature_names_ for k in contrib)
 
@@ -55,6 +59,32 @@ def test_feature_groups():
     assert feature_group("lift_device_format", ["ease"]) == "context"
     assert feature_group("affinity_genres", []) == "affinity:genres"
     assert feature_group("history_length", []) == "other"
+    assert feature_group(CROSS, ["ease"]) == "cross"
+
+
+def test_the_verb_follows_the_catalogue(monkeypatch):
+    monkeypatch.delenv(VERB_ENV, raising=False)
+    assert interaction_verb({"name": "movielens-100k", "format": "movielens"}) == "watched"
+    assert interaction_verb({"name": "Office_Products_5", "format": "amazon-2018"}) == "bought"
+    assert interaction_verb({"name": "demo", "format": "demo"}) == "bought"
+    office = {"name": "interactions", "format": "table", "files": {"interactions": "/data/amazon-office/interactions.csv"}}
+    assert interaction_verb(office) == "bought"
+    assert interaction_verb({"name": "events", "format": "table", "files": {"interactions": "/data/clicks.csv"}}) == DEFAULT_VERB == "picked"
+    assert interaction_verb(None) == "picked"
+    assert interaction_verb({"format": "movielens"}, override="rated") == "rated"
+    monkeypatch.setenv(VERB_ENV, "viewed")
+    assert interaction_verb({"format": "movielens"}) == "viewed"
+    assert interaction_verb({"format": "movielens"}, override="rented") == "rented"
+    with pytest.raises(RecsysError, match="explanation verb.*--verb"):
+        interaction_verb(override="<b>x</b>")
+
+
+def test_the_verb_is_used_in_every_history_reason(fitted):
+    split, ranker = fitted
+    out = explain(ranker, split.test.take(np.arange(20)), top=5, verb="bought")
+    said = [s for rs in out["reasons"].to_list() for s in rs]
+    assert any(s.startswith(("you bought", "often bought after")) for s in said)
+    assert not any("picked" in s or "watched" in s for s in said)
 
 
 def test_a_history_item_is_named_once_per_recommendation(fitted):
@@ -63,5 +93,46 @@ def test_a_history_item_is_named_once_per_recommendation(fitted):
     split, ranker = fitted
     out = explain(ranker, split.test.take(np.arange(20)), top=5, reasons=4)
     for reasons in out["reasons"].to_list():
-        named = [m for s in reasons for m in re.findall(r"(?:you watched |after |like |similar to )(thing \d+)", s)]
+        named = [m for s in reasons for m in re.findall(r"(?:you picked |after |like |similar to )(thing \d+)", s)]
         assert len(named) == len(set(named)), reasons
+
+
+CROSS_SETTINGS = {
+    "sources": [{"kind": "ease", "depth": 30, "params": {"l2": 10.0}}, {"kind": "popularity", "depth": 30}],
+    "min_child_samples": 10, "n_estimators": 30, "threads": 1,
+    "cross_encoder": dict(max_length=24, history_items=3, positives_per_user=1, negatives=5, hard_pool=10, batch_size=16, max_steps=3,
+                          warmup_steps=1, cpu_budget_s=None, threads=2),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_cross_encoder_has_its_own_reason(monkeypatch):
+    """A ranker with the (tiny, real) cross-encoder feature: its contribution is its own group, rendered as a reason
+    naming one of the last five history items, not lumped into "other"."""
+    split = context_rule_split(users=120, items=30, length=8)
+    ranker = LearnedRanker(LTRSettings.from_dict(CROSS_SETTINGS)).fit(split.train, split.validation)
+    assert CROSS in ranker.feature_names_
+    cases = split.test.take(np.arange(6))
+    out = explain(ranker, cases, top=3, verb="watched")  # the real contributions: rendered without error
+    assert out.height == 18 and all(isinstance(s, str) and s for rs in out["reasons"].to_list() for s in rs)
+    j = ranker.feature_names_.index(CROSS)
+
+    def cross_only(r, frame):  # every feature but the cross-encoder neutral: its reason must come first
+        c = np.zeros((frame.height, len(r.feature_names_) + 1))
+        c[:, j] = 1.0
+        return c
+
+    # an item added after the run is scored by its text: a copy of item 0 scores as item 0 does
+    from recsys.service.ranking import _extend_cross_encoder
+
+    n = len(ranker.cross_.item_vectors_)
+    _extend_cross_encoder(ranker.cross_, split.encoded.dataset.items[:1].with_columns(item_id=pl.lit(999)))
+    hist = [cases.history.row(0)]
+    np.testing.assert_allclose(ranker.cross_.score(hist, np.array([0, 0]), np.array([0, n])), ranker.cross_.score(hist, np.array([0, 0]), np.array([0, 0])), rtol=1e-5)
+    monkeypatch.setattr(explain_module, "contributions", cross_only)
+    out = explain(ranker, cases, top=3, verb="watched")
+    titles = split.encoded.dataset.items["title"].to_list()
+    for case, reasons in zip(out["case"].to_list(), out["reasons"].to_list()):
+        recent = {titles[i] for i in cases.history.row(case)[-5:]}
+        assert len(reasons) == 1 and reasons[0].startswith("its description matches what you watched lately, like "), reasons
+        assert reasons[0].removeprefix("its description matches what you watched lately, like ") in recent
