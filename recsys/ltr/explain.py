@@ -175,9 +175,10 @@ class _Renderer:
         if not len(hist):
             return None
         if not text and self.co is not None and self.item[r] < self.co.shape[1]:  # items added after the run: none
-            w = np.asarray(self.co[hist][:, self.item[r]].todense()).ravel()
+            known = hist[hist < self.co.shape[0]]
+            w = np.asarray(self.co[known][:, self.item[r]].todense()).ravel()
             if w.max(initial=0) > 0:
-                return self.names[int(hist[int(np.argmax(w))])]
+                return self.names[int(known[int(np.argmax(w))])]
         if self.vectors is not None:
             sims = self.vectors[hist] @ self.vectors[self.item[r]]
             return self.names[int(hist[int(np.argmax(sims))])]

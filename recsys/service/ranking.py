@@ -208,20 +208,22 @@ class _WithAddedItems:
         self.n_items = run_items
 
     def score(self, cases: Cases) -> np.ndarray:
-        h = cases.history
-        if len(h.items) and h.items.max() >= self.run_items:
-            keep = h.items < self.run_items
-            rows = np.repeat(np.arange(len(cases)), np.diff(h.indptr))
-            lengths = np.bincount(rows[keep], minlength=len(cases))
-            indptr = np.zeros(len(cases) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=indptr[1:])
-            known = Sequences(indptr, h.items[keep])
-            cases = Cases(cases.users, known, cases.targets, cases.exclude, cases.context, cases.ratings)
-        s = np.asarray(self.inner.score(cases), dtype=np.float32)
+        known = Cases(cases.users, self._known(cases.history), cases.targets, self._known(cases.exclude), cases.context, cases.ratings)
+        s = np.asarray(self.inner.score(known), dtype=np.float32)
         return np.pad(s, ((0, 0), (0, self.n_items - s.shape[1])), constant_values=-np.inf)
 
     def params_without_validation(self) -> dict[str, Any]:
         return self.inner.params_without_validation()
+
+    def _known(self, seq: Sequences) -> Sequences:
+        """``seq`` without the added items (rows from ``run_items`` on); itself when it has none."""
+        if not len(seq.items) or seq.items.max() < self.run_items:
+            return seq
+        keep = seq.items < self.run_items
+        rows = np.repeat(np.arange(len(seq.indptr) - 1), np.diff(seq.indptr))
+        indptr = np.zeros(len(seq.indptr), dtype=np.int64)
+        np.cumsum(np.bincount(rows[keep], minlength=len(seq.indptr) - 1), out=indptr[1:])
+        return Sequences(indptr, seq.items[keep])
 
 
 def _extend_cross_encoder(model: Any, items: pl.DataFrame) -> None:

@@ -126,6 +126,8 @@ class RetrievalService:
         the fields the index recorded for them, in the dataset's item columns (missing ones null)."""
         items = self.dataset.items
         recorded = self.index.metadata.get("added_items", {})
+        if not recorded:
+            return items.clear()
         ids = [self.dataset.item_id_from_text(k) if isinstance(k, str) else k for k in recorded]
         fields = list(recorded.values())
         known = set(self.catalogue_ids.to_list())

@@ -61,6 +61,19 @@ def test_added_items_are_ranked_among_the_others(added):
     assert any(r.item_id not in set(NEW) for r in ranked[last_new + 1 :])
 
 
+def test_an_added_item_in_a_history_or_exclude_is_read_safely_and_never_recommended(added):
+    from recsys.service.ranking import RankRequest
+
+    root, index_dir, user, new, _ = added
+    svc = RetrievalService.open(index_dir, rerank_run=root / "rank")
+    recs = svc.recommend(user, k=60, history=[NEW[1]], exclude=[NEW[0]], context={"timestamp": WHEN}, explain=True)
+    assert len(recs) == 60 and not {r.item_id for r in recs} & set(NEW[:2])
+    stage, n = svc.ranker, svc.ranker.run_items
+    hist = np.array([0, 1, n + 1])  # the stage itself takes added rows in a history
+    ranking = stage.rank([RankRequest(hist, np.array([n + 2, 5]), np.array([0.6, 0.5]), exclude=np.array([n]))], explain=True)[0]
+    assert n + 2 in ranking.items and not {n, n + 1} & set(ranking.items.tolist()) and len(ranking.reasons) == len(ranking.items)
+
+
 def test_the_added_items_features_come_from_their_columns_and_text(added):
     root, index_dir, _, new, originals = added
     svc = RetrievalService.open(index_dir, rerank_run=root / "rank")
