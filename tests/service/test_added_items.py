@@ -114,6 +114,8 @@ def test_cli_and_http_rank_added_items_and_say_bought(added):
     assert any(" viewed" in s for s in said) and not any("bought" in s for s in said)
     bad = runner.invoke(app, [*args, "--explain", "--verb", "<script>"])
     assert bad.exit_code == 2 and "explanation verb" in bad.output
+    bad = runner.invoke(app, ["serve", "-i", str(index_dir), "--rerank", str(root / "rank"), "--verb", "<script>"])
+    assert bad.exit_code == 2 and "explanation verb" in bad.output  # refused before the server starts
     with TestClient(create_app(index_dir, rerank_run=root / "rank")) as client:
         r = client.post("/recommend", json={"user_id": user, "k": 500, "explain": True, "context": {"timestamp": WHEN}})
         assert r.status_code == 200, r.text
