@@ -25,6 +25,7 @@ from recsys.data.types import Cases, Sequences
 from recsys.errors import ManifestMismatchError, RecsysError
 from recsys.ltr.ranker import KIND, LearnedRanker
 from recsys.manifest import read_manifest
+from recsys.service.ids import IdLookup
 
 
 @dataclass
@@ -69,7 +70,7 @@ class RankingStage:
         self.n_items = int(ranker.n_items_)
         self.source_names = [s.key for s in ranker.specs]
         user_ids = ranker.tables_.extra.get("user_ids")
-        self._users = None if user_ids is None else pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)), "__u": np.arange(len(user_ids), dtype=np.int64)})
+        self._users = None if user_ids is None else IdLookup(pl.Series(S.USER_ID, list(user_ids)))
 
     @classmethod
     def open(cls, run_dir: Path | str, *, retriever_fingerprint: str | None = None, dataset_fingerprint: str | None = None) -> "RankingStage":
@@ -98,8 +99,7 @@ class RankingStage:
         """Row of each raw user id in the run's training data (-1 for users it has not seen)."""
         if self._users is None or not len(user_ids):
             return np.full(len(user_ids), -1, dtype=np.int64)
-        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)).cast(self._users.schema[S.USER_ID], strict=False)})
-        return q.join(self._users, on=S.USER_ID, how="left", maintain_order="left")["__u"].fill_null(-1).to_numpy()
+        return self._users.rows(user_ids)
 
     def rank(self, requests: Sequence[RankRequest], *, explain: bool = False, top: int | None = None) -> list[Ranking]:
         """Rank every request's candidates (its retriever's plus the other sources'), best first; ``top`` cuts each
