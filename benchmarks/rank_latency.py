@@ -1,12 +1,15 @@
 """What the learned ranking stage adds to a served request: p50/p90 latency retrieve-only and ranked at several
 depths, measured interleaved per user (same users, same machine state), in-process (``RetrievalService.recommend``)
-and over HTTP (the FastAPI app through its test client, so no network), with the raw libraries beside them: a bare
-FAISS search of a user vector and a bare LightGBM ``Booster.predict`` of the ranked rows.
+and over HTTP (the FastAPI app through its test client, so no network; 1 torch/FAISS thread per request, as
+``recsys serve`` defaults to), with the raw libraries beside them: a bare FAISS search of a user vector and a bare
+LightGBM ``Booster.predict`` of the ranked rows.
 
 The models are trained briefly on demo data (latency depends on sizes, not on accuracy): 2,000 users, 1,000 items,
 a flat index, the ranking run's default sources (the retriever, EASE, co-occurrence, popularity).
 
-    python benchmarks/rank_latency.py [--users 200 --depths 25,50,100 --repeats 3 --no-http]
+    python benchmarks/rank_latency.py [--users 200 --depths 25,50,100 --repeats 3 --no-http --workdir DIR]
+
+``--workdir`` keeps the trained models and reuses them on later runs (setup is minutes; the timed part is not).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="passes over the users; figures are medians over passes")
     ap.add_argument("--http", action=argparse.BooleanOptionalAction, default=True, help="also through the FastAPI app")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the trained models here and reuse them on the next run (default: a temporary folder)")
     args = ap.parse_args()
 
     import faiss
@@ -69,11 +73,13 @@ def main() -> None:
     import torch
 
     from recsys.context import context_frame
+    from recsys.data.dataset import Dataset
     from recsys.data.demo import generate_demo
     from recsys.index.build import build_index
     from recsys.ltr.run import train_ranking_run
     from recsys.retriever.config import RetrieverTrainingArguments
     from recsys.retriever.run import train_run
+    from recsys.service.ranking import RankingStage
     from recsys.service.retrieval import RetrievalService
 
     torch.set_num_threads(1)
@@ -81,13 +87,17 @@ def main() -> None:
     depths = [int(d) for d in args.depths.split(",")]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="rank-latency-") as tmp:
-        tmp = Path(tmp)
-        ds, src = generate_demo(users=2000, items=1000, seed=0)
-        ds = ds.save(tmp / "ds", source=src)
+        tmp = args.workdir or Path(tmp)
         t0 = time.perf_counter()
-        train_run(ds, tmp / "run", RetrieverTrainingArguments(epochs=1, max_steps=30, cold_start="text"))
-        build_index(tmp / "run", ds, tmp / "index")
-        fit = train_ranking_run(ds, tmp / "run", tmp / "ranker", depth=max(depths))
+        fit: dict = {"fit_seconds": None}  # None: the models of --workdir were reused
+        if not (tmp / "ranker").is_dir() or RankingStage.open(tmp / "ranker").depth < max(depths):
+            ds, src = generate_demo(users=2000, items=1000, seed=0)
+            ds = ds.save(tmp / "ds", source=src, overwrite=True)
+            train_run(ds, tmp / "run", RetrieverTrainingArguments(epochs=1, max_steps=30, cold_start="text"))
+            build_index(tmp / "run", ds, tmp / "index", overwrite=True)
+            fit = train_ranking_run(ds, tmp / "run", tmp / "ranker", depth=max(depths), overwrite=True)
+        else:
+            ds = Dataset.load(tmp / "ds")
         setup_s = time.perf_counter() - t0
         svc = RetrievalService.open(tmp / "index", rerank_run=tmp / "ranker")
         rng = np.random.default_rng(0)
@@ -108,7 +118,7 @@ def main() -> None:
             from recsys.serving import create_app
 
             q = ",".join(f"{k}={v}" for k, v in ctx.items())
-            with TestClient(create_app(tmp / "index", rerank_run=tmp / "ranker")) as client:
+            with TestClient(create_app(tmp / "index", rerank_run=tmp / "ranker", threads=1)) as client:  # as `recsys serve`
 
                 def get(u, **params):
                     r = client.get(f"/recommend/{u}", params={"k": args.k, "context": q or None, **params})

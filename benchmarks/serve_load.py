@@ -9,7 +9,8 @@
    cost depends on the vector count and dimension only. ``--rerank-depths`` also fits a ranking run (``recsys train ranker``).
 2. Starts ``recsys.cli.serve.serve`` in a subprocess on a free loopback port, waits for ``/ready``.
 3. Per concurrency level: GET /recommend/{user} (known users, k=20) with an httpx.AsyncClient, p50/p99 latency,
-   throughput, errors; then new users by profile text (POST); ranked GETs at concurrency 1.
+   throughput, errors; then new users by profile text (POST); ranked GETs at concurrency 1, each user asked
+   retrieve-only then ranked back to back (added p50 per user and the p50 ratio against retrieve-only).
 4. Server RSS before/after ``--rss-requests`` requests; a hot reload in the middle of a load at concurrency 8:
    every request must succeed.
 
@@ -189,6 +190,7 @@ async def load(base: str, concurrency: int, requests: list[tuple[str, str, dict 
         "p99_ms": float(np.percentile(lat, 99)),
         "rps": len(latencies) / wall,
         "errors": sum(n for code, n in statuses.items() if code != 200),
+        "latencies_ms": lat.round(3).tolist(),  # in completion order (issue order at concurrency 1)
         "statuses": statuses,
         "fingerprints": sorted(f for f in fingerprints if f),
         "extra": extra,
@@ -209,7 +211,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="Server's torch/FAISS threads (0 = library default).")
     p.add_argument("--index-items", type=int, default=0, help="Pad the index to this many vectors (random unit vectors beyond the demo items).")
     p.add_argument("--rerank-depths", default="", help="e.g. 20,50: also serve with a ranking run of the largest depth and time ranked GETs at each.")
-    p.add_argument("--rerank-requests", type=int, default=10)
+    p.add_argument("--rerank-requests", type=int, default=10, help="Users per depth; each is asked retrieve-only, then ranked.")
     p.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -243,13 +245,18 @@ def main() -> None:
             results["profile"].append(r)
             print(f"POST c={c:>2} (profile): p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  {r['rps']:6.1f} req/s  errors {r['errors']}", flush=True)
 
-        for d in depths:
-            reqs = [("GET", f"/recommend/{rng.choice(users)}?k=20&rerank=true&candidates={d}", None) for _ in range(args.rerank_requests)]
-            asyncio.run(load(base, 1, reqs[:2]))  # warm-up of this depth
-            r = asyncio.run(load(base, 1, reqs))
-            r["depth"] = d
+        for d in depths:  # each user retrieve-only then ranked, back to back: the ranked p50 against retrieve-only in the same run
+            picked = [rng.choice(users) for _ in range(args.rerank_requests)]
+            reqs = [("GET", f"/recommend/{u}?k=20{tail}", None) for u in picked for tail in ("&rerank=false", f"&rerank=true&candidates={d}")]
+            asyncio.run(load(base, 1, reqs[:4]))  # warm-up of this depth
+            pairs = asyncio.run(load(base, 1, reqs))
+            lat = np.asarray(pairs["latencies_ms"]).reshape(-1, 2)
+            r = {**pairs, "depth": d, "requests": len(lat), "p50_ms": float(np.percentile(lat[:, 1], 50)), "p99_ms": float(np.percentile(lat[:, 1], 99)),
+                 "rps": len(lat) / (lat[:, 1].sum() / 1000), "retrieve_p50_ms": float(np.percentile(lat[:, 0], 50)),
+                 "added_p50_ms": float(np.median(lat[:, 1] - lat[:, 0])), "ratio_p50": float(np.percentile(lat[:, 1], 50) / np.percentile(lat[:, 0], 50))}  # fmt: skip
             results["rerank"].append(r)
-            print(f"GET  c= 1 rerank {d:>3} candidates: p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  {r['rps']:6.2f} req/s  errors {r['errors']}", flush=True)
+            print(f"GET  c= 1 rerank {d:>3} candidates: p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  (retrieve-only p50 {r['retrieve_p50_ms']:.1f} ms, "
+                  f"added p50 {r['added_p50_ms']:.1f} ms, ratio {r['ratio_p50']:.2f})  errors {r['errors']}", flush=True)
 
         rss_before = rss_mib(proc.pid)
         r = asyncio.run(load(base, 8, get(args.rss_requests)))
@@ -285,7 +292,7 @@ def main() -> None:
     print(f"| {'test':<24} | {'conc.':>5} | {'requests':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s':>6} | {'errors':>6} |")
     print(f"|{'-' * 26}|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 8}|")
     rows = [("GET known user (k=20)", r) for r in results["levels"]] + [("POST new user, profile", r) for r in results["profile"]]
-    rows += [(f"GET ranked, {r['depth']} retrieved", r) for r in results["rerank"]]
+    rows += [(f"GET ranked, {r['depth']} retrieved", r) for r in results["rerank"]]  # (rps: of the ranked requests alone)
     rows.append(("GET during reload", results["reload"]))
     for name, r in rows:
         print(f"| {name:<24} | {r['concurrency']:>5} | {r['requests']:>8} | {r['p50_ms']:>7.1f} | {r['p99_ms']:>7.1f} | {r['rps']:>6.1f} | {r['errors']:>6} |")

@@ -27,6 +27,7 @@ from recsys.errors import ManifestMismatchError, RecsysError
 from recsys.ltr.explain import DEFAULT_VERB, interaction_verb
 from recsys.ltr.ranker import KIND, LearnedRanker
 from recsys.manifest import read_manifest
+from recsys.service.ids import IdLookup
 
 
 @dataclass
@@ -74,7 +75,7 @@ class RankingStage:
         self.run_items = self.n_items  # the ranking run's own catalogue; rows above it were added (``add_items``)
         self.source_names = [s.key for s in ranker.specs]
         user_ids = ranker.tables_.extra.get("user_ids")
-        self._users = None if user_ids is None else pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)), "__u": np.arange(len(user_ids), dtype=np.int64)})
+        self._users = None if user_ids is None else IdLookup(pl.Series(S.USER_ID, list(user_ids)))
 
     @classmethod
     def open(
@@ -135,8 +136,7 @@ class RankingStage:
         """Row of each raw user id in the run's training data (-1 for users it has not seen)."""
         if self._users is None or not len(user_ids):
             return np.full(len(user_ids), -1, dtype=np.int64)
-        q = pl.DataFrame({S.USER_ID: pl.Series(list(user_ids)).cast(self._users.schema[S.USER_ID], strict=False)})
-        return q.join(self._users, on=S.USER_ID, how="left", maintain_order="left")["__u"].fill_null(-1).to_numpy()
+        return self._users.rows(user_ids)
 
     def rank(self, requests: Sequence[RankRequest], *, explain: bool = False, top: int | None = None) -> list[Ranking]:
         """Rank every request's candidates (its retriever's plus the other sources'), best first; ``top`` cuts each

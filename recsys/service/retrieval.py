@@ -21,6 +21,7 @@ from recsys.data.dataset import Dataset
 from recsys.errors import ManifestMismatchError, RecsysError
 from recsys.index import ItemIndex
 from recsys.service.histories import UserHistories
+from recsys.service.ids import IdLookup
 
 
 @dataclass
@@ -57,7 +58,7 @@ class RetrievalService:
         self.dataset = dataset
         # batch scoring opens the service without histories and reads them per chunk (recsys.service.histories)
         self.histories: UserHistories | None = UserHistories(dataset, self.catalogue_ids) if histories else None
-        self._cat_lookup = pl.DataFrame({S.ITEM_ID: self.catalogue_ids, "__cat": np.arange(len(self.catalogue_ids), dtype=np.int32)})
+        self._cat_lookup = IdLookup(self.catalogue_ids)
         self._titles = self._title_table()
         self.ranker = ranker  # a recsys.service.ranking.RankingStage, or None (retrieve only)
         # the ranker's catalogue: the run's, then items added to the index after it (``attach_ranker``)
@@ -117,7 +118,7 @@ class RetrievalService:
         added = self.added_items()
         stage.add_items(added)
         self.rank_ids = pl.concat([self.catalogue_ids, added[S.ITEM_ID].cast(self.catalogue_ids.dtype)])
-        self._rank_lookup = pl.DataFrame({S.ITEM_ID: self.rank_ids, "__cat": np.arange(len(self.rank_ids), dtype=np.int32)})
+        self._rank_lookup = IdLookup(self.rank_ids)
         self.ranker = stage
         return stage
 
@@ -148,11 +149,8 @@ class RetrievalService:
 
     def to_catalogue(self, item_ids: Sequence[Any]) -> np.ndarray:
         """Catalogue indices of raw item ids the model knows (unknown ones dropped, order kept)."""
-        if len(item_ids) == 0:
-            return np.zeros(0, dtype=np.int32)
-        q = pl.DataFrame({S.ITEM_ID: pl.Series(list(item_ids)).cast(self.catalogue_ids.dtype, strict=False)})
-        idx = q.join(self._cat_lookup, on=S.ITEM_ID, how="left", maintain_order="left")["__cat"].drop_nulls()
-        return idx.to_numpy().astype(np.int32)
+        rows = self._cat_lookup.rows(item_ids)
+        return rows[rows >= 0].astype(np.int32)
 
     @property
     def context_columns(self) -> list[str]:
@@ -332,7 +330,4 @@ class RetrievalService:
 
     def _catalogue_rows(self, item_ids: Sequence[Any]) -> np.ndarray:
         """Row in the ranker's catalogue (``rank_ids``) per raw item id, -1 for ids it lacks (order and length kept)."""
-        if len(item_ids) == 0:
-            return np.zeros(0, dtype=np.int64)
-        q = pl.DataFrame({S.ITEM_ID: pl.Series(list(item_ids)).cast(self.catalogue_ids.dtype, strict=False)})
-        return q.join(self._rank_lookup, on=S.ITEM_ID, how="left", maintain_order="left")["__cat"].fill_null(-1).to_numpy().astype(np.int64)
+        return self._rank_lookup.rows(item_ids)

@@ -19,6 +19,7 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from recsys.serving.settings import ServeSettings
+from recsys.serving.state import use_compute_threads
 
 T = TypeVar("T")
 
@@ -99,6 +100,7 @@ class RerankGate:
 
 
 def _call(work: Callable[[], T], flag: StopFlag) -> T:
+    use_compute_threads()
     token = _CURRENT.set(flag)
     try:
         return work()

@@ -180,12 +180,34 @@ def reclaim_memory() -> None:
         pass
 
 
+#: The ``threads`` of :func:`set_compute_threads` (None: not set, libraries keep their defaults).
+_COMPUTE_THREADS: int | None = None
+_THREAD_SETTING = threading.local()
+
+
 def set_compute_threads(n: int) -> None:
     """Intra-op threads of torch and FAISS (OpenMP) for this process. Serving parallelises across requests, so 1
-    is usually best: on a busy machine, per-request thread teams spin and wait for each other."""
+    is usually best: on a busy machine, per-request thread teams spin and wait for each other.
+
+    Both libraries keep the count per thread (FAISS's is an OpenMP per-thread setting; torch reads its global one
+    into each thread once), so it holds on this thread, on threads started later (torch) and on each thread that
+    calls :func:`use_compute_threads`, as every request's worker thread does before its work."""
+    global _COMPUTE_THREADS
+    if n >= 1:
+        _COMPUTE_THREADS = int(n)
+        use_compute_threads()
+
+
+def use_compute_threads() -> None:
+    """Apply :func:`set_compute_threads`'s count to torch and FAISS on the calling thread, once per thread and count.
+    Without it a request thread ran FAISS with OpenMP's default (every core), whose idle team kept spinning after each
+    search and took a core from the event loop (docs/performance.md, "Learned ranking stage latency")."""
+    n = _COMPUTE_THREADS
+    if n is None or getattr(_THREAD_SETTING, "n", None) == n:
+        return
     import faiss
     import torch
 
-    if n >= 1:
-        torch.set_num_threads(int(n))
-        faiss.omp_set_num_threads(int(n))
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    _THREAD_SETTING.n = n

@@ -40,11 +40,3 @@ def test_bad_options_are_recsys_errors(args, message):
     out = CliRunner().invoke(_app(), ["serve", *args])
     assert isinstance(out.exception, RecsysError) and message in str(out.exception)
 
-
-def test_limits_from_a_toml_file_and_the_environment(tmp_path):
-    from recsys.serving.settings import load_serve_settings
-
-    config = tmp_path / "serve.toml"
-    config.write_text("[serve]\nmax_candidates = 64\nrequest_timeout_s = 10\n")
-    s = load_serve_settings(config, ["request_timeout_s=5"], env={"RECSYS_SERVE__RERANK_CONCURRENCY": "2"})
-    assert (s.max_candidates, s.request_timeout_s, s.rerank_concurrency) == (64, 5, 2)

@@ -108,3 +108,34 @@ def test_memory_stays_flat_over_reloads_with_a_ranking_run(ranking_stack, second
     rss = json.loads(proc.stdout.strip().splitlines()[-1])
     growth = rss[-1] - rss[2]
     assert growth < 60, (growth, rss)
+
+
+def test_compute_threads_reach_request_threads():
+    """torch and FAISS keep their thread counts per thread: ``set_compute_threads`` (run on the serving loop's thread)
+    must also hold on the worker thread a request runs on, not leave it at OpenMP's default."""
+    import threading
+
+    import faiss
+    import torch
+
+    from recsys.serving import state
+    from recsys.serving.limits import StopFlag, _call
+
+    def on_new_thread(fn):
+        out = []
+        t = threading.Thread(target=lambda: out.append(fn()))
+        t.start()
+        t.join()
+        return out[0]
+
+    default = on_new_thread(faiss.omp_get_max_threads)
+    wanted = default + 1
+    saved = (state._COMPUTE_THREADS, torch.get_num_threads())
+    try:
+        on_new_thread(lambda: state.set_compute_threads(wanted))  # as the lifespan does, on another thread
+        assert on_new_thread(faiss.omp_get_max_threads) == default  # a plain new thread keeps OpenMP's default
+        request_thread = on_new_thread(lambda: _call(lambda: (faiss.omp_get_max_threads(), torch.get_num_threads()), StopFlag()))
+        assert request_thread == (wanted, wanted)
+    finally:
+        state._COMPUTE_THREADS = saved[0]
+        torch.set_num_threads(saved[1])
