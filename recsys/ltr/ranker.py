@@ -108,7 +108,7 @@ def holdout_split(data: TrainData, holdout: int = 1) -> tuple[TrainData, Cases]:
     kept, labels = ev.filter(~held), ev.filter(held)
     seq = Sequences.from_sorted(kept["u"].to_numpy(), kept["i"].to_numpy(), data.n_users)
     drop = ["__row", "__pos", "__len"]
-    data_a = TrainData(seq, data.n_items, data.items, kept.drop(drop), data.users, data.cold_items)
+    data_a = TrainData(seq, data.n_items, data.items, kept.drop(drop), data.users, data.cold_items, data.synthetic_timestamps)
     starts, pos = data.sequences.indptr[labels["u"].to_numpy()], labels["__pos"].to_numpy()
     indptr = np.zeros(labels.height + 1, dtype=np.int64)
     np.cumsum(pos, out=indptr[1:])
