@@ -1,7 +1,8 @@
 """Quality of the learned second stage (``recsys.ltr``) under ../shared/EVALUATION.md, baselines in the same run.
 
     python benchmarks/ltr_quality.py [--ml data/ml100k] [--skip-demo] [--skip-ml] [--cache /tmp/ltr/cache]
-                                     [--retriever] [--settings '{"holdout": 3}'] [--validation-only] [--json out.json]
+                                     [--retriever] [--settings '{"holdout": 3}'] [--validation-only]
+                                     [--compare '{"features": {}}'] [--json out.json]
 
 MovieLens 100K (all 943 test users): popularity, EASE (l2 100, refit on train + validation), SASRec (every window,
 early-stopped: the very model the ranker uses as a source), and the ranker; NDCG@10 / HR@10 with standard errors,
@@ -9,7 +10,8 @@ the paired difference ranker - baseline (mean and standard error of the per-user
 validation NDCG@10 under full ranking (the figure settings are chosen by; test is never used for that), and the rating AUC
 (rating >= 4 on the test targets) of the ranker's rating model next to popularity's. ``--retriever`` adds the
 two-tower retriever (defaults, early-stopped) as a fifth source and as a baseline row, paired. ``--validation-only``
-fits the MovieLens ranker and prints only its validation figures (for choosing settings; test is not scored). Item-context demo
+fits the MovieLens ranker and prints only its validation figures (for choosing settings; test is not scored).
+``--compare`` adds a second MovieLens ranker (the same settings with these overrides) as a row, paired. Item-context demo
 (``generate_demo(users=1500, items=400, item_context=True)``): the ranker with and without its context features
 (``features.context = false``), paired. Fit seconds: the ranker's own fit in this run and each source's fit as
 recorded when it was first fitted (sources are cached under ``--cache``, keyed by spec and data, so reruns only
@@ -105,7 +107,9 @@ def validation_only(split, settings: dict[str, Any], cache: Path, name: str) -> 
             "ranker_fit_s": round(wall, 1), "ranker_fit_cpu_s": round(cpu, 1), "load_average": os.getloadavg(), "settings": settings}  # fmt: skip
 
 
-def movielens(path: Path, cache: Path, overrides: dict[str, Any], retriever: bool = False, validation: bool = False) -> dict[str, Any]:
+def movielens(
+    path: Path, cache: Path, overrides: dict[str, Any], retriever: bool = False, validation: bool = False, compare: dict[str, Any] | None = None
+) -> dict[str, Any]:
     split = leave_one_out(encode(Dataset.load(path)))
     test = split.test
     settings = {**ML_SETTINGS, **({"sources": [*ML_SOURCES, RETRIEVER]} if retriever else {}), **overrides}
@@ -126,6 +130,9 @@ def movielens(path: Path, cache: Path, overrides: dict[str, Any], retriever: boo
     if "retriever" in ranker.serving_:
         retriever = ranker.serving_["retriever"]
         rows.append(row("two-tower retriever (early-stopped; the ranker's source)", rank_cases(Scored(retriever.score), test, case_offset=TEST_OFFSET).ranks, ref))
+    if compare is not None:  # the same ranker with other settings (e.g. without a feature family), paired
+        other, _, _ = fit_ranker(split, {**settings, **compare}, cache)
+        rows.append(row(f"ltr with {json.dumps(compare)}", rank_cases(Scored(other.score), test, case_offset=TEST_OFFSET).ranks, ref))
     rows.append(row("ltr (LambdaRank over the sources above)", ref))
     labels = test.ratings >= 4
     auc = {"ltr rating model": M.roc_auc(ranker.predict_rating(test), labels), "popularity": M.roc_auc(pop_res.target_scores, labels)}
@@ -175,13 +182,14 @@ def main() -> None:
     p.add_argument("--skip-ml", action="store_true")
     p.add_argument("--skip-demo", action="store_true")
     p.add_argument("--validation-only", action="store_true", help="fit the MovieLens ranker and print only its validation figures")
+    p.add_argument("--compare", help="JSON overrides of a second MovieLens ranker, added as a row paired against the first")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     overrides = json.loads(a.settings)
     results = []
     if not a.skip_ml:
         path = movielens_dataset(a.ml)
-        results.append(movielens(path, a.cache, overrides, a.retriever, a.validation_only))
+        results.append(movielens(path, a.cache, overrides, a.retriever, a.validation_only, json.loads(a.compare) if a.compare else None))
         if a.validation_only:
             r = results[-1]
             print(f"validation NDCG@10 {r['validation_ndcg10']:.4f} ± {r['se']:.4f}, HR@10 {r['HR@10']:.4f}, {r['trees']} trees, ranker fit {r['ranker_fit_s']} s")
