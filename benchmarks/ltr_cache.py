@@ -32,6 +32,8 @@ class CachedSource:
         self.inner = make_source(spec, overrides)
         self.name = self.inner.name
         self.fit_seconds = 0.0
+        self.cpu_seconds: float | None = None  # process CPU seconds of the fit (all threads); None in older cache files
+        self.loaded = False  # fitted in an earlier run, loaded from the cache
 
     def fit(self, data: TrainData, validation: Cases | None = None) -> "CachedSource":
         vkey = data_key(TrainData(validation.history, data.n_items, data.items, data.events)) if validation is not None else "none"
@@ -39,16 +41,17 @@ class CachedSource:
         path = self.cache / f"{self.spec.key}-{key}.pkl"
         if path.is_file():
             with open(path, "rb") as f:
-                self.inner, self.fit_seconds = pickle.load(f)
+                self.inner, self.fit_seconds, *cpu = pickle.load(f)
+            self.cpu_seconds, self.loaded = (cpu[0] if cpu else None), True
             return self
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         self.inner.fit(data, validation)
-        self.fit_seconds = time.perf_counter() - t
+        self.fit_seconds, self.cpu_seconds = time.perf_counter() - t, time.process_time() - c
         self.cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as f:
-                pickle.dump((self.inner, self.fit_seconds), f, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((self.inner, self.fit_seconds, self.cpu_seconds), f, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a fitted model that does not pickle: not cached
             tmp.unlink(missing_ok=True)
             print(f"ltr_cache: {self.spec.key} not cached ({e})", file=sys.stderr)

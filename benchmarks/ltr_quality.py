@@ -1,14 +1,17 @@
 """Quality of the learned second stage (``recsys.ltr``) under ../shared/EVALUATION.md, baselines in the same run.
 
     python benchmarks/ltr_quality.py [--ml data/ml100k] [--skip-demo] [--skip-ml] [--cache /tmp/ltr/cache]
-                                     [--retriever] [--settings '{"holdout": 3}'] [--json out.json]
+                                     [--retriever] [--settings '{"holdout": 3}'] [--validation-only]
+                                     [--compare '{"features": {}}'] [--json out.json]
 
 MovieLens 100K (all 943 test users): popularity, EASE (l2 100, refit on train + validation), SASRec (every window,
 early-stopped: the very model the ranker uses as a source), and the ranker; NDCG@10 / HR@10 with standard errors,
 the paired difference ranker - baseline (mean and standard error of the per-user differences), the ranker's
 validation NDCG@10 under full ranking (the figure settings are chosen by; test is never used for that), and the rating AUC
 (rating >= 4 on the test targets) of the ranker's rating model next to popularity's. ``--retriever`` adds the
-two-tower retriever (defaults, early-stopped) as a fifth source and as a baseline row, paired. Item-context demo
+two-tower retriever (defaults, early-stopped) as a fifth source and as a baseline row, paired. ``--validation-only``
+fits the MovieLens ranker and prints only its validation figures (for choosing settings; test is not scored).
+``--compare`` adds a second MovieLens ranker (the same settings with these overrides) as a row, paired. Item-context demo
 (``generate_demo(users=1500, items=400, item_context=True)``): the ranker with and without its context features
 (``features.context = false``), paired. Fit seconds: the ranker's own fit in this run and each source's fit as
 recorded when it was first fitted (sources are cached under ``--cache``, keyed by spec and data, so reruns only
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -76,23 +80,42 @@ def row(name: str, ranks: np.ndarray, ref: np.ndarray | None = None, **extra: An
     return out
 
 
-def fit_ranker(split, settings: dict[str, Any], cache: Path) -> tuple[LearnedRanker, float, dict[str, float]]:
+def fit_ranker(split, settings: dict[str, Any], cache: Path) -> tuple[LearnedRanker, tuple[float, float], dict[str, Any]]:
+    """The fitted ranker, the wall and process-CPU seconds of its own fit (sources fitted in this run excluded) and,
+    per source, the wall and CPU seconds of its fit (as recorded when it was first fitted; CPU None in older cache
+    files)."""
     factory = caching_factory(cache)
     made: list[Any] = []
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     ranker = LearnedRanker(LTRSettings.from_dict(settings), source_factory=lambda s, o: made.append(factory(s, o)) or made[-1])
-    ranker.fit(split.train, split.validation)
-    wall = time.perf_counter() - t
+    ranker.fit(split.train, split.validation, progress=lambda m: print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}: {m}", flush=True))
+    wall = time.perf_counter() - t - sum(src.fit_seconds for src in made if not src.loaded)
+    cpu = time.process_time() - cpu - sum(src.cpu_seconds or 0.0 for src in made if not src.loaded)
     half = len(made) // 2  # serving sources first, then the label fold's
-    source_fit = {f"{src.name} ({'serving' if i < half else 'label fold'})": round(src.fit_seconds, 1) for i, src in enumerate(made)}
-    return ranker, wall, source_fit
+    source_fit = {
+        f"{src.name} ({'serving' if i < half else 'label fold'})": {"wall_s": round(src.fit_seconds, 1), "cpu_s": None if src.cpu_seconds is None else round(src.cpu_seconds, 1)}
+        for i, src in enumerate(made)
+    }  # fmt: skip
+    return ranker, (wall, cpu), source_fit
 
 
-def movielens(path: Path, cache: Path, overrides: dict[str, Any], retriever: bool = False) -> dict[str, Any]:
+def validation_only(split, settings: dict[str, Any], cache: Path, name: str) -> dict[str, Any]:
+    """The ranker's full-ranking NDCG@10 / HR@10 on the validation cases (what settings are chosen by; test untouched)."""
+    ranker, (wall, cpu), _ = fit_ranker(split, settings, cache)
+    m, e = M.ranking_metrics(rank_cases(Scored(ranker.score), split.validation, case_offset=VALIDATION_OFFSET).ranks)
+    return {"dataset": name, "validation_ndcg10": m["NDCG@10"], "se": e["NDCG@10"], "HR@10": m["HR@10"], "trees": ranker.best_iteration_,
+            "ranker_fit_s": round(wall, 1), "ranker_fit_cpu_s": round(cpu, 1), "load_average": os.getloadavg(), "settings": settings}  # fmt: skip
+
+
+def movielens(
+    path: Path, cache: Path, overrides: dict[str, Any], retriever: bool = False, validation: bool = False, compare: dict[str, Any] | None = None
+) -> dict[str, Any]:
     split = leave_one_out(encode(Dataset.load(path)))
     test = split.test
     settings = {**ML_SETTINGS, **({"sources": [*ML_SOURCES, RETRIEVER]} if retriever else {}), **overrides}
-    ranker, wall, source_fit = fit_ranker(split, settings, cache)
+    if validation:
+        return validation_only(split, settings, cache, "MovieLens 100K")
+    ranker, (wall, ranker_cpu), source_fit = fit_ranker(split, settings, cache)
     ref = rank_cases(Scored(ranker.score), test, case_offset=TEST_OFFSET).ranks
     val_ndcg = float(M.ranking_metrics(rank_cases(Scored(ranker.score), split.validation, case_offset=VALIDATION_OFFSET).ranks)[0]["NDCG@10"])
     pop = Popularity().fit(split.train_full)
@@ -107,11 +130,14 @@ def movielens(path: Path, cache: Path, overrides: dict[str, Any], retriever: boo
     if "retriever" in ranker.serving_:
         retriever = ranker.serving_["retriever"]
         rows.append(row("two-tower retriever (early-stopped; the ranker's source)", rank_cases(Scored(retriever.score), test, case_offset=TEST_OFFSET).ranks, ref))
+    if compare is not None:  # the same ranker with other settings (e.g. without a feature family), paired
+        other, _, _ = fit_ranker(split, {**settings, **compare}, cache)
+        rows.append(row(f"ltr with {json.dumps(compare)}", rank_cases(Scored(other.score), test, case_offset=TEST_OFFSET).ranks, ref))
     rows.append(row("ltr (LambdaRank over the sources above)", ref))
     labels = test.ratings >= 4
     auc = {"ltr rating model": M.roc_auc(ranker.predict_rating(test), labels), "popularity": M.roc_auc(pop_res.target_scores, labels)}
     return {"dataset": "MovieLens 100K", "cases": len(test), "rows": rows, "AUC": auc, "ranker_fit_s": round(wall, 1), "source_fit_s": source_fit,
-            "best_iteration": ranker.best_iteration_, "validation_ndcg10": val_ndcg, "settings": settings}  # fmt: skip
+            "ranker_fit_cpu_s": round(ranker_cpu, 1), "load_average": os.getloadavg(), "best_iteration": ranker.best_iteration_, "validation_ndcg10": val_ndcg, "settings": settings}  # fmt: skip
 
 
 def demo(cache: Path, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -121,10 +147,11 @@ def demo(cache: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     ds = ds.save(Path(tempfile.mkdtemp()) / "demo-ic", source=source)
     split = leave_one_out(encode(ds))
     test = split.test
-    with_ctx, wall, source_fit = fit_ranker(split, {**DEMO_SETTINGS, **overrides}, cache)
+    with_ctx, (wall, _), source_fit = fit_ranker(split, {**DEMO_SETTINGS, **overrides}, cache)
     ref = rank_cases(Scored(with_ctx.score), test, case_offset=TEST_OFFSET).ranks
     val_ndcg = float(M.ranking_metrics(rank_cases(Scored(with_ctx.score), split.validation, case_offset=VALIDATION_OFFSET).ranks)[0]["NDCG@10"])
-    without, wall2, _ = fit_ranker(split, {**DEMO_SETTINGS, **overrides, "features": {"context": False}}, cache)
+    no_context = {**DEMO_SETTINGS, **overrides, "features": {**overrides.get("features", {}), "context": False}}
+    without, (wall2, _), _ = fit_ranker(split, no_context, cache)
     rows = [
         row("popularity", rank_cases(Popularity().fit(split.train_full), test, case_offset=TEST_OFFSET).ranks, ref),
         row("EASE l2=100 (refit)", rank_cases(EASE(l2=100.0).fit(split.train_full), test, case_offset=TEST_OFFSET).ranks, ref),
@@ -154,14 +181,20 @@ def main() -> None:
     p.add_argument("--retriever", action="store_true", help="add the two-tower retriever as a source and a baseline (MovieLens)")
     p.add_argument("--skip-ml", action="store_true")
     p.add_argument("--skip-demo", action="store_true")
+    p.add_argument("--validation-only", action="store_true", help="fit the MovieLens ranker and print only its validation figures")
+    p.add_argument("--compare", help="JSON overrides of a second MovieLens ranker, added as a row paired against the first")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     overrides = json.loads(a.settings)
     results = []
     if not a.skip_ml:
         path = movielens_dataset(a.ml)
-        results.append(movielens(path, a.cache, overrides, a.retriever))
-        show(results[-1])
+        results.append(movielens(path, a.cache, overrides, a.retriever, a.validation_only, json.loads(a.compare) if a.compare else None))
+        if a.validation_only:
+            r = results[-1]
+            print(f"validation NDCG@10 {r['validation_ndcg10']:.4f} ± {r['se']:.4f}, HR@10 {r['HR@10']:.4f}, {r['trees']} trees, ranker fit {r['ranker_fit_s']} s")
+        else:
+            show(results[-1])
     if not a.skip_demo:
         results.append(demo(a.cache, overrides))
         show(results[-1])

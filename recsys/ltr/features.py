@@ -17,7 +17,12 @@ turns merged candidates (``recsys.ltr.sources.merge_candidates``) plus their cas
   history with the candidate's value(s) (affinity), and the attribute's code as a LightGBM categorical feature;
 - request context: hour, weekday, time-of-day bucket and every string context column (device, ...) as categorical
   codes, and their crosses with each attribute and with the item itself as smoothed target encodings: log of
-  P(attribute value | context value) / P(attribute value), counted over the training interactions.
+  P(attribute value | context value) / P(attribute value), counted over the training interactions;
+- with ``windows`` (days): causal popularity at the request's time: the item's training interactions in each window
+  before it (log-scaled), its share of all interactions in that window, each shorter window's trend against the
+  longest, and the days since the item's last interaction; with ``user_gap``: days since the user's last training
+  interaction. Only interactions strictly before the request time count (never the request's own or later ones);
+  a request after the end of the training data is counted as at its end (the tables know nothing later).
 
 All work is numpy gathers and polars expressions over the candidate rows; no per-row Python.
 """
@@ -56,6 +61,10 @@ class FeatureSettings:
     text_similarity: bool = True
     context: bool = True
     gaps: bool = False
+    #: causal time-window popularity features, window lengths in days (empty = off); see ``TimeIndex``
+    windows: tuple[float, ...] = ()
+    #: days since the user's last training interaction before the request
+    user_gap: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FeatureSettings":
@@ -63,6 +72,11 @@ class FeatureSettings:
         known = set(cls.__dataclass_fields__)
         if set(d) - known:
             raise RecsysError(f"unknown feature settings: {sorted(set(d) - known)} (known: {sorted(known)})")
+        windows = d.get("windows", ())
+        if not isinstance(windows, (list, tuple)) or not all(isinstance(w, (int, float)) and w > 0 for w in windows):
+            raise RecsysError(f"features.windows must be a list of positive day counts, got {windows!r}")
+        if windows:
+            d["windows"] = tuple(sorted({float(w) for w in windows}))
         return cls(**d)
 
 
@@ -88,6 +102,54 @@ class Attribute:
 
 
 @dataclass
+class TimeIndex:
+    """Interactions sorted by (key, time) as one int64 array ``key * span + (second - origin)``, so the number of a
+    key's interactions before a time, or the time of its last one, is one ``np.searchsorted`` for any batch of
+    (key, time) pairs. A key outside 0..n_keys-1 (an item added after the run, an unknown user) has no interactions:
+    nothing to pad when the catalogue grows."""
+
+    keys: np.ndarray  # int64, sorted
+    seconds: np.ndarray  # int64 second of each interaction, same order
+    origin: int
+    span: int  # > every (second - origin) + 1
+    timeline: np.ndarray  # int64 seconds of every interaction, sorted (all keys together)
+
+    @classmethod
+    def build(cls, key: np.ndarray, seconds: np.ndarray) -> "TimeIndex":
+        sec = np.floor(np.asarray(seconds, dtype=np.float64)).astype(np.int64)
+        origin = int(sec.min()) if len(sec) else 0
+        span = int(sec.max()) - origin + 2 if len(sec) else 2
+        if (int(key.max(initial=0)) + 2) * span >= 2**62:
+            raise RecsysError(f"time index: {int(key.max()) + 1} keys over {span} seconds overflow int64")
+        k = np.asarray(key, dtype=np.int64) * span + (sec - origin)
+        order = np.argsort(k, kind="stable")
+        return cls(k[order], sec[order], origin, span, np.sort(sec))
+
+    def position(self, key: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """Index of ``key``'s first interaction in a second >= ``floor(seconds)`` (its count of earlier ones, plus
+        every interaction of smaller keys). NaN ``seconds`` = after everything."""
+        sec = np.where(np.isnan(seconds), np.inf, np.floor(seconds))
+        q = np.clip(sec - self.origin, 0, self.span - 1).astype(np.int64)
+        k = np.asarray(key, dtype=np.int64)
+        k = np.where(k < 0, -1, k)  # keys far below 0 must not wrap
+        return np.searchsorted(self.keys, k * self.span + q, side="left")
+
+    def count(self, key: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """``key``'s interactions in seconds [floor(start), floor(end))."""
+        return (self.position(key, end) - self.position(key, start)).astype(np.float64)
+
+    def total(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Interactions of every key in seconds [floor(start), floor(end))."""
+        return (np.searchsorted(self.timeline, np.floor(end), side="left") - np.searchsorted(self.timeline, np.floor(start), side="left")).astype(np.float64)
+
+    def last_before(self, key: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Second of ``key``'s last interaction before floor(``end``) (NaN with none)."""
+        p = self.position(key, end)
+        has = p > self.position(key, np.full(len(p), -np.inf))
+        return np.where(has, self.seconds[np.maximum(p - 1, 0)].astype(np.float64), np.nan)
+
+
+@dataclass
 class FeatureTables:
     """Statistics of one training set that ``build_features`` reads (fitted once per first-stage fold)."""
 
@@ -105,6 +167,10 @@ class FeatureTables:
     user_rating: np.ndarray | None = None
     item_vectors: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the training interactions by (item, time) and (user, time), for the ``windows`` / ``user_gap`` features (None = off);
+    #: keyed by row, so items added after the run read as never interacted with: no padding needed
+    item_times: TimeIndex | None = None
+    user_times: TimeIndex | None = None
 
     @classmethod
     def fit(cls, data: TrainData, settings: FeatureSettings | None = None, *, item_vectors: np.ndarray | None = None) -> "FeatureTables":
@@ -151,10 +217,13 @@ class FeatureTables:
                 for a in attributes:
                     per_value = per_item @ a.matrix.toarray().astype(np.float64)  # values x attribute values
                     lifts[(key, a.name)] = _lift(per_value, st.smoothing)
+        timed = S.TIMESTAMP in ev.columns and ev.height > 0 and not data.synthetic_timestamps  # row order is no clock
         return cls(
             st, n, np.log1p(counts).astype(np.float32), np.log1p(recent).astype(np.float32), first,
             float(ts.max()) if len(ts) else 0.0, numeric, attributes, context_values, lifts, item_rating, user_rating,
             item_vectors if st.text_similarity else None,
+            item_times=TimeIndex.build(items, ts) if timed and st.windows else None,
+            user_times=TimeIndex.build(ev["u"].to_numpy(), ts) if timed and st.user_gap else None,
         )  # fmt: skip
 
     def context_keys(self) -> list[str]:
@@ -403,6 +472,8 @@ def build_features(candidates: pl.DataFrame, cases: Cases, tables: FeatureTables
         cols["text_sim_max"], cols["text_sim_mean"] = smax, smean
     if tables.settings.gaps:
         cols.update(_gaps(tables, cases, item, case))
+    if getattr(tables, "item_times", None) is not None or getattr(tables, "user_times", None) is not None:
+        cols.update(_time_windows(tables, cases, per_case["request_time"], item, case))
     return out.hstack([pl.Series(k, v) for k, v in cols.items()])
 
 
@@ -446,6 +517,37 @@ def _gaps(tables: FeatureTables, cases: Cases, item: np.ndarray, case: np.ndarra
         out[f"item_{name}_gap"] = (values[item] - _recent_mean(values, cases, recent)[case]).astype(np.float32)
     if tables.item_vectors is not None:
         out["text_sim_last"] = _text_similarity(tables.item_vectors, cases, item, case, 1)[0]
+    return out
+
+
+def _time_windows(tables: FeatureTables, cases: Cases, request_time: np.ndarray, item: np.ndarray, case: np.ndarray) -> dict[str, np.ndarray]:
+    """Causal popularity at the request time (``windows``) and the user's gap (``user_gap``): only training
+    interactions in seconds strictly before the request's count; a request after the training data (or with no
+    time) is counted as just after its last interaction."""
+    end = np.fmin(request_time, tables.last_time + 1.0)
+    end = np.where(np.isnan(end), tables.last_time + 1.0, end)
+    out: dict[str, np.ndarray] = {}
+    idx = getattr(tables, "item_times", None)
+    if idx is not None:
+        windows = tables.settings.windows
+        t = end[case]
+        counts = {}
+        for w in windows:
+            start = t - w * 86400.0
+            c = idx.count(item, start, t)
+            everything = idx.total(start, t)
+            counts[w] = c
+            label = f"{w:g}d"
+            out[f"pop_{label}"] = np.log1p(c).astype(np.float32)
+            out[f"share_{label}"] = (c / np.maximum(everything, 1.0)).astype(np.float32)
+        longest = windows[-1]
+        for w in windows[:-1]:  # log (count in w) / (the longest window's count scaled to w): rising > 0 > falling
+            out[f"trend_{w:g}d"] = (np.log1p(counts[w]) - np.log1p(counts[longest] * w / longest)).astype(np.float32)
+        out["item_idle_days"] = ((t - idx.last_before(item, t)) / 86400.0).astype(np.float32)
+    users = getattr(tables, "user_times", None)
+    if users is not None:
+        gap = (end - users.last_before(np.asarray(cases.users), end)) / 86400.0
+        out["user_gap_days"] = gap[case].astype(np.float32)
     return out
 
 

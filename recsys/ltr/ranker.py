@@ -46,6 +46,8 @@ KIND = "ltr"
 CROSS_DIR = "cross_encoder"
 RANKER_FILE, RATING_FILE, TABLES_FILE, SETTINGS_FILE = "ranker.txt", "rating.txt", "tables.pkl", "settings.json"
 
+#: source kinds trained in epochs under a ``time_budget_s`` (what ``label_fold_time_budget_s`` caps)
+TIMED_KINDS = ("sasrec", "retriever")
 DEFAULT_SOURCES: list[dict[str, Any]] = [
     {"kind": "ease", "depth": 100, "params": {"l2": 100.0}},
     {"kind": "cooccurrence", "depth": 100, "params": {"neighbours": 50}},
@@ -74,6 +76,9 @@ class LTRSettings:
     seed: int = 0
     threads: int = 2
     exclude_features: list[str] = field(default_factory=list)
+    #: cap (seconds of training, each) on the label fold's refits of the epoch-trained sources (SASRec, the
+    #: retriever), which otherwise train for the serving fold's epoch counts with no time limit; None = no cap
+    label_fold_time_budget_s: float | None = None
     #: the text cross-encoder as a feature (``recsys.ltr.cross``): ``CrossEncoderArguments`` fields, or {"run": DIR};
     #: None = off (the default: on MovieLens 100K it does not help, docs/experiments/cross-encoder.md)
     cross_encoder: dict[str, Any] | None = None
@@ -85,6 +90,8 @@ class LTRSettings:
         if set(d) - known:
             raise RecsysError(f"unknown ltr settings: {sorted(set(d) - known)} (known: {sorted(known)})")
         out = cls(**d)
+        if out.label_fold_time_budget_s is not None and not out.label_fold_time_budget_s > 0:
+            raise RecsysError(f"label_fold_time_budget_s must be positive seconds or None, got {out.label_fold_time_budget_s!r}")
         out.specs()  # validate early
         FeatureSettings.from_dict(out.features)
         return out
@@ -108,7 +115,7 @@ def holdout_split(data: TrainData, holdout: int = 1) -> tuple[TrainData, Cases]:
     kept, labels = ev.filter(~held), ev.filter(held)
     seq = Sequences.from_sorted(kept["u"].to_numpy(), kept["i"].to_numpy(), data.n_users)
     drop = ["__row", "__pos", "__len"]
-    data_a = TrainData(seq, data.n_items, data.items, kept.drop(drop), data.users, data.cold_items)
+    data_a = TrainData(seq, data.n_items, data.items, kept.drop(drop), data.users, data.cold_items, data.synthetic_timestamps)
     starts, pos = data.sequences.indptr[labels["u"].to_numpy()], labels["__pos"].to_numpy()
     indptr = np.zeros(labels.height + 1, dtype=np.int64)
     np.cumsum(pos, out=indptr[1:])
@@ -204,6 +211,9 @@ class LearnedRanker:
         label_sources = {}
         for spec in self.specs:
             overrides = self.serving_[spec.key].params_without_validation()
+            if st.label_fold_time_budget_s is not None and spec.kind in TIMED_KINDS:
+                own = overrides.get("time_budget_s", spec.params.get("time_budget_s"))
+                overrides = {**overrides, "time_budget_s": min(st.label_fold_time_budget_s, own if own is not None else np.inf)}
             label_sources[spec.key] = self.source_factory(spec, overrides).fit(data_a, None)
             say(f"label-fold source {spec.key} fitted" + (f" (epochs {overrides['epochs']})" if "epochs" in overrides else ""))
         if st.cross_encoder is not None:  # trained on data_a only: leak-free for the label fold and for serving

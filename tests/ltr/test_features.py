@@ -133,3 +133,86 @@ def test_gaps_are_candidate_minus_recent_mean_and_cosine_to_the_last_item():
         assert np.isclose(row["text_sim_last"], vectors[row["item"]] @ vectors[hist[-1]], atol=1e-5)
     plain = build_features(cand, cases, FeatureTables.fit(train, FeatureSettings(recent_items=4), item_vectors=vectors))
     assert not {"pop_gap", "item_year_gap", "text_sim_last"} & set(plain.columns)  # off by default
+
+
+DAY = 86_400.0
+T0 = 1_704_067_200.0  # 2024-01-01 00:00 UTC
+
+
+def _timed_tables(events: list[tuple[int, int, float]], settings: FeatureSettings) -> tuple[TrainData, FeatureTables]:
+    """Tables over hand-made (user, item, day) interactions (5 users, a 40-item catalogue)."""
+    base = context_rule_split(users=5, items=40).train
+    u, i, d = (np.array(x) for x in zip(*events))
+    frame = pl.DataFrame({"u": u.astype(np.int32), "i": i.astype(np.int32), "timestamp": pl.from_epoch(pl.Series(T0 + d * DAY), time_unit="s").dt.replace_time_zone("UTC")})
+    data = dataclasses.replace(base, events=frame)
+    return data, FeatureTables.fit(data, settings)
+
+
+def _request(user: int, day: float, items: list[int]) -> tuple[pl.DataFrame, "Cases"]:
+    from recsys.data.types import Cases, Sequences
+
+    hist = Sequences(np.array([0, 1]), np.array([3]))
+    ctx = pl.DataFrame({"timestamp": pl.from_epoch(pl.Series([T0 + day * DAY]), time_unit="s").dt.replace_time_zone("UTC")})
+    cand = pl.DataFrame({"case": np.zeros(len(items), np.int32), "item": np.array(items, np.int32)})
+    return cand, Cases(np.array([user]), hist, np.array([items[0]]), hist, ctx)
+
+
+def test_time_windows_known_answer_counts_only_what_precedes_the_request():
+    st = FeatureSettings(text_similarity=False, context=False, windows=(1, 7, 30), user_gap=True)
+    before = [(0, 0, 0.0), (1, 0, 1.0), (2, 0, 2.0), (3, 0, 5.0), (4, 0, 9.0), (0, 0, 9.5), (3, 1, 9.75), (1, 1, 9.9)]
+    at_or_after = [(2, 0, 10.0), (3, 0, 10.0), (4, 1, 10.0), (3, 1, 10.5), (0, 0, 12.0), (1, 0, 40.0)]
+    cand, cases = _request(3, 10.0, [0, 1, 2])
+    _, tables = _timed_tables(before + at_or_after, st)
+    f = build_features(cand, cases, tables).to_dicts()
+    item0, item1, item2 = f
+    # item 0 before day 10: days 9 and 9.5 in the last day, 5, 9, 9.5 in the last week, all six in the last 30 days
+    assert np.isclose(item0["pop_1d"], np.log1p(2)) and np.isclose(item0["pop_7d"], np.log1p(3)) and np.isclose(item0["pop_30d"], np.log1p(6))
+    assert np.isclose(item0["share_1d"], 2 / 4)  # 4 interactions of any item in [day 9, day 10): 9, 9.5, 9.75, 9.9
+    assert np.isclose(item0["share_30d"], 6 / 8)
+    assert np.isclose(item0["trend_1d"], np.log1p(2) - np.log1p(6 / 30), atol=1e-6)
+    assert np.isclose(item0["trend_7d"], np.log1p(3) - np.log1p(6 * 7 / 30), atol=1e-6)
+    assert np.isclose(item0["item_idle_days"], 0.5)
+    assert np.isclose(item1["pop_1d"], np.log1p(2)) and np.isclose(item1["item_idle_days"], 0.1, atol=1e-6)
+    assert item2["pop_30d"] == 0 and item2["share_7d"] == 0 and np.isnan(item2["item_idle_days"])  # never interacted with
+    assert np.isclose(item0["user_gap_days"], 0.25)  # user 3's last interaction before day 10 was at 9.75
+    # the causal rule: interactions at or after the request time change nothing (both data end on day 40)
+    cols = ["pop_1d", "pop_7d", "pop_30d", "share_1d", "share_7d", "share_30d", "trend_1d", "trend_7d", "item_idle_days", "user_gap_days"]
+    _, only_before = _timed_tables([*before, (1, 5, 40.0)], st)
+    assert build_features(cand, cases, only_before).select(cols).equals(build_features(cand, cases, tables).select(cols), null_equal=True)
+    # a request after the training data counts as just after its last interaction (day 40)
+    late, late_cases = _request(3, 400.0, [0, 1, 2])
+    at_end = _request(3, 40.0 + 1 / DAY, [0, 1, 2])[1]
+    assert build_features(late, late_cases, tables).select(cols).equals(build_features(late, at_end, tables).select(cols), null_equal=True)
+    assert np.isclose(build_features(late, late_cases, tables)["pop_30d"][0], np.log1p(2))  # days 12 and 40
+
+
+def test_time_index_ignores_keys_it_never_saw():
+    from recsys.ltr.features import TimeIndex
+
+    idx = TimeIndex.build(np.array([0, 0, 1]), np.array([10.0, 20.0, 30.0]))
+    keys = np.array([0, 1, 2, 7, -1])  # 2 and 7: items added after the run; -1: an unknown user
+    assert idx.count(keys, np.zeros(5), np.full(5, 100.0)).tolist() == [2, 1, 0, 0, 0]
+    assert np.array_equal(idx.last_before(keys, np.full(5, 25.0)), [20.0, np.nan, np.nan, np.nan, np.nan], equal_nan=True)
+    assert idx.count(np.array([0]), np.array([10.0]), np.array([20.0])).tolist() == [1]  # [10, 20): 20 is not before 20
+
+
+def test_time_windows_equal_a_per_row_reference(ml):
+    data_a, cases, _, merged, _ = ml
+    tables = FeatureTables.fit(data_a, FeatureSettings(text_similarity=False, windows=(7, 30), user_gap=True))
+    frame = build_features(merged, cases, tables)
+    ev = data_a.events.select("u", "i", t=pl.col("timestamp").dt.epoch("s")).to_numpy()
+    req = cases.context["timestamp"].dt.epoch("s").to_numpy()
+    rows = np.random.default_rng(0).choice(frame.height, 300, replace=False).tolist()
+    end_of_data = ev[:, 2].max() + 1
+    for r in rows:
+        c, i = int(frame["case"][r]), int(frame["item"][r])
+        t = min(req[c], end_of_data)
+        mine = ev[(ev[:, 1] == i) & (ev[:, 2] < t)][:, 2]
+        assert np.isclose(frame["pop_7d"][r], np.log1p((mine >= t - 7 * 86400).sum()))
+        assert np.isclose(frame["share_30d"][r], (mine >= t - 30 * 86400).sum() / max(((ev[:, 2] < t) & (ev[:, 2] >= t - 30 * 86400)).sum(), 1))
+        idle = frame["item_idle_days"][r]
+        assert np.isnan(idle) if len(mine) == 0 else np.isclose(idle, (t - mine.max()) / 86400, rtol=1e-5)
+        users = ev[(ev[:, 0] == cases.users[c]) & (ev[:, 2] < t)][:, 2]
+        gap = frame["user_gap_days"][r]
+        assert np.isnan(gap) if len(users) == 0 else np.isclose(gap, (t - users.max()) / 86400, rtol=1e-5)
+    assert "pop_7d" not in build_features(merged.head(5), cases, FeatureTables.fit(data_a, FeatureSettings(text_similarity=False))).columns

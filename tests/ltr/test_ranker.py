@@ -116,6 +116,10 @@ def test_bad_input_is_refused(split, fitted, tmp_path):
         LTRSettings.from_dict({"trees": 3})
     with pytest.raises(RecsysError, match="names must be unique"):
         LTRSettings.from_dict({"sources": [{"kind": "ease"}, {"kind": "ease"}]})
+    with pytest.raises(RecsysError, match="label_fold_time_budget_s"):
+        LTRSettings.from_dict({"label_fold_time_budget_s": 0})
+    with pytest.raises(RecsysError, match="features.windows"):
+        LTRSettings.from_dict({"features": {"windows": [7, -1]}})
     cases = split.test.take(np.arange(3))
     cases.context = cases.context.with_columns(devcie=pl.lit("x"))
     with pytest.raises(RecsysError, match="unknown context keys \\['devcie'\\]"):
@@ -129,3 +133,23 @@ def test_bad_input_is_refused(split, fitted, tmp_path):
         LearnedRanker(LTRSettings.from_dict({**SMALL, "holdout": 100})).fit(split.train, split.validation)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert json.loads((run / "manifest.json").read_text())["kind"] == "ltr"
+
+
+def test_label_fold_time_budget_caps_only_the_epoch_trained_refits(split):
+    """The cap reaches the label fold's SASRec (which then stops after its first batch), not its serving fold, not
+    the sources without epochs; the time-window features train and score (tables of each fold, no leak)."""
+    made: list[tuple[str, dict, object]] = []
+
+    def factory(spec, overrides):
+        made.append((spec.key, dict(overrides), make_source(spec, overrides)))
+        return made[-1][2]
+
+    sources = [{"kind": "sasrec", "depth": 60, "params": {"epochs": 3, "time_budget_s": 600, "d": 16, "max_len": 12}}, *CHEAP]
+    settings = {**SMALL, "sources": sources, "label_fold_time_budget_s": 1e-6, "features": {"text_similarity": False, "windows": [1, 7], "user_gap": True}}
+    ranker = LearnedRanker(LTRSettings.from_dict(settings), source_factory=factory).fit(split.train, split.validation)
+    serving, label = made[: len(sources)], made[len(sources) :]
+    assert label[0][1]["time_budget_s"] == 1e-6 and "time_budget_s" not in serving[0][1]
+    assert all("time_budget_s" not in overrides for _, overrides, _ in label[1:])
+    assert serving[0][2].model.epochs_ == 3 and label[0][2].model.epochs_ == 1
+    assert {"pop_1d", "trend_1d", "user_gap_days"} <= set(ranker.feature_names_)
+    assert np.isfinite(ranker.score(split.test.take(np.arange(5)))).all()
