@@ -75,6 +75,8 @@ def feature_group(name: str, sources: list[str]) -> str:
         return "context"
     if name in ("pop_all", "pop_recent"):
         return "popularity:" + name
+    if re.fullmatch(r"(pop|share|trend)_\d+d|item_idle_days", name):  # time-window popularity: "popular lately"
+        return "popularity:pop_recent"
     if name in ("item_mean_rating",):
         return "rating"
     return "other"

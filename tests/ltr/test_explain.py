@@ -60,6 +60,9 @@ def test_feature_groups():
     assert feature_group("affinity_genres", []) == "affinity:genres"
     assert feature_group("history_length", []) == "other"
     assert feature_group(CROSS, ["ease"]) == "cross"
+    for name in ("pop_7d", "share_30d", "trend_7d", "item_idle_days"):  # time-window popularity reads "popular lately"
+        assert feature_group(name, []) == "popularity:pop_recent"
+    assert feature_group("user_gap_days", []) == "other"
 
 
 def test_the_verb_follows_the_catalogue(monkeypatch):
