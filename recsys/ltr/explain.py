@@ -37,7 +37,7 @@ VERB_ENV = "RECSYS_EXPLAIN_VERB"
 #: dataset source format (the manifest's ``source.format``, up to its first '-') -> what an interaction is
 FORMAT_VERBS = {"movielens": "watched", "amazon": "bought", "demo": "bought"}
 #: for other formats (a table import): words in the source's name or file paths -> what an interaction is
-NAME_VERBS = {r"movielens|movie|film|imdb|ml-\d": "watched", r"amazon|product|shop|retail": "bought"}
+NAME_VERBS = {r"\b(movielens|movies?|films?|imdb|ml-\d+[km]?)\b": "watched", r"\b(amazon|products?|shop|retail)\b": "bought"}
 
 
 def interaction_verb(source: dict[str, Any] | None = None, *, override: str | None = None) -> str:
@@ -75,7 +75,7 @@ def feature_group(name: str, sources: list[str]) -> str:
         return "context"
     if name in ("pop_all", "pop_recent"):
         return "popularity:" + name
-    if re.fullmatch(r"(pop|share|trend)_\d+d|item_idle_days", name):  # time-window popularity: "popular lately"
+    if re.fullmatch(r"(pop|share|trend)_[0-9.e+-]+d|item_idle_days", name):  # time-window popularity: "popular lately"
         return "popularity:pop_recent"
     if name in ("item_mean_rating",):
         return "rating"

@@ -62,6 +62,7 @@ def test_feature_groups():
     assert feature_group(CROSS, ["ease"]) == "cross"
     for name in ("pop_7d", "share_30d", "trend_7d", "item_idle_days"):  # time-window popularity reads "popular lately"
         assert feature_group(name, []) == "popularity:pop_recent"
+    assert feature_group("pop_0.5d", []) == "popularity:pop_recent"  # fractional windows too
     assert feature_group("user_gap_days", []) == "other"
 
 
@@ -70,6 +71,9 @@ def test_the_verb_follows_the_catalogue(monkeypatch):
     assert interaction_verb({"name": "movielens-100k", "format": "movielens"}) == "watched"
     assert interaction_verb({"name": "Office_Products_5", "format": "amazon-2018"}) == "bought"
     assert interaction_verb({"name": "demo", "format": "demo"}) == "bought"
+    # whole words only: "production" is not a product, "html-5" is not MovieLens
+    assert interaction_verb({"name": "events", "format": "table", "files": {"interactions": "/srv/production/events.parquet"}}) == DEFAULT_VERB
+    assert interaction_verb({"name": "events", "format": "table", "files": {"interactions": "/data/html-5/events.csv"}}) == DEFAULT_VERB
     office = {"name": "interactions", "format": "table", "files": {"interactions": "/data/amazon-office/interactions.csv"}}
     assert interaction_verb(office) == "bought"
     assert interaction_verb({"name": "events", "format": "table", "files": {"interactions": "/data/clicks.csv"}}) == DEFAULT_VERB == "picked"
