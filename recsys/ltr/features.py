@@ -303,13 +303,7 @@ def _extend_attribute(a: Attribute, items: pl.DataFrame) -> Attribute:
         col = items[a.name]
         lists = items.select(pl.concat_list(pl.col(a.name)).alias(a.name))[a.name] if col.dtype != pl.List(pl.String) else col
         lists = lists.cast(pl.List(pl.String), strict=False)
-        mapping = {v: i for i, v in enumerate(a.values)}
-        row = np.repeat(np.arange(m), lists.list.len().fill_null(0).clip(1, None).to_numpy())
-        codes = lists.explode().replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
-        keep = codes >= 0
-        new = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (row[keep], codes[keep])), shape=(m, len(a.values)))
-        new.sum_duplicates()
-        new.data[:] = 1.0
+        new = _multi_hot(lists, a.values)
     else:
         new = sp.csr_matrix((m, len(a.values)), dtype=np.float32)
     return Attribute(a.name, a.values, sp.vstack([a.matrix.tocsr(), new], format="csr"), a.single)
@@ -365,6 +359,18 @@ def _lift(counts: np.ndarray, alpha: float) -> np.ndarray:
     return np.log(cond / p).astype(np.float32)
 
 
+def _multi_hot(lists: pl.Series, vocab: list[str]) -> sp.csr_matrix:
+    """Binary (rows x vocabulary) matrix of list-of-string values; values outside ``vocab`` and nulls are dropped."""
+    mapping = {v: i for i, v in enumerate(vocab)}
+    row = np.repeat(np.arange(len(lists)), lists.list.len().fill_null(0).clip(1, None).to_numpy())
+    codes = lists.explode().replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
+    keep = codes >= 0
+    m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (row[keep], codes[keep])), shape=(len(lists), len(vocab)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
 def _attributes(items: pl.DataFrame, max_values: int) -> list[Attribute]:
     out = []
     for c, t in items.schema.items():
@@ -379,15 +385,7 @@ def _attributes(items: pl.DataFrame, max_values: int) -> list[Attribute]:
         vocab = sorted(lists.explode().drop_nulls().unique().to_list())
         if not vocab or len(vocab) > max_values or len(vocab) >= items.height:
             continue
-        mapping = {v: i for i, v in enumerate(vocab)}
-        flat = lists.explode()
-        row = np.repeat(np.arange(items.height), lists.list.len().fill_null(0).clip(1, None).to_numpy())
-        codes = flat.replace_strict(mapping, default=-1, return_dtype=pl.Int32).fill_null(-1).to_numpy()
-        keep = codes >= 0
-        m = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (row[keep], codes[keep])), shape=(items.height, len(vocab)))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        out.append(Attribute(c, vocab, m, single))
+        out.append(Attribute(c, vocab, _multi_hot(lists, vocab), single))
     return out
 
 
